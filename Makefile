@@ -1,0 +1,71 @@
+# Agent Factory — every target installs what it needs first, so a fresh machine needs only `make run` / `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(CURDIR)/build/bin
+GEN    := build/gen
+STAMP  := build/stamps
+export PATH := $(CURDIR)/$(VENV)/bin:$(BIN):/usr/local/go/bin:$(PATH)
+export GOBIN := $(BIN)
+export GOFLAGS := -mod=mod
+
+PROTOS := $(shell find protos -name '*.proto')
+
+GHZ_VERSION     := v0.120.0
+GRPCURL_VERSION := v1.9.3
+
+.PHONY: help setup gen lint test test-unit test-integration test-e2e run stop examples certs clean tools
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP):
+	@mkdir -p $@
+
+# --- Python environment -------------------------------------------------------------------------
+$(STAMP)/venv: requirements.txt | $(STAMP)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# Make the repository and the generated stubs importable from the venv.
+	echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/agentfactory-repo.pth
+	echo "$(CURDIR)/$(GEN)" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/agentfactory-repo.pth
+	touch $@
+
+# --- System packages (Debian) -------------------------------------------------------------------
+APT_PACKAGES := clang lld wasi-libc prometheus supervisor
+$(STAMP)/apt: | $(STAMP)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	touch $@
+
+# --- Go tools (pinned, built from the Go module proxy) --------------------------------------------
+$(BIN)/ghz:
+	go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+$(BIN)/grpcurl:
+	go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+tools: $(BIN)/ghz $(BIN)/grpcurl ## build ghz and grpcurl from pinned versions
+
+setup: $(STAMP)/venv $(STAMP)/apt ## install everything that is missing
+
+# --- Contracts ----------------------------------------------------------------------------------
+$(STAMP)/gen: $(PROTOS) $(STAMP)/venv
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(GEN) --pyi_out=$(GEN) --grpc_python_out=$(GEN) $(PROTOS)
+	buf build -o build/agentfactory.protoset
+	touch $@
+gen: $(STAMP)/gen ## generate Python stubs and the grpcurl protoset from protos/
+
+lint: $(STAMP)/gen ## buf lint + ruff
+	buf lint
+	$(PY) -m ruff check services tests mesh gateway perf examples
+	$(PY) -m ruff format --check services tests mesh gateway perf examples
+
+clean: ## remove everything built
+	rm -rf build .pytest_cache
