@@ -1,0 +1,64 @@
+"""Domain errors. Domain code raises these; the transport maps them to gRPC status codes in one place.
+
+This module must not import grpc: domain modules import it.
+"""
+
+from __future__ import annotations
+
+
+class AgentFactoryError(Exception):
+    """Base of every error a caller should see. `message` is safe to show to the caller."""
+
+    code_name = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(AgentFactoryError):
+    """The request is malformed; `field` names the offending field (dotted path) when known."""
+
+    code_name = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(AgentFactoryError):
+    code_name = "NOT_FOUND"
+
+
+class AlreadyExists(AgentFactoryError):
+    code_name = "ALREADY_EXISTS"
+
+
+class PermissionDenied(AgentFactoryError):
+    """Denied by policy; `rule` names the policy rule that denied it."""
+
+    code_name = "PERMISSION_DENIED"
+
+    def __init__(self, message: str, rule: str = "") -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class FailedPrecondition(AgentFactoryError):
+    code_name = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(AgentFactoryError):
+    code_name = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(AgentFactoryError):
+    code_name = "UNAVAILABLE"
+
+
+class DeadlineExceeded(AgentFactoryError):
+    code_name = "DEADLINE_EXCEEDED"
+
+
+class Cancelled(AgentFactoryError):
+    code_name = "CANCELLED"

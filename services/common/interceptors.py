@@ -1,0 +1,103 @@
+"""Server interceptor: request ids, error mapping and RPC metrics for every handler kind.
+
+Servicers raise domain errors (services.common.errors); this turns them into statuses, and turns
+anything unexpected into INTERNAL with a generic message while the traceback goes to the log.
+Server-streaming handlers must be async generators.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from services.common import errors
+from services.common.grpc_errors import abort_internal, abort_with
+from services.common.logs import request_id_var
+from services.common.metrics import RPC_LATENCY, RPC_TOTAL
+
+
+def _code_of(context: grpc.aio.ServicerContext) -> str:
+    code = context.code()
+    if code is None:
+        return "OK"
+    return code.name if isinstance(code, grpc.StatusCode) else str(code)
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service_name: str) -> None:
+        self.service_name = service_name
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        short = method.rsplit("/", 1)[-1]
+        if method.startswith(("/grpc.health", "/grpc.reflection")):
+            return handler
+        incoming = dict(handler_call_details.invocation_metadata or ())
+        service = self.service_name
+
+        def begin() -> tuple[float, Any]:
+            rid = incoming.get("x-request-id") or uuid.uuid4().hex[:16]
+            return time.perf_counter(), request_id_var.set(rid)
+
+        def finish(started: float, token: Any, code: str) -> None:
+            RPC_LATENCY.labels(service, short, code).observe(time.perf_counter() - started)
+            RPC_TOTAL.labels(service, short, code).inc()
+            request_id_var.reset(token)
+
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started, token = begin()
+                code = "OK"
+                try:
+                    return await inner(request, context)
+                except errors.AgentFactoryError as exc:
+                    code = exc.code_name
+                    await abort_with(context, exc)
+                except grpc.aio.AbortError:
+                    code = _code_of(context)
+                    raise
+                except Exception:
+                    code = "INTERNAL"
+                    await abort_internal(context, method)
+                finally:
+                    finish(started, token, code)
+
+            factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+            return factory(unary, handler.request_deserializer, handler.response_serializer)
+
+        inner_stream = handler.unary_stream or handler.stream_stream
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started, token = begin()
+            code = "OK"
+            try:
+                async for item in inner_stream(request, context):
+                    yield item
+                code = _code_of(context)
+            except errors.AgentFactoryError as exc:
+                code = exc.code_name
+                await abort_with(context, exc)
+            except grpc.aio.AbortError:
+                code = _code_of(context)
+                raise
+            except Exception:
+                code = "INTERNAL"
+                await abort_internal(context, method)
+            finally:
+                finish(started, token, code)
+
+        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        return factory(streaming, handler.request_deserializer, handler.response_serializer)

@@ -1,0 +1,115 @@
+"""grpc.aio server bootstrap shared by every service: health, reflection, interceptors, metrics,
+and a graceful shutdown on SIGTERM/SIGINT (health goes NOT_SERVING first so the mesh drains us)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.config import Env, loopback_addr
+from services.common.interceptors import ServiceInterceptor
+from services.common.logs import setup_logging
+from services.common.metrics import start_metrics_server
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # explicit, so the limit is a decision and not a default
+
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Clients (Envoy included) may ping every 10 s; stricter limits make the server send GOAWAY.
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.so_reuseport", 0),
+]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What every service process needs to serve, read from AF_* environment variables."""
+
+    service_id: str
+    listen_addr: str
+    metrics_addr: str | None
+    log_level: str
+    grace_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Env, default_service_id: str, default_port: int) -> ServerSettings:
+        return cls(
+            service_id=env.str("AF_SERVICE_ID", default_service_id),
+            listen_addr=loopback_addr(env.str("AF_LISTEN_ADDR", f"127.0.0.1:{default_port}"), "AF_LISTEN_ADDR"),
+            metrics_addr=env.optional("AF_METRICS_ADDR"),
+            log_level=env.str("AF_LOG_LEVEL", "info"),
+            grace_seconds=env.float("AF_SHUTDOWN_GRACE_SECONDS", 5.0),
+        )
+
+
+Register = Callable[[grpc.aio.Server], Sequence[str]]
+"""Adds servicers to the server and returns their full service names (for health and reflection)."""
+
+
+class Readiness:
+    """Service health as the gRPC health protocol reports it. A service calls set_serving() only once
+    it can do its job, and set_not_serving() when it cannot (e.g. its store is not writable)."""
+
+    def __init__(self, servicer: health.aio.HealthServicer, names: Sequence[str]) -> None:
+        self._servicer = servicer
+        self._names = ["", *names]
+
+    async def set_serving(self) -> None:
+        for name in self._names:
+            await self._servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def set_not_serving(self) -> None:
+        for name in self._names:
+            await self._servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+async def serve(
+    settings: ServerSettings,
+    register: Register,
+    *,
+    service_name: str,
+    on_started: Callable[[Readiness], Awaitable[None]] | None = None,
+    on_stopping: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT. `on_started` must mark the service serving when it is ready
+    (the default marks it serving at once); `on_stopping` runs after draining, before exit."""
+    setup_logging(settings.service_id, settings.log_level)
+    start_metrics_server(settings.metrics_addr)
+    server = grpc.aio.server(interceptors=[ServiceInterceptor(service_name)], options=SERVER_OPTIONS)
+    names = list(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    bound = server.add_insecure_port(settings.listen_addr)
+    if bound == 0:
+        raise OSError(f"could not bind {settings.listen_addr}")
+    await server.start()
+    readiness = Readiness(health_servicer, names)
+    log.info("serving", extra={"fields": {"addr": settings.listen_addr, "services": names}})
+    if on_started is not None:
+        await on_started(readiness)
+    else:
+        await readiness.set_serving()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", extra={"fields": {"grace_seconds": settings.grace_seconds}})
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(settings.grace_seconds)
+    if on_stopping is not None:
+        await on_stopping()
+    log.info("stopped")

@@ -1,0 +1,360 @@
+"""The template manifest: strict parsing of what a publisher sends, inheritance, and the resolved model.
+
+A *draft* is the publisher's JSON, validated field by field (unknown keys are errors). *Resolving* a
+draft applies its parent (child fields override; `limits`, `env` and `labels` merge key by key) and
+the policy's default limits. The resolved `Manifest` is what gets signed (see canonical.py) and run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.spec.canonical import canonical_json
+from services.spec.semver import Version
+
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_INHERITANCE_DEPTH = 8
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+HOST_PORT_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}:\d{1,5}$")
+LIMIT_KEYS = ("fuel", "memory_bytes", "timeout_ms", "max_output_bytes", "max_tool_calls")
+_MAX_INT = 2**63 - 1
+
+_FIELDS = {
+    "name", "version", "extends", "description", "role", "tools", "limits", "env", "args", "labels",
+    "module_sha256", "input_schema", "output_schema", "http_hosts", "retryable",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Limits:
+    fuel: int
+    memory_bytes: int
+    timeout_ms: int
+    max_output_bytes: int
+    max_tool_calls: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in LIMIT_KEYS}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A resolved manifest. Immutable; `to_dict()` is the signed content."""
+
+    name: str
+    version: str
+    limits: Limits
+    module_sha256: str
+    extends: str = ""
+    description: str = ""
+    role: str = ""
+    tools: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    input_schema: Mapping[str, Any] = field(default_factory=dict)
+    output_schema: Mapping[str, Any] = field(default_factory=dict)
+    http_hosts: tuple[str, ...] = ()
+    retryable: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "extends": self.extends,
+            "description": self.description,
+            "role": self.role,
+            "tools": list(self.tools),
+            "limits": self.limits.to_dict(),
+            "env": dict(self.env),
+            "args": list(self.args),
+            "labels": dict(self.labels),
+            "module_sha256": self.module_sha256,
+            "input_schema": dict(self.input_schema),
+            "output_schema": dict(self.output_schema),
+            "http_hosts": list(self.http_hosts),
+            "retryable": self.retryable,
+        }
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+
+def parse_ref(ref: str, field_name: str = "extends") -> tuple[str, str]:
+    """Split 'name@version', validating both halves."""
+    name, sep, version = ref.partition("@")
+    if not sep or not NAME_RE.match(name):
+        raise InvalidArgument(f"{field_name} {ref!r} must look like 'name@1.2.3'", field=field_name)
+    Version(version)
+    return name, version
+
+
+# --- draft parsing --------------------------------------------------------------------------------
+
+
+def _reject_constant(token: str) -> Any:
+    raise InvalidArgument(f"manifest JSON contains {token}, which is not valid JSON", field="manifest_json")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidArgument(f"manifest JSON repeats the key {key!r}", field=key)
+        result[key] = value
+    return result
+
+
+def load_json(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidArgument("manifest_json is empty", field="manifest_json")
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise InvalidArgument(
+            f"manifest_json is {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}", field="manifest_json"
+        )
+    try:
+        value = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+        )
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"manifest_json is not UTF-8: {exc.reason}", field="manifest_json") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(
+            f"manifest_json is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            field="manifest_json",
+        ) from exc
+    except RecursionError as exc:
+        raise InvalidArgument("manifest_json nests too deeply", field="manifest_json") from exc
+    if not isinstance(value, dict):
+        raise InvalidArgument("manifest_json must be a JSON object", field="manifest_json")
+    return value
+
+
+def _str(value: Any, name: str, max_len: int = 1024) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a string", field=name)
+    if len(value) > max_len:
+        raise InvalidArgument(f"{name} is longer than {max_len} characters", field=name)
+    return value
+
+
+def _str_list(value: Any, name: str, max_items: int = 64) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InvalidArgument(f"{name} must be a list of strings", field=name)
+    if len(value) > max_items:
+        raise InvalidArgument(f"{name} has {len(value)} items; at most {max_items}", field=name)
+    return tuple(_str(item, f"{name}[{i}]", 4096) for i, item in enumerate(value))
+
+
+def _str_map(value: Any, name: str, max_items: int = 64) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{name} must be an object of strings", field=name)
+    if len(value) > max_items:
+        raise InvalidArgument(f"{name} has {len(value)} entries; at most {max_items}", field=name)
+    return {_str(k, f"{name} key", 256): _str(v, f"{name}.{k}", 4096) for k, v in value.items()}
+
+
+def _limit(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{name} must be a whole number", field=name)
+    if value <= 0 or value > _MAX_INT:
+        raise InvalidArgument(f"{name} must be positive and below 2^63", field=name)
+    return value
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A validated, unresolved manifest: only the fields the publisher set."""
+
+    values: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.values["name"]
+
+    @property
+    def version(self) -> str:
+        return self.values["version"]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def parse_draft(raw: bytes) -> Draft:
+    data = load_json(raw)
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise InvalidArgument(
+            f"unknown manifest field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}", field=unknown[0]
+        )
+    for required in ("name", "version"):
+        if required not in data:
+            raise InvalidArgument(f"manifest field {required!r} is required", field=required)
+    out: dict[str, Any] = {}
+    name = _str(data["name"], "name", 63)
+    if not NAME_RE.match(name):
+        raise InvalidArgument(
+            f"name {name!r} must start with a letter and use lower-case letters, digits and dashes", field="name"
+        )
+    out["name"] = name
+    out["version"] = str(Version(_str(data["version"], "version", 128)))
+    if "extends" in data:
+        ref = _str(data["extends"], "extends", 200)
+        parse_ref(ref)
+        out["extends"] = ref
+    for key in ("description", "role"):
+        if key in data:
+            out[key] = _str(data[key], key, 4096 if key == "description" else 128)
+    if "tools" in data:
+        tools = _str_list(data["tools"], "tools", 32)
+        if len(set(tools)) != len(tools):
+            raise InvalidArgument("tools lists a tool twice", field="tools")
+        out["tools"] = tools
+    if "limits" in data:
+        limits = data["limits"]
+        if not isinstance(limits, dict):
+            raise InvalidArgument("limits must be an object", field="limits")
+        bad = sorted(set(limits) - set(LIMIT_KEYS))
+        if bad:
+            raise InvalidArgument(f"unknown limit {bad[0]!r}; known: {', '.join(LIMIT_KEYS)}", field=f"limits.{bad[0]}")
+        out["limits"] = {k: _limit(v, f"limits.{k}") for k, v in limits.items()}
+    for key in ("env", "labels"):
+        if key in data:
+            out[key] = _str_map(data[key], key)
+    if "args" in data:
+        out["args"] = _str_list(data["args"], "args")
+    if "module_sha256" in data:
+        digest = _str(data["module_sha256"], "module_sha256", 64)
+        if not SHA256_RE.match(digest):
+            raise InvalidArgument("module_sha256 must be 64 lower-case hex digits", field="module_sha256")
+        out["module_sha256"] = digest
+    for key in ("input_schema", "output_schema"):
+        if key in data:
+            if not isinstance(data[key], dict):
+                raise InvalidArgument(f"{key} must be a JSON object", field=key)
+            out[key] = data[key]
+    if "http_hosts" in data:
+        hosts = _str_list(data["http_hosts"], "http_hosts", 16)
+        for i, host in enumerate(hosts):
+            if not HOST_PORT_RE.match(host):
+                raise InvalidArgument(f"http_hosts[{i}] {host!r} must be host:port", field=f"http_hosts[{i}]")
+        out["http_hosts"] = hosts
+    if "retryable" in data:
+        if not isinstance(data["retryable"], bool):
+            raise InvalidArgument("retryable must be true or false", field="retryable")
+        out["retryable"] = data["retryable"]
+    return Draft(out)
+
+
+# --- resolution -----------------------------------------------------------------------------------
+
+ParentLoader = Callable[[str, str], Manifest]
+"""Loads a published, resolved manifest by name and version; raises NotFound if absent."""
+
+
+def _check_lineage(draft: Draft, parent: Manifest, load_parent: ParentLoader) -> None:
+    """Walk the parent chain: reject cycles (including self-extension) and chains deeper than the bound."""
+    seen = {draft.ref}
+    node: Manifest | None = parent
+    depth = 1
+    while node is not None:
+        if node.ref in seen:
+            raise FailedPrecondition(f"template {draft.ref} would inherit from itself through {node.ref}")
+        seen.add(node.ref)
+        if depth > MAX_INHERITANCE_DEPTH:
+            raise FailedPrecondition(
+                f"template {draft.ref} inherits through more than {MAX_INHERITANCE_DEPTH} levels"
+            )
+        node = load_parent(*parse_ref(node.extends)) if node.extends else None
+        depth += 1
+
+
+def resolve(
+    draft: Draft,
+    default_limits: Mapping[str, int],
+    load_parent: ParentLoader,
+    module_sha256: str | None,
+) -> Manifest:
+    """Apply inheritance and defaults. `module_sha256` is the digest of the uploaded module, if any."""
+    values = dict(draft.values)
+    parent: Manifest | None = None
+    if "extends" in values:
+        if values["extends"] == draft.ref:
+            raise FailedPrecondition(f"template {draft.ref} cannot extend itself")
+        try:
+            parent = load_parent(*parse_ref(values["extends"]))
+        except NotFound as exc:
+            raise FailedPrecondition(
+                f"parent template {values['extends']} is not published; publish it first"
+            ) from exc
+        _check_lineage(draft, parent, load_parent)
+    base = parent.to_dict() if parent else {}
+
+    def merged(key: str) -> dict[str, Any]:
+        return {**base.get(key, {}), **values.get(key, {})}
+
+    limits = {**default_limits, **merged("limits")}
+    declared = values.get("module_sha256")
+    if module_sha256 and declared and declared != module_sha256:
+        raise InvalidArgument(
+            f"module_sha256 in the manifest ({declared}) does not match the uploaded module ({module_sha256})",
+            field="module_sha256",
+        )
+    digest = module_sha256 or declared or base.get("module_sha256", "")
+    if not digest:
+        raise InvalidArgument("no module: upload one, or extend a template that has one", field="module_sha256")
+
+    def pick(key: str, default: Any) -> Any:
+        return values[key] if key in values else base.get(key, default)
+
+    return Manifest(
+        name=draft.name,
+        version=draft.version,
+        extends=values.get("extends", ""),
+        description=pick("description", ""),
+        role=pick("role", ""),
+        tools=tuple(pick("tools", ())),
+        limits=Limits(**{k: int(limits[k]) for k in LIMIT_KEYS}),
+        env=merged("env"),
+        args=tuple(pick("args", ())),
+        labels=merged("labels"),
+        module_sha256=digest,
+        input_schema=pick("input_schema", {}),
+        output_schema=pick("output_schema", {}),
+        http_hosts=tuple(pick("http_hosts", ())),
+        retryable=bool(pick("retryable", False)),
+    )
+
+
+def manifest_from_canonical(raw: bytes) -> Manifest:
+    """Rebuild a resolved manifest from its canonical (signed) bytes, as verifiers do before running it."""
+    data = json.loads(raw)
+    return Manifest(
+        name=data["name"],
+        version=data["version"],
+        extends=data["extends"],
+        description=data["description"],
+        role=data["role"],
+        tools=tuple(data["tools"]),
+        limits=Limits(**data["limits"]),
+        env=data["env"],
+        args=tuple(data["args"]),
+        labels=data["labels"],
+        module_sha256=data["module_sha256"],
+        input_schema=data["input_schema"],
+        output_schema=data["output_schema"],
+        http_hosts=tuple(data["http_hosts"]),
+        retryable=data["retryable"],
+    )
