@@ -23,9 +23,7 @@ def _details(exc: errors.AgentFactoryError, code: grpc.StatusCode) -> bytes:
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message)
     if isinstance(exc, errors.InvalidArgument):
         bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.message)
-            ]
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.message)]
         )
         status.details.add().Pack(bad)
     elif isinstance(exc, errors.PermissionDenied) and exc.rule:

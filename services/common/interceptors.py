@@ -75,7 +75,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     finish(started, token, code)
 
-            factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+            factory = (
+                grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+            )
             return factory(unary, handler.request_deserializer, handler.response_serializer)
 
         inner_stream = handler.unary_stream or handler.stream_stream
@@ -99,5 +101,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 finish(started, token, code)
 
-        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        factory = (
+            grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        )
         return factory(streaming, handler.request_deserializer, handler.response_serializer)

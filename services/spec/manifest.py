@@ -124,9 +124,7 @@ def load_json(raw: bytes) -> dict[str, Any]:
             f"manifest_json is {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}", field="manifest_json"
         )
     try:
-        value = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
-        )
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"manifest_json is not UTF-8: {exc.reason}", field="manifest_json") from exc
     except json.JSONDecodeError as exc:
@@ -274,9 +272,7 @@ def _check_lineage(draft: Draft, parent: Manifest, load_parent: ParentLoader) ->
             raise FailedPrecondition(f"template {draft.ref} would inherit from itself through {node.ref}")
         seen.add(node.ref)
         if depth > MAX_INHERITANCE_DEPTH:
-            raise FailedPrecondition(
-                f"template {draft.ref} inherits through more than {MAX_INHERITANCE_DEPTH} levels"
-            )
+            raise FailedPrecondition(f"template {draft.ref} inherits through more than {MAX_INHERITANCE_DEPTH} levels")
         node = load_parent(*parse_ref(node.extends)) if node.extends else None
         depth += 1
 
@@ -296,9 +292,7 @@ def resolve(
         try:
             parent = load_parent(*parse_ref(values["extends"]))
         except NotFound as exc:
-            raise FailedPrecondition(
-                f"parent template {values['extends']} is not published; publish it first"
-            ) from exc
+            raise FailedPrecondition(f"parent template {values['extends']} is not published; publish it first") from exc
         _check_lineage(draft, parent, load_parent)
     base = parent.to_dict() if parent else {}
 
