@@ -62,10 +62,32 @@ $(STAMP)/gen: $(PROTOS) $(STAMP)/venv
 	touch $@
 gen: $(STAMP)/gen ## generate Python stubs and the grpcurl protoset from protos/
 
-lint: $(STAMP)/gen ## buf lint + ruff
+PY_DIRS = $(wildcard services tests mesh gateway perf examples afctl)
+lint: $(STAMP)/gen ## buf lint + ruff (check and format)
 	buf lint
-	$(PY) -m ruff check services tests mesh gateway perf examples
-	$(PY) -m ruff format --check services tests mesh gateway perf examples
+	$(PY) -m ruff check $(PY_DIRS)
+	$(PY) -m ruff format --check $(PY_DIRS)
+
+# Everything the test suite needs: stubs, example agents, certificates, ghz/grpcurl.
+TEST_DEPS = $(STAMP)/gen examples
+
+# pytest exits 5 when it collected nothing: that must never pass as green.
+define run_pytest
+	@set +e; $(PY) -m pytest $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+endef
+
+test: setup $(TEST_DEPS) lint ## set up what is missing, then lint and run the whole suite
+	$(call run_pytest,tests --durations=15)
+
+test-unit: setup $(TEST_DEPS) ## unit tests only
+	$(call run_pytest,tests/unit)
+
+test-integration: setup $(TEST_DEPS) ## integration tests (real processes)
+	$(call run_pytest,tests/integration)
+
+test-e2e: setup $(TEST_DEPS) ## end-to-end tests through the mesh
+	$(call run_pytest,tests/e2e)
 
 clean: ## remove everything built
 	rm -rf build .pytest_cache
