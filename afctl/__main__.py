@@ -1,0 +1,346 @@
+"""afctl — publish templates, run agents, watch them, manage keys. `python -m afctl --help`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from afctl.client import Client, Endpoints, Tls
+from afctl.examples import catalogue
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
+from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
+
+app = typer.Typer(help="Agent Factory command line.", no_args_is_help=True)
+templates_app = typer.Typer(help="Publish, list, inspect and verify templates.", no_args_is_help=True)
+agents_app = typer.Typer(help="Create, inspect, watch and cancel agents.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys: list, rotate, revoke.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+app.add_typer(agents_app, name="agents")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+err = Console(stderr=True)
+STATE = {}
+
+
+@app.callback()
+def connect(
+    gateway: Annotated[str, typer.Option(envvar="AF_GATEWAY", help="gateway host:port (one address for all)")] = "",
+    registry: Annotated[str, typer.Option(envvar="AF_REGISTRY_ADDR")] = "127.0.0.1:7110",
+    signer: Annotated[str, typer.Option(envvar="AF_SIGNER_ADDR")] = "127.0.0.1:7120",
+    scheduler: Annotated[str, typer.Option(envvar="AF_SCHEDULER_ADDR")] = "127.0.0.1:7140",
+    ca: Annotated[Path | None, typer.Option(envvar="AF_CA", help="CA certificate (PEM) for mTLS")] = None,
+    cert: Annotated[Path | None, typer.Option(envvar="AF_CERT", help="client certificate (PEM)")] = None,
+    key: Annotated[Path | None, typer.Option(envvar="AF_KEY", help="client private key (PEM)")] = None,
+    token: Annotated[str, typer.Option(envvar="AF_TOKEN", help="JWT bearer token (role claim)")] = "",
+    timeout: Annotated[float, typer.Option(help="per-call deadline in seconds")] = 10.0,
+) -> None:
+    tls = Tls(ca, cert, key) if ca and cert and key else None
+    endpoints = (
+        Endpoints.gateway(gateway, tls, token or None)
+        if gateway
+        else Endpoints(registry, signer, scheduler, tls, token or None)
+    )
+    STATE["endpoints"] = endpoints
+    STATE["timeout"] = timeout
+
+
+def client() -> Client:
+    return Client(STATE["endpoints"], STATE["timeout"])
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    name, _, version = ref.partition("@")
+    return name, version
+
+
+def read_input(value: str) -> bytes:
+    if value.startswith("@"):
+        return Path(value[1:]).read_bytes()
+    if value == "-":
+        return sys.stdin.buffer.read()
+    return value.encode()
+
+
+def fail(exc: grpc.RpcError) -> None:
+    err.print(f"[red]{exc.code().name}[/red]: {exc.details()}")  # type: ignore[attr-defined]
+    raise typer.Exit(1)
+
+
+# --- templates -------------------------------------------------------------------------------------
+
+
+@templates_app.command("publish")
+def publish(
+    manifest: Annotated[Path, typer.Argument(help="template.json (or its directory)")],
+    module: Annotated[Path | None, typer.Option(help="the .wasm module (omit to inherit the parent's)")] = None,
+) -> None:
+    """Publish one template."""
+    path = manifest / "template.json" if manifest.is_dir() else manifest
+    with client() as c:
+        try:
+            reply = c.publish(path.read_bytes(), module.read_bytes() if module else None)
+        except grpc.RpcError as exc:
+            fail(exc)
+    t = reply.template
+    verb = "published" if reply.created else "already published (identical)"
+    console.print(f"{t.manifest.name}@{t.manifest.version} {verb}: key v{t.signature.key_version}, rev {t.revision}")
+
+
+@templates_app.command("publish-examples")
+def publish_examples(kind: Annotated[str, typer.Option(help="agents or hostile")] = "agents") -> None:
+    """Publish every example template (parents first). Modules come from `make examples`."""
+    with client() as c:
+        for example in catalogue(kind):
+            if example.module_path and not example.module_path.exists():
+                err.print(f"[red]missing {example.module_path}; run `make examples`[/red]")
+                raise typer.Exit(1)
+            try:
+                reply = c.publish(example.manifest_json(), example.module())
+            except grpc.RpcError as exc:
+                fail(exc)
+            state = "published" if reply.created else "unchanged"
+            console.print(f"  {example.ref:<28} {state:<10} sha256 {reply.template.manifest.module_sha256[:12]}…")
+
+
+@templates_app.command("list")
+def list_templates(
+    name: str = "", label: Annotated[str, typer.Option(help="k=v,k2=v2")] = "", deprecated: bool = False
+) -> None:
+    """List templates."""
+    with client() as c:
+        try:
+            found = c.list_templates(name=name, label_selector=label, include_deprecated=deprecated)
+        except grpc.RpcError as exc:
+            fail(exc)
+    table = Table("template", "version", "tools", "extends", "key", "deprecated")
+    for t in found:
+        m = t.manifest
+        table.add_row(m.name, m.version, ",".join(m.tools), m.extends, f"v{t.signature.key_version}", str(t.deprecated))
+    console.print(table)
+
+
+@templates_app.command("get")
+def get_template(ref: str) -> None:
+    """Show a template (name or name@version) as JSON."""
+    with client() as c:
+        try:
+            t = c.get_template(*split_ref(ref))
+        except grpc.RpcError as exc:
+            fail(exc)
+    console.print_json(json_format.MessageToJson(t))
+
+
+@templates_app.command("verify")
+def verify_template(ref: str) -> None:
+    """Verify a template offline: signature over its canonical bytes with the public keys, and the module digest."""
+    with client() as c:
+        try:
+            t = c.get_template(*split_ref(ref))
+            module = c.fetch_module(t.manifest.module_sha256)
+            version = c.verify_offline(t, module)
+        except grpc.RpcError as exc:
+            fail(exc)
+        except Exception as exc:
+            err.print(f"[red]NOT VERIFIED[/red]: {exc}")
+            raise typer.Exit(2) from None
+    console.print(
+        f"[green]verified[/green] {t.manifest.name}@{t.manifest.version}: signature key v{version}, module ok"
+    )
+
+
+@templates_app.command("deprecate")
+def deprecate(ref: str, reason: str = "") -> None:
+    """Deprecate one template version."""
+    from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
+
+    name, version = split_ref(ref)
+    with client() as c:
+        try:
+            c.registry.DeprecateTemplate(
+                reg_pb.DeprecateTemplateRequest(name=name, version=version, reason=reason),
+                timeout=c.timeout,
+                metadata=c.metadata,
+            )
+        except grpc.RpcError as exc:
+            fail(exc)
+    console.print(f"{ref} deprecated")
+
+
+# --- agents --------------------------------------------------------------------------------------
+
+
+def show_agent(agent: sch_pb.Agent) -> None:
+    table = Table(show_header=False)
+    state = sch_pb.AgentState.Name(agent.state).removeprefix("AGENT_STATE_")
+    for field, value in [
+        ("id", agent.id),
+        ("template", f"{agent.template_name}@{agent.template_version}"),
+        ("state", state),
+        ("reason", agent.reason),
+        ("exit code", str(agent.exit_code)),
+        ("fuel used", f"{agent.fuel_used:,}"),
+        ("executor", agent.executor),
+        ("attempts", str(agent.attempts)),
+    ]:
+        table.add_row(field, value)
+    console.print(table)
+
+
+@app.command("run")
+def run(
+    template: Annotated[str, typer.Argument(help="name or name@version")],
+    input: Annotated[str, typer.Option("--input", "-i", help="input text, @file, or - for stdin")] = "",
+) -> None:
+    """Run an agent to the end, streaming its output."""
+    name, version = split_ref(template)
+    final = sch_pb.Agent()
+    with client() as c:
+        try:
+            for event in c.run_agent(name, read_input(input), version=version):
+                kind = event.WhichOneof("event")
+                if kind == "output":
+                    sys.stdout.write(event.output.data.decode(errors="replace"))
+                    sys.stdout.flush()
+                elif kind == "log":
+                    err.print(f"[dim]{event.log.level}: {event.log.message}[/dim]")
+                elif kind == "agent":
+                    final = event.agent
+        except grpc.RpcError as exc:
+            if final.id:
+                show_agent(final)
+            fail(exc)
+    console.print()
+    show_agent(final)
+    if final.state != sch_pb.AGENT_STATE_SUCCEEDED:
+        raise typer.Exit(3)
+
+
+@agents_app.command("create")
+def create(template: str, input: Annotated[str, typer.Option("--input", "-i")] = "", request_id: str = "") -> None:
+    """Create an agent and return at once."""
+    name, version = split_ref(template)
+    request = sch_pb.CreateAgentRequest(
+        template_name=name, template_version=version, input=read_input(input), request_id=request_id
+    )
+    with client() as c:
+        try:
+            agent = c.scheduler.CreateAgent(request, timeout=c.timeout, metadata=c.metadata).agent
+        except grpc.RpcError as exc:
+            fail(exc)
+    console.print(agent.id)
+
+
+@agents_app.command("get")
+def get_agent(agent_id: str) -> None:
+    """Show one agent."""
+    with client() as c:
+        try:
+            agent = c.scheduler.GetAgent(sch_pb.GetAgentRequest(id=agent_id), timeout=c.timeout, metadata=c.metadata)
+        except grpc.RpcError as exc:
+            fail(exc)
+    show_agent(agent.agent)
+    if agent.agent.output:
+        console.print(agent.agent.output.decode(errors="replace"))
+
+
+@agents_app.command("list")
+def list_agents(template: str = "", state: str = "", page_size: int = 50) -> None:
+    """List agents, newest first."""
+    state_value = sch_pb.AgentState.Value(f"AGENT_STATE_{state.upper()}") if state else 0
+    request = sch_pb.ListAgentsRequest(template_name=template, state=state_value, page_size=page_size)
+    with client() as c:
+        try:
+            page = c.scheduler.ListAgents(request, timeout=c.timeout, metadata=c.metadata)
+        except grpc.RpcError as exc:
+            fail(exc)
+    table = Table("id", "template", "state", "reason")
+    for a in page.agents:
+        state_name = sch_pb.AgentState.Name(a.state).removeprefix("AGENT_STATE_")
+        table.add_row(a.id, f"{a.template_name}@{a.template_version}", state_name, a.reason)
+    console.print(table)
+
+
+@agents_app.command("watch")
+def watch(agent_id: str) -> None:
+    """Stream an agent's state changes and output until it ends."""
+    with client() as c:
+        try:
+            for event in c.scheduler.WatchAgent(sch_pb.WatchAgentRequest(id=agent_id), metadata=c.metadata):
+                kind = event.WhichOneof("event")
+                if kind == "agent":
+                    state = sch_pb.AgentState.Name(event.agent.state).removeprefix("AGENT_STATE_")
+                    console.print(f"[bold]{state}[/bold] {event.agent.reason}")
+                elif kind == "output":
+                    sys.stdout.write(event.output.data.decode(errors="replace"))
+                elif kind == "log":
+                    err.print(f"[dim]{event.log.level}: {event.log.message}[/dim]")
+        except grpc.RpcError as exc:
+            fail(exc)
+
+
+@agents_app.command("cancel")
+def cancel(agent_id: str) -> None:
+    """Cancel a pending or running agent."""
+    with client() as c:
+        try:
+            reply = c.scheduler.CancelAgent(
+                sch_pb.CancelAgentRequest(id=agent_id), timeout=c.timeout, metadata=c.metadata
+            )
+        except grpc.RpcError as exc:
+            fail(exc)
+    show_agent(reply.agent)
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """List live public key versions."""
+    with client() as c:
+        try:
+            reply = c.public_keys()
+        except grpc.RpcError as exc:
+            fail(exc)
+    table = Table("key", "version", "created", "signing")
+    for k in reply.keys:
+        created = k.create_time.ToDatetime().isoformat(timespec="seconds") if k.create_time.seconds else ""
+        table.add_row(k.key_id, str(k.key_version), created, "yes" if k.key_version == reply.latest_version else "")
+    console.print(table)
+    console.print(f"minimum live version: {reply.min_version}")
+
+
+@keys_app.command("rotate")
+def rotate() -> None:
+    """Create a new signing key version (admin)."""
+    with client() as c:
+        try:
+            reply = c.rotate_key()
+        except grpc.RpcError as exc:
+            fail(exc)
+    console.print(f"now signing with {reply.key.key_id} v{reply.key.key_version}")
+
+
+@keys_app.command("revoke")
+def revoke(min_version: Annotated[int, typer.Option(help="lowest version that stays valid")]) -> None:
+    """Revoke every key version below --min-version (admin)."""
+    with client() as c:
+        try:
+            reply = c.signer.SetMinimumKeyVersion(
+                sig_pb.SetMinimumKeyVersionRequest(min_version=min_version), timeout=c.timeout, metadata=c.metadata
+            )
+        except grpc.RpcError as exc:
+            fail(exc)
+    console.print(f"minimum live version is now {reply.min_version}")
+
+
+if __name__ == "__main__":
+    app(prog_name="afctl")
