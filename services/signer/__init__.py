@@ -1,0 +1,1 @@
+"""Signer service: key custody and template signatures (agentfactory.signer.v1.SignerService)."""

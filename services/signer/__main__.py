@@ -1,0 +1,77 @@
+"""Composition root: settings -> key backend -> signer service -> gRPC server. The only place env is read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from services.common.config import ConfigError, Env
+from services.common.errors import AgentFactoryError
+from services.common.logs import log_event, setup_logging
+from services.common.server import Readiness, ServerSettings, serve
+from services.signer.domain import KeyBackend, SignerService
+from services.signer.local_backend import LocalKeyBackend
+from services.signer.servicer import add_to_server
+from services.signer.settings import DEFAULT_PORT, SignerSettings
+from services.signer.vault_backend import VaultKeyBackend
+
+log = logging.getLogger("services.signer")
+
+
+def build_backend(settings: SignerSettings) -> KeyBackend:
+    if settings.vault is not None:
+        vault = settings.vault
+        return VaultKeyBackend(
+            vault.addr, vault.token, settings.key_name, mount=vault.mount, timeout=vault.timeout_seconds
+        )
+    return LocalKeyBackend(settings.data_dir, settings.key_name)
+
+
+async def run(server: ServerSettings, settings: SignerSettings) -> None:
+    service = SignerService(build_backend(settings), key_cache_seconds=settings.key_cache_seconds)
+    # Open the key store before listening: a signer that cannot sign safely must not look healthy.
+    keys = await service.start()
+    log_event(
+        log,
+        "signer ready",
+        backend=service.backend.describe(),
+        key_id=keys.key_id,
+        min_version=keys.min_version,
+        latest_version=keys.latest_version,
+    )
+
+    async def on_started(readiness: Readiness) -> None:
+        await readiness.set_serving()
+
+    try:
+        await serve(
+            server,
+            lambda s: add_to_server(s, service),
+            service_name="signer",
+            on_started=on_started,
+        )
+    finally:
+        service.close()
+
+
+def main() -> int:
+    env = Env()
+    try:
+        server = ServerSettings.from_env(env, "signer", DEFAULT_PORT)
+        settings = SignerSettings.from_env(env)
+    except ConfigError as exc:
+        print(f"signer: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(server.service_id, server.log_level)
+    try:
+        asyncio.run(run(server, settings))
+    except AgentFactoryError as exc:
+        log_event(log, "signer cannot start", logging.CRITICAL, error=exc.message, code=exc.code_name)
+        print(f"signer: cannot start: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

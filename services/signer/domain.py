@@ -1,0 +1,263 @@
+"""Signer domain: the key backend port and the service that signs, verifies and manages key versions.
+
+No grpc here. Backends (adapters) implement `KeyBackend`; their methods may block (disk, RSA key
+generation, HTTP to Vault), so `SignerService` always calls them in a worker thread and the event
+loop keeps answering health checks and verifications meanwhile.
+
+Verification never asks the backend: it goes through the shared `services.spec.signature.Keyring`
+(the same code executors run offline), built from the backend's live public keys with the minimum
+version enforced by the Keyring itself, whatever the backend also enforces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.logs import log_event
+from services.signer import metrics
+from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion
+
+log = logging.getLogger(__name__)
+audit = logging.getLogger("agentfactory.audit")
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+# Safe as a file-name component (local backend) and as a transit key name (vault backend).
+KEY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+T = TypeVar("T")
+
+
+def check_key_name(name: str) -> str:
+    if not KEY_NAME_RE.fullmatch(name):
+        raise InvalidArgument(
+            f"key name {name!r} must be 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit",
+            field="key_name",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The live key versions of one key ring: every version from min_version to latest_version."""
+
+    key_id: str
+    min_version: int
+    latest_version: int
+    keys: tuple[PublicKeyVersion, ...]  # oldest first, only versions >= min_version
+
+    def keyring(self) -> Keyring:
+        return Keyring(self.keys, {self.key_id: self.min_version})
+
+    def get(self, version: int) -> PublicKeyVersion:
+        for key in self.keys:
+            if key.key_version == version:
+                return key
+        raise FailedPrecondition(f"key {self.key_id} v{version} is not live")
+
+
+class KeyBackend(Protocol):
+    """Key custody. Methods may block; raise services.common.errors (Unavailable, FailedPrecondition)."""
+
+    key_id: str
+
+    def describe(self) -> str:
+        """Where the keys live, for logs and error messages (never a secret)."""
+        ...
+
+    def open(self) -> None:
+        """Prepare the key ring (create version 1 if there is none). Fails if it cannot be used safely."""
+        ...
+
+    def sign(self, payload: bytes) -> SignatureRecord:
+        """Sign with the latest version: RSA-2048, PKCS#1 v1.5, SHA-256 (services.spec.signature)."""
+        ...
+
+    def key_set(self) -> KeySet:
+        """The live versions with their public keys, and the min/latest bounds."""
+        ...
+
+    def rotate(self) -> None:
+        """Create version latest+1, which signs from now on."""
+        ...
+
+    def set_min_version(self, version: int) -> None:
+        """Revoke every version below `version`. The service has checked 1 <= current <= version <= latest."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    valid: bool
+    reason: str = ""
+
+
+def check_min_version(requested: int, current_min: int, latest: int) -> None:
+    """Revocation is one-way and cannot reach past the newest key (nothing would sign)."""
+    if requested < 1:
+        raise InvalidArgument("min_version must be at least 1 (key versions start at 1)", field="min_version")
+    if requested > latest:
+        raise FailedPrecondition(
+            f"min_version {requested} exceeds the latest key version {latest}; rotate the key first"
+        )
+    if requested < current_min:
+        raise FailedPrecondition(
+            f"min_version {requested} is below the current minimum {current_min}: revocation cannot be undone"
+        )
+
+
+def check_payload(payload: bytes) -> None:
+    if not payload:
+        raise InvalidArgument("payload is empty: send the canonical manifest bytes to sign", field="payload")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InvalidArgument(
+            f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)", field="payload"
+        )
+
+
+class SignerService:
+    """Sign, verify, list, rotate and revoke over one key backend.
+
+    `key_cache_seconds` bounds how stale the verification keyring may be when another process shares
+    the key ring (several signers on one Vault key); admin calls made here refresh it at once.
+    """
+
+    def __init__(
+        self, backend: KeyBackend, *, key_cache_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.backend = backend
+        self.key_cache_seconds = key_cache_seconds
+        self._clock = clock
+        self._keys: KeySet | None = None
+        self._keyring = Keyring()
+        self._loaded_at = float("-inf")
+        self._admin_lock = asyncio.Lock()  # rotate and revoke one at a time, so the bounds checks hold
+        self._refresh_lock = asyncio.Lock()
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    async def start(self) -> KeySet:
+        await self._run(self.backend.open)
+        return await self.refresh()
+
+    async def refresh(self) -> KeySet:
+        async with self._refresh_lock:
+            keys = await self._run(self.backend.key_set)
+            self._keys, self._keyring, self._loaded_at = keys, keys.keyring(), self._clock()
+            metrics.observe_key_set(keys)
+            return keys
+
+    async def _current(self, *, max_age: float | None = None) -> KeySet:
+        age = self._clock() - self._loaded_at
+        if self._keys is None or age > (self.key_cache_seconds if max_age is None else max_age):
+            return await self.refresh()
+        return self._keys
+
+    async def sign(self, payload: bytes) -> SignatureRecord:
+        check_payload(payload)
+        record = await self._run(self.backend.sign, payload)
+        # Self-check with the verifiers' own code: a backend answering with another scheme (e.g. a
+        # transit default of PSS) or a key we do not publish must never reach the registry.
+        keys = await self._current()
+        if not self._keyring.has(record.key_id, record.key_version):
+            keys = await self.refresh()
+        try:
+            self._keyring.verify(payload, record)
+        except FailedPrecondition as exc:
+            log_event(log, "signature self-check failed", logging.ERROR, reason=exc.message)
+            raise FailedPrecondition(
+                f"the {self.backend.describe()} produced a signature that does not verify with its own public key "
+                f"v{record.key_version}; refusing to return it"
+            ) from exc
+        metrics.SIGNATURES.labels(str(record.key_version)).inc()
+        log_event(
+            audit,
+            "sign",
+            event="sign",
+            key_id=record.key_id,
+            key_version=record.key_version,
+            latest_version=keys.latest_version,
+            payload_bytes=len(payload),
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
+        )
+        return record
+
+    async def verify(self, payload: bytes, record: SignatureRecord) -> VerifyResult:
+        check_payload(payload)
+        if not record.signature:
+            raise InvalidArgument("signature.signature is empty", field="signature.signature")
+        if not record.key_id:
+            raise InvalidArgument("signature.key_id is empty: name the key ring that signed", field="signature.key_id")
+        if record.key_version < 1:
+            raise InvalidArgument("signature.key_version must be at least 1", field="signature.key_version")
+        result = await self._verify(payload, record)
+        metrics.VERIFICATIONS.labels(result[0]).inc()
+        return VerifyResult(result[0] == "valid", result[1])
+
+    async def _verify(self, payload: bytes, record: SignatureRecord) -> tuple[str, str]:
+        keys = await self._current()
+        if record.key_id != keys.key_id:
+            return "unknown_key", f"unknown key id {record.key_id!r}; this signer holds {keys.key_id!r}"
+        if record.key_version > keys.latest_version:
+            # Maybe another signer rotated since we last looked; refresh at most once a second for this.
+            keys = await self._current(max_age=1.0)
+        try:
+            self._keyring.verify(payload, record)
+        except UnknownKeyVersion:
+            return "unknown_version", (
+                f"key {record.key_id} v{record.key_version} does not exist (latest is v{keys.latest_version})"
+            )
+        except FailedPrecondition as exc:
+            kind = "revoked" if record.key_version < keys.min_version else "mismatch"
+            return kind, exc.message
+        return "valid", ""
+
+    async def public_keys(self) -> KeySet:
+        return await self.refresh()
+
+    async def rotate(self) -> PublicKeyVersion:
+        async with self._admin_lock:
+            before = await self.refresh()
+            await self._run(self.backend.rotate)
+            after = await self.refresh()
+        log_event(
+            audit,
+            "rotate",
+            event="rotate",
+            key_id=after.key_id,
+            previous_version=before.latest_version,
+            key_version=after.latest_version,
+        )
+        return after.get(after.latest_version)
+
+    async def set_min_version(self, version: int) -> int:
+        async with self._admin_lock:
+            before = await self.refresh()
+            check_min_version(version, before.min_version, before.latest_version)
+            if version != before.min_version:
+                await self._run(self.backend.set_min_version, version)
+            after = await self.refresh()
+        if version != before.min_version:
+            log_event(
+                audit,
+                "revoke",
+                event="revoke",
+                key_id=after.key_id,
+                previous_min_version=before.min_version,
+                min_version=after.min_version,
+                revoked_versions=list(range(before.min_version, after.min_version)),
+            )
+        return after.min_version
+
+    def close(self) -> None:
+        self.backend.close()
