@@ -1,0 +1,1 @@
+"""Template registry: publish, store, read and watch signed agent templates."""

@@ -1,0 +1,120 @@
+"""Composition root: settings → store, policy, signer client, cache, watch hub → Registry → serve()."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from agentfactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from services.common.cache import LruTtlCache
+from services.common.config import ConfigError, Env
+from services.common.logs import log_event, setup_logging
+from services.common.server import Readiness, ServerSettings, serve
+from services.registry.registry import Registry
+from services.registry.servicer import RegistryServicer
+from services.registry.signer_client import GrpcSigner
+from services.registry.storage import RegistryStore
+from services.registry.watch import WatchHub
+from services.spec.policy import DEFAULT_POLICY_PATH, Policy, PolicyError
+
+log = logging.getLogger("services.registry")
+
+SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    server: ServerSettings
+    data_dir: Path
+    signer_addr: str
+    signer_timeout_seconds: float
+    policy_file: Path
+    cache_entries: int
+    cache_ttl_seconds: float
+    watch_queue: int
+
+    @classmethod
+    def from_env(cls, env: Env) -> RegistrySettings:
+        settings = cls(
+            server=ServerSettings.from_env(env, "registry", 7110),
+            data_dir=env.path("AF_DATA_DIR", "var/registry"),
+            signer_addr=env.str("AF_SIGNER_ADDR", "127.0.0.1:7120"),
+            signer_timeout_seconds=env.float("AF_SIGNER_TIMEOUT_SECONDS", 5.0),
+            policy_file=env.path("AF_POLICY_FILE", str(DEFAULT_POLICY_PATH)),
+            cache_entries=env.int("AF_REGISTRY_CACHE_ENTRIES", 1024),
+            cache_ttl_seconds=env.float("AF_REGISTRY_CACHE_TTL_SECONDS", 300.0),
+            watch_queue=env.int("AF_REGISTRY_WATCH_QUEUE", 1024),
+        )
+        if settings.cache_entries < 0:
+            raise ConfigError("AF_REGISTRY_CACHE_ENTRIES must be >= 0")
+        if settings.cache_ttl_seconds <= 0:
+            raise ConfigError("AF_REGISTRY_CACHE_TTL_SECONDS must be > 0")
+        if settings.watch_queue < 1:
+            raise ConfigError("AF_REGISTRY_WATCH_QUEUE must be >= 1")
+        if settings.signer_timeout_seconds <= 0:
+            raise ConfigError("AF_SIGNER_TIMEOUT_SECONDS must be > 0")
+        return settings
+
+
+async def run(settings: RegistrySettings, policy: Policy, store: RegistryStore, writable: bool) -> None:
+    signer = GrpcSigner(settings.signer_addr, settings.signer_timeout_seconds)
+    cache: LruTtlCache = LruTtlCache("registry_manifest", settings.cache_entries, settings.cache_ttl_seconds)
+    registry = Registry(store, policy, signer, cache, WatchHub(settings.watch_queue))
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(registry), server)
+        return [SERVICE_NAME]
+
+    async def on_started(readiness: Readiness) -> None:
+        # Reads would work without a writable store, but a registry that cannot accept a publish
+        # must not attract traffic: it stays NOT_SERVING and says why in the log.
+        if writable:
+            await readiness.set_serving()
+
+    async def on_stopping() -> None:
+        await signer.close()
+        store.close()
+
+    await serve(settings.server, register, service_name="registry", on_started=on_started, on_stopping=on_stopping)
+
+
+def main() -> int:
+    try:
+        settings = RegistrySettings.from_env(Env())
+        policy = Policy.load(settings.policy_file)
+    except (ConfigError, PolicyError) as exc:
+        print(f"registry: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.server.service_id, settings.server.log_level)
+    try:
+        store = RegistryStore(settings.data_dir)
+    except Exception as exc:
+        log_event(
+            log, "cannot open the registry store", level=logging.ERROR, data_dir=str(settings.data_dir), error=repr(exc)
+        )
+        return 1
+    writable = True
+    try:
+        store.sweep()  # before serving: nothing can be in flight yet
+        store.check_writable()
+    except Exception as exc:
+        writable = False
+        log_event(
+            log,
+            "registry store is not writable; staying NOT_SERVING",
+            level=logging.ERROR,
+            data_dir=str(settings.data_dir),
+            error=repr(exc),
+        )
+    log_event(log, "registry store open", data_dir=str(settings.data_dir), revision=store.current_revision())
+    asyncio.run(run(settings, policy, store, writable))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

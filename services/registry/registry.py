@@ -1,0 +1,426 @@
+"""The registry's domain: publish, read, deprecate and watch templates. No grpc, no protobuf.
+
+Publish runs parse → receive module (size cap, wasm magic, hashing into a temp file) → resolve
+inheritance → idempotency/immutability check → policy → sign → store, and only the last step
+(commit + event fan-out) is serialized, so watchers see events in revision order.
+
+Decisions worth knowing:
+- A deprecated parent cannot be extended by a *new* template (it was deprecated for a reason);
+  republishing an existing child of it stays idempotent.
+- Re-publishing an identical template returns the stored one (`created=False`) without re-signing.
+- FetchModule hashes the blob as it streams and holds back the last chunk until the digest checks
+  out, so a client never receives a whole module from a damaged blob with an OK status.
+- Deprecating an already deprecated version changes nothing and emits no event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
+
+from services.common.cache import LruTtlCache
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from services.common.logs import log_event
+from services.registry.storage import (
+    KIND_DEPRECATED,
+    KIND_PUBLISHED,
+    MAX_CANONICAL_BYTES,
+    BlobWriter,
+    DataLoss,
+    EventRow,
+    ListCursor,
+    RegistryStore,
+)
+from services.registry.watch import TemplateEvent, WatchHub
+from services.spec.manifest import NAME_RE, SHA256_RE, Draft, Manifest, parse_draft, resolve
+from services.spec.policy import Policy
+from services.spec.published import PublishedTemplate
+from services.spec.semver import Version
+from services.spec.signature import SignatureRecord
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK_BYTES = 1024 * 1024
+FETCH_CHUNK_BYTES = 1024 * 1024
+WASM_HEADER_BYTES = 8
+WASM_MAGIC = b"\0asm"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_REASON_CHARS = 1024
+REPLAY_PAGE = 256
+
+T = TypeVar("T")
+
+
+class Signer(Protocol):
+    """The signing port. The gRPC adapter raises Unavailable when the signer cannot be reached."""
+
+    async def sign(self, payload: bytes) -> SignatureRecord: ...
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    template: PublishedTemplate
+    created: bool
+
+
+@dataclass(frozen=True)
+class ListPage:
+    templates: list[PublishedTemplate]
+    next_page_token: str
+
+
+def _check_name(name: str) -> None:
+    if not name:
+        raise InvalidArgument("name is required", field="name")
+    if not NAME_RE.match(name):
+        raise InvalidArgument(
+            f"name {name!r} must start with a letter and use lower-case letters, digits and dashes", field="name"
+        )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def describe_difference(old: Manifest, new: Manifest) -> str:
+    """Name the first field (or sub-key) where two resolved manifests differ."""
+    before, after = old.to_dict(), new.to_dict()
+    for key in sorted(before.keys() | after.keys()):
+        a, b = before.get(key), after.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(a.keys() | b.keys()):
+                if a.get(sub) != b.get(sub):
+                    return f"{key}.{sub} (published {_short(a.get(sub))}, this one {_short(b.get(sub))})"
+        return f"{key} (published {_short(a)}, this one {_short(b)})"
+    return "content"
+
+
+def parse_label_selector(selector: str) -> list[tuple[str, str]]:
+    if not selector.strip():
+        return []
+    terms = []
+    for raw in selector.split(","):
+        key, sep, value = raw.strip().partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or "=" in value:
+            raise InvalidArgument(
+                f"label_selector term {raw.strip()!r} must look like key=value (terms joined by commas)",
+                field="label_selector",
+            )
+        terms.append((key, value))
+    return terms
+
+
+class Registry:
+    def __init__(
+        self,
+        store: RegistryStore,
+        policy: Policy,
+        signer: Signer,
+        cache: LruTtlCache[tuple[str, str], PublishedTemplate],
+        hub: WatchHub,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.signer = signer
+        self.cache = cache
+        self.hub = hub
+        self._write_lock = asyncio.Lock()
+
+    @staticmethod
+    async def _io(fn: Callable[..., T], *args: Any) -> T:
+        """Store calls block (SQLite, fsync); run them off the event loop."""
+        return await asyncio.to_thread(fn, *args)
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def _load(self, name: str, version: str) -> PublishedTemplate | None:
+        """Blocking: cache, then disk. Absent templates are not cached (they may appear any moment)."""
+        key = (name, version)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        template = self.store.get(name, version)
+        if template is not None:
+            self.cache.put(key, template)
+        return template
+
+    async def get(self, name: str, version: str) -> PublishedTemplate:
+        _check_name(name)
+        if not version:
+            latest = await self._io(self.store.latest_version, name)
+            if latest is None:
+                if await self._io(self.store.has_name, name):
+                    raise NotFound(f"every version of template {name} is deprecated; ask for an exact version")
+                raise NotFound(f"template {name} is not published")
+            version = latest
+        else:
+            Version(version)
+        template = await self._io(self._load, name, version)
+        if template is None:
+            raise NotFound(f"template {name}@{version} is not published")
+        return template
+
+    async def list(
+        self, name: str, label_selector: str, page_size: int, page_token: str, include_deprecated: bool
+    ) -> ListPage:
+        if name:
+            _check_name(name)
+        labels = parse_label_selector(label_selector)
+        size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
+        fingerprint = hashlib.sha256(json.dumps([name, sorted(labels), include_deprecated]).encode()).hexdigest()[:16]
+        after = ListCursor.decode(page_token, fingerprint) if page_token else None
+        refs = await self._io(self.store.list_refs, name, labels, include_deprecated, after, size + 1)
+        more = len(refs) > size
+        refs = refs[:size]
+        templates = []
+        for ref in refs:
+            template = await self._io(self._load, ref.name, ref.version)
+            if template is not None:  # vanished between the two reads: impossible today (no delete)
+                templates.append(template)
+        token = refs[-1].encode(fingerprint) if more and refs else ""
+        return ListPage(templates, token)
+
+    async def fetch_module(self, sha256: str) -> AsyncIterator[tuple[bytes, int]]:
+        """Yield (chunk, total_size). Verifies the digest while streaming (see the module docstring)."""
+        if not SHA256_RE.match(sha256):
+            raise InvalidArgument("sha256 must be 64 lower-case hex digits", field="sha256")
+        handle = await self._io(self.store.open_blob, sha256)
+        try:
+            total = os.fstat(handle.fileno()).st_size
+            digest = hashlib.sha256()
+            held: bytes | None = None
+            while True:
+                chunk = await self._io(handle.read, FETCH_CHUNK_BYTES)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                if held is not None:
+                    yield held, total
+                held = chunk
+            if digest.hexdigest() != sha256:
+                log_event(log, "module blob failed its digest check", level=logging.ERROR, sha256=sha256)
+                raise DataLoss(
+                    f"module {sha256} on disk no longer matches its digest (found {digest.hexdigest()}); "
+                    "discard what was received; the operator must restore it from a backup"
+                )
+            if held is not None:
+                yield held, total
+        finally:
+            handle.close()
+
+    # --- watch ------------------------------------------------------------------------------------
+
+    async def _event(self, revision: int, kind: str, name: str, version: str) -> TemplateEvent:
+        template = await self._io(self._load, name, version)
+        if template is None:
+            raise DataLoss(f"event {revision} names {name}@{version}, which is not stored")
+        if kind == KIND_PUBLISHED:
+            # The template as it was right after publishing (deprecation is one-way and has its own event).
+            template = replace(template, deprecated=False, deprecation_reason="")
+        return TemplateEvent(revision, kind, template)
+
+    async def watch(self, after_revision: int) -> AsyncIterator[TemplateEvent]:
+        """Replay stored events after `after_revision`, then follow live ones. Subscribing before the
+        replay and skipping revisions already sent closes the gap between the two without duplicates."""
+        sub = self.hub.subscribe()
+        last = after_revision
+        try:
+            while True:
+                rows: list[EventRow] = await self._io(self.store.events_after, last, REPLAY_PAGE)
+                if not rows:
+                    break
+                for row in rows:
+                    yield await self._event(row.revision, row.kind, row.name, row.version)
+                    last = row.revision
+            while True:
+                event = await sub.next()
+                if event is None:
+                    raise ResourceExhausted(
+                        f"this watcher fell more than {self.hub.queue_capacity} events behind and was dropped; "
+                        f"resubscribe with after_revision={last}"
+                    )
+                if event.revision <= last:
+                    continue
+                yield event
+                last = event.revision
+        finally:
+            sub.close()
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    async def deprecate(self, name: str, version: str, reason: str) -> PublishedTemplate:
+        _check_name(name)
+        if not version:
+            raise InvalidArgument("version is required: deprecation names one exact version", field="version")
+        Version(version)
+        if len(reason) > MAX_REASON_CHARS:
+            raise InvalidArgument(f"reason is longer than {MAX_REASON_CHARS} characters", field="reason")
+        async with self._write_lock:
+            revision = await self._io(self.store.deprecate, name, version, reason)
+            template = await self._io(self.store.get, name, version)
+            if template is None:  # cannot happen: deprecate() raised NotFound
+                raise NotFound(f"template {name}@{version} is not published")
+            self.cache.put((name, version), template)
+            if revision is not None:
+                self.hub.publish(TemplateEvent(revision, KIND_DEPRECATED, template))
+                log_event(log, "template deprecated", ref=template.ref, revision=revision)
+        return template
+
+    async def _receive_module(self, module_size: int, chunks: AsyncIterator[bytes]) -> BlobWriter | None:
+        limit = self.policy.max_module_bytes
+        if module_size > limit:
+            raise ResourceExhausted(
+                f"module_size {module_size} exceeds the policy limit of {limit} bytes (rule module.max_bytes)"
+            )
+        writer: BlobWriter | None = None
+        head = b""
+        received = 0
+        try:
+            async for chunk in chunks:
+                if module_size == 0:
+                    raise InvalidArgument(
+                        "module bytes arrived but the header's module_size is 0; set module_size to the module's "
+                        "size, or send no chunks to inherit the parent's module",
+                        field="module_size",
+                    )
+                if len(chunk) > MAX_CHUNK_BYTES:
+                    raise InvalidArgument(
+                        f"a module chunk of {len(chunk)} bytes exceeds the {MAX_CHUNK_BYTES}-byte chunk limit",
+                        field="chunk",
+                    )
+                if received + len(chunk) > module_size:
+                    raise InvalidArgument(
+                        f"more module bytes arrived than the header's module_size {module_size}", field="module_size"
+                    )
+                if len(head) < WASM_HEADER_BYTES:
+                    head += chunk[: WASM_HEADER_BYTES - len(head)]
+                    if len(head) >= len(WASM_MAGIC) and not head.startswith(WASM_MAGIC):
+                        raise InvalidArgument(
+                            f"the module is not WebAssembly: it starts with {head[:4]!r}, not the magic b'\\x00asm'",
+                            field="chunk",
+                        )
+                if writer is None:
+                    writer = await self._io(self.store.new_blob)
+                await self._io(writer.write, chunk)
+                received += len(chunk)
+            if received != module_size:
+                if received == 0:
+                    raise InvalidArgument(
+                        f"module_size is {module_size} but no module bytes arrived", field="module_size"
+                    )
+                raise InvalidArgument(
+                    f"the module stream ended after {received} of module_size {module_size} bytes",
+                    field="module_size",
+                )
+            if 0 < received < WASM_HEADER_BYTES:
+                raise InvalidArgument(
+                    f"the module is {received} bytes; a WebAssembly module has at least an 8-byte header",
+                    field="chunk",
+                )
+        except BaseException:
+            if writer is not None:
+                await self._io(writer.discard)
+            raise
+        return writer
+
+    async def publish(self, manifest_json: bytes, module_size: int, chunks: AsyncIterator[bytes]) -> PublishResult:
+        draft = parse_draft(manifest_json)
+        writer = await self._receive_module(module_size, chunks)
+        try:
+            return await self._publish(draft, writer)
+        finally:
+            if writer is not None:
+                await self._io(writer.discard)  # no-op once committed (the temp file was renamed)
+
+    async def _publish(self, draft: Draft, writer: BlobWriter | None) -> PublishResult:
+        parents: dict[str, PublishedTemplate] = {}
+
+        def load_parent(name: str, version: str) -> Manifest:
+            template = self._load(name, version)
+            if template is None:
+                raise NotFound(f"template {name}@{version} is not published")
+            parents[template.ref] = template
+            return template.manifest
+
+        uploaded = writer.sha256 if writer is not None else None
+        manifest = await self._io(resolve, draft, self.policy.default_limits, load_parent, uploaded)
+        canonical = manifest.canonical_bytes()
+        if len(canonical) > MAX_CANONICAL_BYTES:
+            raise InvalidArgument(
+                f"the resolved manifest is {len(canonical)} bytes; the limit is {MAX_CANONICAL_BYTES}",
+                field="manifest_json",
+            )
+
+        existing = await self._io(self._load, manifest.name, manifest.version)
+        if existing is not None:
+            return self._same_or_conflict(existing, manifest)
+
+        if manifest.extends:
+            parent = parents[manifest.extends]
+            if parent.deprecated:
+                raise FailedPrecondition(
+                    f"parent template {parent.ref} is deprecated ({parent.deprecation_reason or 'no reason given'}); "
+                    "extend a version that is not deprecated"
+                )
+        if writer is not None:
+            module_size = writer.size
+        else:
+            if not await self._io(self.store.blob_referenced, manifest.module_sha256):
+                raise FailedPrecondition(f"module {manifest.module_sha256} is not stored; upload it with this manifest")
+            module_size = await self._io(lambda: self.store.blob_path(manifest.module_sha256).stat().st_size)
+        self.policy.check(manifest)
+
+        signature = await self.signer.sign(canonical)
+        if writer is not None:
+            await self._io(writer.commit)
+        candidate = PublishedTemplate(
+            manifest=manifest,
+            canonical_manifest=canonical,
+            signature=signature,
+            module_size=module_size,
+            revision=0,
+            publish_time=0.0,
+        )
+        async with self._write_lock:
+            # A concurrent publish of the same name@version may have won while we were signing.
+            existing = await self._io(self.store.get, manifest.name, manifest.version)
+            if existing is not None:
+                return self._same_or_conflict(existing, manifest)
+            stored = await self._io(self.store.insert, candidate)
+            self.cache.put((manifest.name, manifest.version), stored)
+            self.hub.publish(TemplateEvent(stored.revision, KIND_PUBLISHED, stored))
+        log_event(
+            log,
+            "template published",
+            ref=stored.ref,
+            revision=stored.revision,
+            module_sha256=manifest.module_sha256,
+            key_version=signature.key_version,
+        )
+        return PublishResult(stored, created=True)
+
+    @staticmethod
+    def _same_or_conflict(existing: PublishedTemplate, manifest: Manifest) -> PublishResult:
+        if existing.canonical_manifest == manifest.canonical_bytes():
+            return PublishResult(existing, created=False)
+        raise AlreadyExists(
+            f"template {manifest.ref} is already published with different content: "
+            f"{describe_difference(existing.manifest, manifest)} differs; versions are immutable, publish a new version"
+        )

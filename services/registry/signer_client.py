@@ -1,0 +1,34 @@
+"""The signing port's gRPC adapter: calls SignerService.Sign with a deadline and maps failures."""
+
+from __future__ import annotations
+
+import grpc
+
+from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
+from services.common.channels import aio_channel
+from services.common.errors import FailedPrecondition, Unavailable
+from services.common.template_proto import signature_from_proto
+from services.spec.signature import SignatureRecord
+
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+class GrpcSigner:
+    def __init__(self, target: str, timeout_seconds: float) -> None:
+        self.target = target
+        self.timeout_seconds = timeout_seconds
+        self._channel = aio_channel(target)
+        self._stub = signer_service_pb2_grpc.SignerServiceStub(self._channel)
+
+    async def sign(self, payload: bytes) -> SignatureRecord:
+        try:
+            reply = await self._stub.Sign(signer_service_pb2.SignRequest(payload=payload), timeout=self.timeout_seconds)
+        except grpc.aio.AioRpcError as exc:
+            detail = f"{exc.code().name}: {exc.details()}"
+            if exc.code() in _TRANSIENT:
+                raise Unavailable(f"the signer at {self.target} is unavailable ({detail}); retry the publish") from exc
+            raise FailedPrecondition(f"the signer at {self.target} refused to sign ({detail})") from exc
+        return signature_from_proto(reply.signature)
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,564 @@
+"""The embedded registry store: SQLite metadata, zstd manifests and content-addressed module blobs.
+
+Layout under the data directory:
+
+    registry.db                              SQLite (WAL): templates, labels, events, meta
+    manifests/<name>/<version>.json.zst      canonical (signed) manifest bytes, zstd-compressed
+    blobs/sha256/<aa>/<digest>               module bytes, named by their SHA-256
+    tmp/                                     uploads in flight; emptied at start
+
+Crash safety: files are written to tmp, fsynced and renamed into place *before* the single SQLite
+transaction that commits the template row, its labels and its event. A crash before that commit
+leaves only unreferenced files (swept at start); after it, everything the row points to is durable.
+
+Integrity: SQLite holds the SHA-256 of every stored manifest; reading a manifest decompresses with a
+window limit and an output bound and checks that digest, so a flipped byte or a decompression bomb
+on disk is reported as DATA_LOSS instead of being served. Module blobs are checked by FetchModule
+(see registry.py) as they stream.
+
+Thread-safety: one connection guarded by a lock; callers run methods in worker threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from services.common.errors import AgentFactoryError, InvalidArgument, NotFound
+from services.common.logs import log_event
+from services.spec.manifest import SHA256_RE, manifest_from_canonical
+from services.spec.published import PublishedTemplate
+from services.spec.semver import Version
+from services.spec.signature import SignatureRecord
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "registry.db"
+SCHEMA_VERSION = 1
+# The signer accepts payloads up to 1 MiB, so no stored canonical manifest can be larger.
+MAX_CANONICAL_BYTES = 1024 * 1024
+ZSTD_LEVEL = 3
+# Frames we write never need more (the compressor picks a window no larger than the input);
+# a stored frame that asks for more is corrupt or hostile.
+ZSTD_MAX_WINDOW = 1 << 20
+KIND_PUBLISHED = "published"
+KIND_DEPRECATED = "deprecated"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    revision INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('published', 'deprecated')),
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    event_time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    sort_key TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    module_sha256 TEXT NOT NULL,
+    module_size INTEGER NOT NULL,
+    labels_json TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    deprecated INTEGER NOT NULL DEFAULT 0,
+    deprecation_reason TEXT NOT NULL DEFAULT '',
+    revision INTEGER NOT NULL,
+    publish_time REAL NOT NULL,
+    update_time REAL NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE INDEX IF NOT EXISTS templates_order ON templates (name, sort_key DESC, version DESC);
+CREATE INDEX IF NOT EXISTS templates_module ON templates (module_sha256);
+CREATE TABLE IF NOT EXISTS labels (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (name, version, key),
+    FOREIGN KEY (name, version) REFERENCES templates (name, version)
+);
+CREATE INDEX IF NOT EXISTS labels_kv ON labels (key, value);
+"""
+
+
+class DataLoss(AgentFactoryError):
+    """Stored data is unreadable or does not match its recorded digest. Restore from a backup."""
+
+    code_name = "DATA_LOSS"
+
+
+# --- version ordering in SQL ----------------------------------------------------------------------
+
+
+def _num(digits: str) -> str:
+    # Length-prefixed so that string order equals numeric order (semver forbids leading zeros).
+    return f"{len(digits):03d}{digits}"
+
+
+def sortable_version_key(text: str) -> str:
+    """A string whose byte order is semver precedence (build metadata ignored), for ORDER BY."""
+    version = Version(text)
+    key = _num(str(version.major)) + _num(str(version.minor)) + _num(str(version.patch))
+    if not version.prerelease:
+        return key + "~"  # a release outranks all of its prereleases ("~" sorts above "!")
+    parts = []
+    for ident in version.prerelease:
+        # Numeric identifiers rank below alphanumeric ones; " " ends each one so that a shorter
+        # list of equal identifiers ranks lower, as SemVer 2.0.0 section 11 says.
+        parts.append(("0" + _num(ident) if ident.isdigit() else "1" + ident) + " ")
+    return key + "!" + "".join(parts)
+
+
+# --- small file helpers ---------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
+    """Write tmp, fsync, rename into place, fsync the directory: the file is whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def bounded_decompress(data: bytes, max_output: int, what: str) -> bytes:
+    """Decompress one zstd frame, refusing windows above ZSTD_MAX_WINDOW and output above max_output."""
+    reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(io.BytesIO(data))
+    out = bytearray()
+    try:
+        while len(out) <= max_output:
+            piece = reader.read(64 * 1024)
+            if not piece:
+                return bytes(out)
+            out += piece
+    except zstandard.ZstdError as exc:
+        raise DataLoss(f"{what} is corrupt: {exc}") from exc
+    raise DataLoss(f"{what} decompresses past {max_output} bytes; refusing it as corrupt or hostile")
+
+
+# --- blobs ----------------------------------------------------------------------------------------
+
+
+class BlobWriter:
+    """Receives a module in pieces, hashing as it goes, into a temp file; commit() files it by digest."""
+
+    def __init__(self, store: RegistryStore) -> None:
+        self._store = store
+        self._tmp = store.tmp_dir / f"{uuid.uuid4().hex}.upload"
+        self._handle = open(self._tmp, "wb")  # noqa: SIM115 — closed by commit()/discard()
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._handle.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def commit(self) -> str:
+        """fsync and rename into blobs/sha256/<aa>/<digest>. Replacing an existing blob of the same
+        digest is harmless (same bytes) and heals one that was damaged on disk."""
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        digest = self.sha256
+        final = self._store.blob_path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, final)
+        _fsync_dir(final.parent)
+        return digest
+
+    def discard(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventRow:
+    revision: int
+    kind: str
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ListCursor:
+    """Position after the last template of a page: templates sort by name, then newest version first."""
+
+    name: str
+    sort_key: str
+    version: str
+
+    def encode(self, fingerprint: str) -> str:
+        raw = json.dumps([self.name, self.sort_key, self.version, fingerprint], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, fingerprint: str) -> ListCursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            name, sort_key, version, printed = json.loads(raw)
+            if not all(isinstance(v, str) for v in (name, sort_key, version, printed)):
+                raise ValueError("bad types")
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument("page_token is not a token this registry issued", field="page_token") from exc
+        if printed != fingerprint:
+            raise InvalidArgument(
+                "page_token was issued for different filters; repeat the same name, label_selector and "
+                "include_deprecated, or start again without a token",
+                field="page_token",
+            )
+        return cls(name, sort_key, version)
+
+
+class RegistryStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        self.manifests_dir = root / "manifests"
+        self.blobs_dir = root / "blobs" / "sha256"
+        for directory in (self.root, self.tmp_dir, self.manifests_dir, self.blobs_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(root / DB_NAME, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed publish survives power loss
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- health and housekeeping ------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Raise OSError/sqlite3.Error unless both the files and the database accept writes."""
+        write_atomic(self.tmp_dir / "write-probe", b"ok", self.tmp_dir)
+        (self.tmp_dir / "write-probe").unlink()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_start', ?)", (str(time.time()),)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def sweep(self) -> dict[str, int]:
+        """Remove what a crash can leave behind: uploads in flight, and files no committed row references.
+        Call at start, before serving (nothing is in flight then)."""
+        removed = {"tmp": 0, "blobs": 0, "manifests": 0}
+        for path in self.tmp_dir.iterdir():
+            path.unlink(missing_ok=True)
+            removed["tmp"] += 1
+        with self._lock:
+            digests = {row[0] for row in self._db.execute("SELECT DISTINCT module_sha256 FROM templates")}
+            refs = {(n, v) for n, v in self._db.execute("SELECT name, version FROM templates")}
+        for path in self.blobs_dir.glob("*/*"):
+            if path.name not in digests:
+                path.unlink(missing_ok=True)
+                removed["blobs"] += 1
+        for path in self.manifests_dir.glob("*/*.json.zst"):
+            if (path.parent.name, path.name.removesuffix(".json.zst")) not in refs:
+                path.unlink(missing_ok=True)
+                removed["manifests"] += 1
+        if any(removed.values()):
+            log_event(log, "swept files left by an interrupted publish", **removed)
+        return removed
+
+    # --- blobs ------------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        if not SHA256_RE.match(digest):
+            raise InvalidArgument("sha256 must be 64 lower-case hex digits", field="sha256")
+        return self.blobs_dir / digest[:2] / digest
+
+    def new_blob(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def blob_referenced(self, digest: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM templates WHERE module_sha256 = ? LIMIT 1", (digest,)).fetchone()
+        return row is not None
+
+    def open_blob(self, digest: str) -> io.BufferedReader:
+        """Open a module that a published template references; NotFound otherwise."""
+        path = self.blob_path(digest)
+        if not self.blob_referenced(digest):
+            raise NotFound(f"no published template references module {digest}")
+        try:
+            return open(path, "rb")
+        except FileNotFoundError as exc:
+            log_event(log, "module blob missing", level=logging.ERROR, sha256=digest, path=str(path))
+            raise DataLoss(f"module {digest} is referenced but missing from disk; restore from a backup") from exc
+
+    # --- manifests --------------------------------------------------------------------------------
+
+    def manifest_path(self, name: str, version: str) -> Path:
+        return self.manifests_dir / name / f"{version}.json.zst"
+
+    def _read_manifest(self, name: str, version: str, expected_sha256: str) -> bytes:
+        path = self.manifest_path(name, version)
+        what = f"stored manifest {name}@{version} ({path})"
+        try:
+            compressed = path.read_bytes()
+        except FileNotFoundError as exc:
+            log_event(log, "manifest file missing", level=logging.ERROR, path=str(path))
+            raise DataLoss(f"{what} is missing; restore from a backup") from exc
+        try:
+            canonical = bounded_decompress(compressed, MAX_CANONICAL_BYTES, what)
+            actual = hashlib.sha256(canonical).hexdigest()
+            if actual != expected_sha256:
+                raise DataLoss(
+                    f"{what} does not match its recorded sha256 (recorded {expected_sha256}, found {actual}); "
+                    "it was altered on disk"
+                )
+        except DataLoss as exc:
+            log_event(log, "stored manifest failed its integrity check", level=logging.ERROR, error=exc.message)
+            raise
+        return canonical
+
+    # --- templates --------------------------------------------------------------------------------
+
+    _COLUMNS = (
+        "name, version, manifest_sha256, module_size, key_id, key_version, signature, deprecated, "
+        "deprecation_reason, revision, publish_time"
+    )
+
+    def _row_to_template(self, row: Sequence) -> PublishedTemplate:
+        name, version, manifest_sha256, module_size, key_id, key_version, signature, deprecated, reason = row[:9]
+        revision, publish_time = row[9:11]
+        canonical = self._read_manifest(name, version, manifest_sha256)
+        try:
+            manifest = manifest_from_canonical(canonical)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataLoss(f"stored manifest {name}@{version} does not parse: {exc!r}") from exc
+        return PublishedTemplate(
+            manifest=manifest,
+            canonical_manifest=canonical,
+            signature=SignatureRecord(key_id=key_id, key_version=key_version, signature=bytes(signature)),
+            module_size=module_size,
+            revision=revision,
+            publish_time=publish_time,
+            deprecated=bool(deprecated),
+            deprecation_reason=reason,
+        )
+
+    def get(self, name: str, version: str) -> PublishedTemplate | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM templates WHERE name = ? AND version = ?", (name, version)
+            ).fetchone()
+        return None if row is None else self._row_to_template(row)
+
+    def latest_version(self, name: str) -> str | None:
+        """The highest version by semver precedence that is not deprecated."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT version FROM templates WHERE name = ? AND deprecated = 0 "
+                "ORDER BY sort_key DESC, version DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def has_name(self, name: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM templates WHERE name = ? LIMIT 1", (name,)).fetchone() is not None
+
+    def list_refs(
+        self,
+        name: str,
+        labels: Sequence[tuple[str, str]],
+        include_deprecated: bool,
+        after: ListCursor | None,
+        limit: int,
+    ) -> list[ListCursor]:
+        """One page of (name, sort_key, version) positions, by name then newest version first."""
+        where, args = [], []
+        if name:
+            where.append("t.name = ?")
+            args.append(name)
+        if not include_deprecated:
+            where.append("t.deprecated = 0")
+        for key, value in labels:
+            where.append(
+                "EXISTS (SELECT 1 FROM labels l WHERE l.name = t.name AND l.version = t.version "
+                "AND l.key = ? AND l.value = ?)"
+            )
+            args += [key, value]
+        if after is not None:
+            where.append("(t.name > ? OR (t.name = ? AND (t.sort_key < ? OR (t.sort_key = ? AND t.version < ?))))")
+            args += [after.name, after.name, after.sort_key, after.sort_key, after.version]
+        sql = "SELECT t.name, t.sort_key, t.version FROM templates t"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY t.name ASC, t.sort_key DESC, t.version DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, [*args, limit]).fetchall()
+        return [ListCursor(*row) for row in rows]
+
+    def insert(self, template: PublishedTemplate) -> PublishedTemplate:
+        """Store a new template: manifest file first, then one transaction for row, labels and event.
+        Returns it with its revision and publish time. The caller has checked that it is absent and
+        that its module blob is committed; the primary key still refuses a duplicate."""
+        manifest = template.manifest
+        canonical = template.canonical_manifest
+        compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(canonical)
+        write_atomic(self.manifest_path(manifest.name, manifest.version), compressed, self.tmp_dir)
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO events (kind, name, version, event_time) VALUES (?, ?, ?, ?)",
+                    (KIND_PUBLISHED, manifest.name, manifest.version, now),
+                )
+                revision = cursor.lastrowid
+                self._db.execute(
+                    "INSERT INTO templates (name, version, sort_key, manifest_sha256, module_sha256, module_size, "
+                    "labels_json, key_id, key_version, signature, revision, publish_time, update_time) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        manifest.name,
+                        manifest.version,
+                        sortable_version_key(manifest.version),
+                        hashlib.sha256(canonical).hexdigest(),
+                        manifest.module_sha256,
+                        template.module_size,
+                        json.dumps(dict(manifest.labels), sort_keys=True),
+                        template.signature.key_id,
+                        template.signature.key_version,
+                        template.signature.signature,
+                        revision,
+                        now,
+                        now,
+                    ),
+                )
+                self._db.executemany(
+                    "INSERT INTO labels (name, version, key, value) VALUES (?, ?, ?, ?)",
+                    [(manifest.name, manifest.version, k, v) for k, v in manifest.labels.items()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return PublishedTemplate(
+            manifest=manifest,
+            canonical_manifest=canonical,
+            signature=template.signature,
+            module_size=template.module_size,
+            revision=revision,
+            publish_time=now,
+        )
+
+    def deprecate(self, name: str, version: str, reason: str) -> int | None:
+        """Mark deprecated and record the event in one transaction. Returns the event's revision, or
+        None when the version was already deprecated (nothing changes, no event)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT deprecated FROM templates WHERE name = ? AND version = ?", (name, version)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"template {name}@{version} is not published")
+                if row[0]:
+                    self._db.execute("ROLLBACK")
+                    return None
+                now = time.time()
+                revision = self._db.execute(
+                    "INSERT INTO events (kind, name, version, event_time) VALUES (?, ?, ?, ?)",
+                    (KIND_DEPRECATED, name, version, now),
+                ).lastrowid
+                self._db.execute(
+                    "UPDATE templates SET deprecated = 1, deprecation_reason = ?, update_time = ? "
+                    "WHERE name = ? AND version = ?",
+                    (reason, now, name, version),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return revision
+
+    # --- events -----------------------------------------------------------------------------------
+
+    def events_after(self, revision: int, limit: int) -> list[EventRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT revision, kind, name, version FROM events WHERE revision > ? ORDER BY revision LIMIT ?",
+                (revision, limit),
+            ).fetchall()
+        return [EventRow(*row) for row in rows]
+
+    def current_revision(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(MAX(revision), 0) FROM events").fetchone()
+        return int(row[0])
+
+    # --- backup -----------------------------------------------------------------------------------
+
+    def backup_database(self, target: Path) -> None:
+        """A consistent copy of the database through SQLite's online backup API."""
+        dest = sqlite3.connect(target)
+        try:
+            with self._lock:
+                self._db.backup(dest)
+        finally:
+            dest.close()
+
+    def referenced_files(self) -> Iterator[Path]:
+        """Every manifest and blob file the committed rows reference (relative to the root)."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, version, module_sha256 FROM templates").fetchall()
+        blobs = set()
+        for name, version, digest in rows:
+            yield self.manifest_path(name, version).relative_to(self.root)
+            blobs.add(digest)
+        for digest in sorted(blobs):
+            yield self.blob_path(digest).relative_to(self.root)
