@@ -86,3 +86,31 @@ def test_vault_outage_is_unavailable_naming_the_address(start_signer: StartSigne
     assert signer.alive()
     result = run_until_exit(tmp_path, vault_env(bao, "templates"))
     assert result.returncode == 1 and f"Vault at {bao.addr} is unreachable" in result.stderr
+
+
+def least_privilege_policy(mount: str, key: str) -> str:
+    """The policy services/signer/README.md documents for the signer's token."""
+    return f"""
+path "sys/mounts" {{ capabilities = ["read"] }}
+path "sys/mounts/{mount}" {{ capabilities = ["create", "update"] }}
+path "{mount}/keys/{key}" {{ capabilities = ["create", "read", "update"] }}
+path "{mount}/keys/{key}/rotate" {{ capabilities = ["update"] }}
+path "{mount}/keys/{key}/config" {{ capabilities = ["update"] }}
+path "{mount}/sign/{key}" {{ capabilities = ["update"] }}
+"""
+
+
+def test_works_with_a_least_privilege_token(openbao: OpenBaoServer, start_signer: StartSigner) -> None:
+    key, mount = "lp-" + secrets.token_hex(6), "lp-" + secrets.token_hex(4)
+    root = hvac.Client(url=openbao.addr, token=openbao.token, timeout=T)
+    root.sys.create_or_update_policy(name=f"signer-{key}", policy=least_privilege_policy(mount, key))
+    token = root.auth.token.create(policies=[f"signer-{key}"], ttl="10m")["auth"]["client_token"]
+    env = {**vault_env(openbao, key, AF_VAULT_TRANSIT_MOUNT=mount), "AF_VAULT_TOKEN": token}
+    channel, stub = stub_for(start_signer(env))
+    with channel:
+        old = stub.Sign(pb.SignRequest(payload=PAYLOAD), timeout=T).signature
+        stub.RotateKey(pb.RotateKeyRequest(), timeout=T)
+        stub.SetMinimumKeyVersion(pb.SetMinimumKeyVersionRequest(min_version=2), timeout=T)
+        reply = stub.Verify(pb.VerifyRequest(payload=PAYLOAD, signature=old), timeout=T)
+        assert not reply.valid and "revoked" in reply.reason
+        assert [k.key_version for k in stub.GetPublicKeys(pb.GetPublicKeysRequest(), timeout=T).keys] == [2]
