@@ -7,6 +7,7 @@ A verifier must trust `canonical_manifest` (the signed bytes), never the `manife
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -95,9 +96,14 @@ def signature_from_proto(message: signer_service_pb2.Signature) -> SignatureReco
 
 
 def _timestamp(unix: float) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromNanoseconds(int(unix * 1e9))
-    return out
+    # Split before scaling: unix * 1e9 as a double loses the sub-microsecond digits.
+    seconds = math.floor(unix)
+    nanos = min(round((unix - seconds) * 1e9), 999_999_999)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+def _unix(stamp: timestamp_pb2.Timestamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
 
 
 def template_to_proto(template: PublishedTemplate) -> template_pb2.Template:
@@ -126,7 +132,7 @@ def template_from_proto(message: template_pb2.Template) -> PublishedTemplate:
         signature=signature_from_proto(message.signature),
         module_size=message.module_size,
         revision=message.revision,
-        publish_time=message.publish_time.ToNanoseconds() / 1e9,
+        publish_time=_unix(message.publish_time),
         deprecated=message.deprecated,
         deprecation_reason=message.deprecation_reason,
     )

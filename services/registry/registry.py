@@ -238,17 +238,25 @@ class Registry:
 
     async def watch(self, after_revision: int) -> AsyncIterator[TemplateEvent]:
         """Replay stored events after `after_revision`, then follow live ones. Subscribing before the
-        replay and skipping revisions already sent closes the gap between the two without duplicates."""
+        replay and skipping revisions already sent closes the gap between the two without duplicates.
+        Only a watcher too slow to keep up with *live* events is dropped (RESOURCE_EXHAUSTED)."""
         sub = self.hub.subscribe()
         last = after_revision
         try:
             while True:
                 rows: list[EventRow] = await self._io(self.store.events_after, last, REPLAY_PAGE)
-                if not rows:
-                    break
-                for row in rows:
-                    yield await self._event(row.revision, row.kind, row.name, row.version)
-                    last = row.revision
+                if rows:
+                    for row in rows:
+                        yield await self._event(row.revision, row.kind, row.name, row.version)
+                        last = row.revision
+                    continue
+                if sub.lagging:
+                    # Live events outran the replay and their queue was dropped; they are all in the
+                    # store, so subscribe afresh and read the store again instead of failing the watch.
+                    sub.close()
+                    sub = self.hub.subscribe()
+                    continue
+                break
             while True:
                 event = await sub.next()
                 if event is None:

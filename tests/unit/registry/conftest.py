@@ -1,0 +1,98 @@
+"""Unit fixtures: a real store in tmp_path and a signer that does real RSA-2048 PKCS#1 v1.5 signing
+in-process (the same scheme services.spec.signature verifies), so no process is started."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from services.common.cache import LruTtlCache
+from services.common.errors import Unavailable
+from services.registry.registry import Registry
+from services.registry.storage import RegistryStore
+from services.registry.watch import WatchHub
+from services.spec.policy import Policy
+from services.spec.signature import HASH, KEY_BITS, PADDING, Keyring, PublicKeyVersion, SignatureRecord
+
+# The smallest valid module: magic, version 1, no sections.
+WASM = b"\0asm\x01\x00\x00\x00"
+
+
+def wasm_module(size: int) -> bytes:
+    """A valid-looking module of `size` bytes: header plus one custom section padding it out."""
+    payload = size - 8 - 1 - 5
+    name = b"\x01x"
+    body = name + b"\0" * (payload - len(name))
+    length = len(body)
+    leb = bytes([(length >> (7 * i) & 0x7F) | (0x80 if i < 4 else 0) for i in range(5)])
+    module = WASM + b"\x00" + leb + body
+    assert len(module) == size
+    return module
+
+
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+
+
+class KeySigner:
+    """A real RSA signer in memory; counts calls so tests can assert that nothing was re-signed."""
+
+    key_id = "templates"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.down = False
+
+    async def sign(self, payload: bytes) -> SignatureRecord:
+        if self.down:
+            raise Unavailable("the signer at test is unavailable; retry the publish")
+        self.calls += 1
+        return SignatureRecord(self.key_id, 1, _KEY.sign(payload, PADDING, HASH))
+
+    def keyring(self) -> Keyring:
+        pem = (
+            _KEY.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+        return Keyring([PublicKeyVersion(self.key_id, 1, pem)])
+
+
+def manifest(name: str = "agent", version: str = "1.0.0", **fields: object) -> bytes:
+    return json.dumps({"name": name, "version": version, **fields}).encode()
+
+
+async def chunks(data: bytes, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RegistryStore]:
+    store = RegistryStore(tmp_path / "data")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def signer() -> KeySigner:
+    return KeySigner()
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return Policy.load()
+
+
+@pytest.fixture
+def registry(store: RegistryStore, signer: KeySigner, policy: Policy) -> Registry:
+    cache: LruTtlCache = LruTtlCache("registry_manifest_test", 64, 60.0)
+    return Registry(store, policy, signer, cache, WatchHub(queue_capacity=8))
+
+
+async def publish(registry: Registry, raw: bytes, module: bytes = WASM):
+    return await registry.publish(raw, len(module), chunks(module))
