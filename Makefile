@@ -91,3 +91,5 @@ test-e2e: setup $(TEST_DEPS) ## end-to-end tests through the mesh
 
 clean: ## remove everything built
 	rm -rf build .pytest_cache
+
+include examples/examples.mk

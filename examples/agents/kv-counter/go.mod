@@ -1,0 +1,3 @@
+module agentfactory.local/examples/kv-counter
+
+go 1.24

@@ -1,0 +1,74 @@
+# Example and hostile agent modules, built from source into build/wasm/ (included by the
+# top Makefile, which defines PY, STAMP, $(STAMP)/apt and $(STAMP)/venv).
+#
+#   examples/agents/<name>/<name>.wat   -> build/wasm/<name>.wasm          (wasmtime.wat2wasm)
+#   examples/agents/<name>/<name>.c     -> build/wasm/<name>.wasm          (clang --target=wasm32-wasi)
+#   examples/agents/<name>/go.mod       -> build/wasm/<name>.wasm          (GOOS=wasip1 GOARCH=wasm)
+#   examples/hostile/<name>/<name>.wat  -> build/wasm/hostile-<name>.wasm
+#   examples/hostile/huge-module/huge-module.wat + gen_huge_module.py
+#                                       -> build/wasm/hostile-huge-module.wasm (padded past 8 MiB)
+# A directory with only a template.json (e.g. text-stats-strict) has no module of its own.
+
+EX       := examples
+WASM_OUT := build/wasm
+
+# C: Debian's wasi-libc puts headers in /usr/include/wasm32-wasi and libraries in
+# /usr/lib/wasm32-wasi, which clang's wasm32-wasi target finds with the default sysroot.
+# Set WASI_SYSROOT to use a wasi-sdk style sysroot instead. Clang links
+# libclang_rt.builtins-wasm32.a from the Debian package libclang-rt-dev-wasm32.
+WASI_CC      ?= clang
+WASI_SYSROOT ?=
+WASI_CFLAGS  ?= -O2 -Wall -Wextra -Werror
+WASI_LDFLAGS ?= -Wl,--strip-all
+EX_CC := $(WASI_CC) --target=wasm32-wasi $(if $(WASI_SYSROOT),--sysroot=$(WASI_SYSROOT)) $(WASI_CFLAGS) -I$(EX)/include
+
+# Go: standard library only; no network, no toolchain switching.
+EX_GO_ENV := GOOS=wasip1 GOARCH=wasm GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod CGO_ENABLED=0
+
+EX_AGENTS_WAT  := $(notdir $(basename $(wildcard $(EX)/agents/*/*.wat)))
+EX_AGENTS_C    := $(notdir $(basename $(wildcard $(EX)/agents/*/*.c)))
+EX_AGENTS_GO   := $(notdir $(patsubst %/go.mod,%,$(wildcard $(EX)/agents/*/go.mod)))
+EX_HOSTILE_WAT := $(filter-out huge-module,$(notdir $(basename $(wildcard $(EX)/hostile/*/*.wat))))
+
+EX_MODULES := $(foreach n,$(EX_AGENTS_WAT) $(EX_AGENTS_C) $(EX_AGENTS_GO),$(WASM_OUT)/$(n).wasm) \
+              $(foreach n,$(EX_HOSTILE_WAT) huge-module,$(WASM_OUT)/hostile-$(n).wasm)
+
+examples: $(STAMP)/apt $(STAMP)/venv $(STAMP)/apt-wasm-rt $(EX_MODULES) ## build the example and hostile agent modules into build/wasm/
+
+# The compiler-rt builtins clang links into every wasm32 C program (Debian ships them apart).
+WASM_RT_PACKAGES := libclang-rt-dev-wasm32
+$(STAMP)/apt-wasm-rt: | $(STAMP)/apt
+	@missing=""; for p in $(WASM_RT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	touch $@
+
+$(WASM_OUT):
+	@mkdir -p $@
+
+# $(1) = source, $(2) = module name
+define EX_WAT_RULE
+$(WASM_OUT)/$(2).wasm: $(1) $(EX)/tools/wat2wasm.py | $(STAMP)/venv $(WASM_OUT)
+	$(PY) $(EX)/tools/wat2wasm.py $$< $$@
+endef
+
+define EX_C_RULE
+$(WASM_OUT)/$(1).wasm: $(EX)/agents/$(1)/$(1).c $(EX)/include/agentfactory.h | $(STAMP)/apt $(STAMP)/apt-wasm-rt $(WASM_OUT)
+	$(EX_CC) -o $$@ $$< $(WASI_LDFLAGS)
+endef
+
+define EX_GO_RULE
+$(WASM_OUT)/$(1).wasm: $(wildcard $(EX)/agents/$(1)/*.go) $(EX)/agents/$(1)/go.mod | $(WASM_OUT)
+	cd $(EX)/agents/$(1) && $(EX_GO_ENV) go build -trimpath -ldflags='-s -w' -o $(CURDIR)/$$@ .
+endef
+
+$(foreach n,$(EX_AGENTS_WAT),$(eval $(call EX_WAT_RULE,$(EX)/agents/$(n)/$(n).wat,$(n))))
+$(foreach n,$(EX_HOSTILE_WAT),$(eval $(call EX_WAT_RULE,$(EX)/hostile/$(n)/$(n).wat,hostile-$(n))))
+$(foreach n,$(EX_AGENTS_C),$(eval $(call EX_C_RULE,$(n))))
+$(foreach n,$(EX_AGENTS_GO),$(eval $(call EX_GO_RULE,$(n))))
+
+$(WASM_OUT)/hostile-huge-module.wasm: $(EX)/hostile/huge-module/gen_huge_module.py $(EX)/hostile/huge-module/huge-module.wat | $(STAMP)/venv $(WASM_OUT)
+	$(PY) $^ $@
