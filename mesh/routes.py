@@ -1,0 +1,124 @@
+"""Route configurations (served to Envoy by file-based RDS) for sidecars and the gateway.
+
+Routes are data, not template text, because ``mesh.weights`` rewrites them while Envoy runs:
+the weights are the only thing that changes between two renders.
+
+Per method, from the policy files:
+- every route has ``timeout: 0s``: Envoy's default 15 s route timeout would cut long streams and
+  counts retries against the same clock. Instead ``max_stream_duration`` honours the client's
+  ``grpc-timeout`` (capped for unary calls) and caps unary calls that send none;
+- long-lived streams (Watch*) get a long per-route ``idle_timeout`` instead of the HCM default;
+- idempotent methods are retried on UNAVAILABLE / RESOURCE_EXHAUSTED (plus connect failures and
+  refused streams, which never reached the app) on another host; nothing else is retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mesh.policy import MethodPolicy, ServicePolicy
+from mesh.topology import Service, Topology
+
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+RETRY_ON = "unavailable,resource-exhausted,connect-failure,refused-stream"
+PREVIOUS_HOSTS = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a route sends traffic: one cluster, or clusters split by weight."""
+
+    cluster: str | None = None
+    weighted: tuple[tuple[str, int], ...] = ()
+
+    def action(self) -> dict[str, Any]:
+        if self.cluster:
+            return {"cluster": self.cluster}
+        return {"weighted_clusters": {"clusters": [{"name": n, "weight": w} for n, w in self.weighted]}}
+
+
+def target_for(svc: Service, weights: Mapping[str, Mapping[str, int]]) -> Target:
+    if not svc.colors:
+        return Target(cluster=svc.name)
+    split = weights[svc.name]
+    return Target(weighted=tuple((f"{svc.name}-{color}", int(split[color])) for color in svc.colors))
+
+
+def route(mp: MethodPolicy, target: Target, topo: Topology, *, retries: bool) -> dict[str, Any]:
+    t = topo.timeouts
+    action: dict[str, Any] = {**target.action(), "timeout": "0s"}
+    if mp.long_lived:
+        # No cap at all unless the client set a deadline; quiet for up to long_lived_idle.
+        action["idle_timeout"] = t["long_lived_idle"]
+        action["max_stream_duration"] = {"grpc_timeout_header_max": "0s"}
+    elif mp.method.streaming:
+        # Bounded streams (Run, RunAgent, FetchModule) last as long as the work: the client's
+        # deadline, if any, is the bound.
+        action["max_stream_duration"] = {"grpc_timeout_header_max": "0s"}
+    else:
+        action["max_stream_duration"] = {
+            "max_stream_duration": t["unary_max"],
+            "grpc_timeout_header_max": t["grpc_timeout_max"],
+        }
+    if retries and mp.idempotent:
+        r = topo.resilience
+        action["retry_policy"] = {
+            "retry_on": RETRY_ON,
+            "num_retries": int(r["retries"]),
+            # Try a different host each time when there is one.
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {"@type": PREVIOUS_HOSTS},
+                }
+            ],
+            "host_selection_retry_max_attempts": 3,
+            "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
+        }
+    return {"name": mp.method.path.lstrip("/"), "match": {"path": mp.method.path, "grpc": {}}, "route": action}
+
+
+def route_config(name: str, routes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "@type": ROUTE_TYPE,
+        "name": name,
+        # Unknown paths get no route (404 -> UNIMPLEMENTED) instead of a catch-all.
+        "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}],
+    }
+
+
+def inbound_routes(topo: Topology, policy: ServicePolicy) -> dict[str, Any]:
+    local = Target(cluster="local_app")
+    return route_config("inbound", [route(mp, local, topo, retries=False) for mp in policy.all()])
+
+
+def outbound_routes(
+    topo: Topology, upstream: ServicePolicy, weights: Mapping[str, Mapping[str, int]]
+) -> dict[str, Any]:
+    target = target_for(topo.services[upstream.service], weights)
+    return route_config(
+        f"outbound_{upstream.service}", [route(mp, target, topo, retries=True) for mp in upstream.all()]
+    )
+
+
+def gateway_routes(
+    topo: Topology, policies: Mapping[str, ServicePolicy], weights: Mapping[str, Mapping[str, int]]
+) -> dict[str, Any]:
+    routes = []
+    for svc in topo.gateway.upstreams:
+        target = target_for(topo.services[svc], weights)
+        routes += [route(mp, target, topo, retries=True) for mp in policies[svc].methods.values()]
+    refl = policies[topo.gateway.reflection_upstream]
+    target = target_for(topo.services[refl.service], weights)
+    routes += [route(mp, target, topo, retries=True) for mp in (*refl.health, *refl.reflection)]
+    return route_config("gateway", routes)
+
+
+def discovery_file(resource: dict[str, Any]) -> dict[str, Any]:
+    """A DiscoveryResponse for a file subscription; version_info changes only with content."""
+    digest = hashlib.sha256(json.dumps(resource, sort_keys=True).encode()).hexdigest()[:16]
+    return {"version_info": digest, "resources": [resource]}

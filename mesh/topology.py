@@ -1,0 +1,270 @@
+"""The topology model: the processes of one mesh, their ports and who calls whom.
+
+Loaded from YAML (``mesh/topology.yaml`` for a local run; tests build their own with free
+ports) and checked once, so the renderers can trust it: ports are unique, admin and app
+ports are loopback-only, every upstream a service names exists and has an outbound port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+WORKLOADS = ("registry", "signer", "executor", "scheduler", "gateway")
+ROLES = ("admin", "publisher", "operator", "viewer")
+LOOPBACK = "127.0.0.1"
+
+
+class TopologyError(ValueError):
+    """The topology file is inconsistent; the message names the offending entry."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One service process and its sidecar."""
+
+    id: str
+    service: str
+    color: str | None
+    app: int
+    inbound: int
+    metrics: int
+    admin: int
+    outbound: Mapping[str, int]
+    host: str = LOOPBACK
+
+    @property
+    def app_addr(self) -> str:
+        return f"{LOOPBACK}:{self.app}"
+
+    @property
+    def inbound_addr(self) -> str:
+        return f"{self.host}:{self.inbound}"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    upstreams: tuple[str, ...]
+    instances: tuple[Instance, ...]
+
+    @property
+    def colors(self) -> tuple[str, ...]:
+        """Colors in first-seen order; empty when the service is not split blue/green."""
+        seen: list[str] = []
+        for inst in self.instances:
+            if inst.color and inst.color not in seen:
+                seen.append(inst.color)
+        return tuple(seen)
+
+    def clusters(self) -> dict[str, tuple[Instance, ...]]:
+        """Envoy cluster name -> its endpoints, as every caller of this service sees them."""
+        if not self.colors:
+            return {self.name: self.instances}
+        return {f"{self.name}-{color}": tuple(i for i in self.instances if i.color == color) for color in self.colors}
+
+
+@dataclass(frozen=True)
+class Gateway:
+    id: str
+    host: str
+    port: int
+    admin: int
+    upstreams: tuple[str, ...]
+    reflection_upstream: str
+    jwt_issuer: str
+    jwt_audience: str
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    trust_domain: str
+    services: Mapping[str, Service]
+    gateway: Gateway
+    clients: tuple[Client, ...]
+    weights: Mapping[str, Mapping[str, int]]
+    timeouts: Mapping[str, str]
+    resilience: Mapping[str, Any]
+    envoy: Mapping[str, Any]
+    source: Path | None = field(default=None, compare=False)
+
+    def instances(self) -> list[Instance]:
+        return [inst for svc in self.services.values() for inst in svc.instances]
+
+    def instance(self, instance_id: str) -> Instance:
+        for inst in self.instances():
+            if inst.id == instance_id:
+                return inst
+        raise KeyError(instance_id)
+
+    def envoy_ids(self) -> list[str]:
+        """Every Envoy process: one sidecar per instance, plus the gateway."""
+        return [inst.id for inst in self.instances()] + [self.gateway.id]
+
+    def spiffe_id(self, workload: str) -> str:
+        return f"spiffe://{self.trust_domain}/sa/{workload}"
+
+    def role_prefix(self, role: str) -> str:
+        """URI SAN prefix shared by every client certificate of one role."""
+        return f"spiffe://{self.trust_domain}/role/{role}/"
+
+    def client_spiffe_id(self, role: str, name: str) -> str:
+        return f"{self.role_prefix(role)}user/{name}"
+
+    def split_services(self) -> list[str]:
+        return [name for name, svc in self.services.items() if svc.colors]
+
+
+def load(source: Path | Mapping[str, Any]) -> Topology:
+    """Load and check a topology from a YAML file or an already-parsed mapping."""
+    path: Path | None = None
+    if isinstance(source, Path):
+        path = source
+        raw = yaml.safe_load(source.read_text())
+    else:
+        raw = source
+    try:
+        topo = _build(raw, path)
+    except (KeyError, TypeError) as exc:
+        raise TopologyError(f"malformed topology ({type(exc).__name__}: {exc})") from exc
+    _check(topo)
+    return topo
+
+
+def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
+    services: dict[str, Service] = {}
+    for name, spec in raw["services"].items():
+        instances = tuple(
+            Instance(
+                id=str(i["id"]),
+                service=name,
+                color=i.get("color"),
+                app=int(i["ports"]["app"]),
+                inbound=int(i["ports"]["inbound"]),
+                metrics=int(i["ports"]["metrics"]),
+                admin=int(i["ports"]["admin"]),
+                outbound={str(k): int(v) for k, v in (i.get("outbound") or {}).items()},
+                host=str(i.get("host", LOOPBACK)),
+            )
+            for i in spec["instances"]
+        )
+        services[name] = Service(
+            name=name,
+            module=str(spec.get("module", f"services.{name}")),
+            upstreams=tuple(spec.get("upstreams") or ()),
+            instances=instances,
+        )
+    gw = raw["gateway"]
+    gateway = Gateway(
+        id=str(gw.get("id", "gateway")),
+        host=str(gw["listen"]["host"]),
+        port=int(gw["listen"]["port"]),
+        admin=int(gw["admin"]),
+        upstreams=tuple(gw["upstreams"]),
+        reflection_upstream=str(gw.get("reflection_upstream", "scheduler")),
+        jwt_issuer=str(gw["jwt"]["issuer"]),
+        jwt_audience=str(gw["jwt"]["audience"]),
+    )
+    clients = tuple(Client(name=str(c["name"]), role=str(c["role"])) for c in raw.get("clients") or ())
+    weights = {svc: {str(c): int(w) for c, w in split.items()} for svc, split in (raw.get("weights") or {}).items()}
+    return Topology(
+        trust_domain=str(raw["trust_domain"]),
+        services=services,
+        gateway=gateway,
+        clients=clients,
+        weights=weights,
+        timeouts={k: str(v) for k, v in raw["timeouts"].items()},
+        resilience=dict(raw["resilience"]),
+        envoy=dict(raw.get("envoy") or {}),
+        source=path,
+    )
+
+
+def _check(topo: Topology) -> None:
+    for name in topo.services:
+        if name not in WORKLOADS or name == "gateway":
+            raise TopologyError(f"unknown service {name!r}; expected one of {WORKLOADS[:-1]}")
+    ports: dict[int, str] = {}
+
+    def claim(port: int, what: str) -> None:
+        if not 0 < port < 65536:
+            raise TopologyError(f"{what}: port {port} out of range")
+        if port in ports:
+            raise TopologyError(f"{what}: port {port} already used by {ports[port]}")
+        ports[port] = what
+
+    ids: set[str] = set()
+    for svc in topo.services.values():
+        if not svc.instances:
+            raise TopologyError(f"service {svc.name} has no instances")
+        colored = [i.color is not None for i in svc.instances]
+        if any(colored) and not all(colored):
+            raise TopologyError(f"service {svc.name}: either every instance has a color or none does")
+        for up in svc.upstreams:
+            if up not in topo.services:
+                raise TopologyError(f"service {svc.name} calls unknown upstream {up!r}")
+        for inst in svc.instances:
+            if inst.id in ids or inst.id == topo.gateway.id:
+                raise TopologyError(f"duplicate instance id {inst.id!r}")
+            ids.add(inst.id)
+            _require_ip(inst.host, f"{inst.id}.host")
+            claim(inst.app, f"{inst.id}.app")
+            claim(inst.inbound, f"{inst.id}.inbound")
+            claim(inst.metrics, f"{inst.id}.metrics")
+            claim(inst.admin, f"{inst.id}.admin")
+            if set(inst.outbound) != set(svc.upstreams):
+                raise TopologyError(
+                    f"{inst.id}: outbound ports {sorted(inst.outbound)} must match upstreams {sorted(svc.upstreams)}"
+                )
+            for up, port in inst.outbound.items():
+                claim(port, f"{inst.id}.outbound.{up}")
+    gw = topo.gateway
+    _require_ip(gw.host, "gateway.listen.host")
+    claim(gw.port, "gateway.listen")
+    claim(gw.admin, "gateway.admin")
+    for up in (*gw.upstreams, gw.reflection_upstream):
+        if up not in topo.services:
+            raise TopologyError(f"gateway routes to unknown service {up!r}")
+    for svc_name, split in topo.weights.items():
+        svc = topo.services.get(svc_name)
+        if svc is None or not svc.colors:
+            raise TopologyError(f"weights given for {svc_name!r}, which is not split blue/green")
+        check_weights(svc, split)
+    for svc in topo.services.values():
+        if svc.colors and svc.name not in topo.weights:
+            raise TopologyError(f"service {svc.name} is split by color but has no weights")
+    for client in topo.clients:
+        if client.role not in ROLES:
+            raise TopologyError(f"client {client.name}: unknown role {client.role!r}; expected one of {ROLES}")
+
+
+def check_weights(svc: Service, split: Mapping[str, int]) -> None:
+    """A split must name exactly the service's colors, be non-negative and total 100."""
+    if set(split) != set(svc.colors):
+        raise TopologyError(f"{svc.name}: weights must name exactly {list(svc.colors)}, got {sorted(split)}")
+    if any(w < 0 for w in split.values()) or sum(split.values()) != 100:
+        raise TopologyError(f"{svc.name}: weights must be >= 0 and total 100, got {dict(split)}")
+
+
+def _require_ip(host: str, what: str) -> None:
+    # Envoy STATIC clusters and listeners need literal addresses; DNS is a Kubernetes concern.
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise TopologyError(f"{what}: {host!r} is not an IP address") from exc
