@@ -1,0 +1,1 @@
+"""Scheduler: agent lifecycle, durable journal, placement on executors."""

@@ -1,0 +1,151 @@
+"""Adapters behind the scheduler's ports: the registry (template resolution) and executors, over gRPC.
+
+In the mesh each address is the scheduler's own sidecar on loopback; the sidecar originates mTLS and
+balances across executor endpoints, so one address is the normal case and several also work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from agentfactory.executor.v1 import executor_service_pb2 as ex_pb
+from agentfactory.executor.v1 import executor_service_pb2_grpc as ex_grpc
+from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
+from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
+from services.common import errors
+from services.common.channels import aio_channel
+from services.scheduler.domain import RunFinished, RunOutcome, TemplateInfo
+from services.scheduler.ports import Accepted, Ended, ExecutorEvent, Log, Output, RunSpec, Started
+
+
+class RegistryTemplates:
+    """Resolves name@version (or latest) through the registry's GetTemplate, behind a small TTL cache.
+
+    Exact versions are immutable, but they can be deprecated, and "latest" moves on publish: a short
+    TTL bounds how long either change takes to be seen without a registry call per create."""
+
+    def __init__(self, address: str, ttl_seconds: float = 2.0, max_entries: int = 1024) -> None:
+        self.address = address
+        self._channel = aio_channel(address)
+        self._stub = reg_grpc.RegistryServiceStub(self._channel)
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._cache: OrderedDict[tuple[str, str], tuple[float, TemplateInfo]] = OrderedDict()
+
+    async def resolve(self, name: str, version: str, timeout: float) -> TemplateInfo:
+        key = (name, version)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        ref = f"{name}@{version or 'latest'}"
+        try:
+            reply = await self._stub.GetTemplate(reg_pb.GetTemplateRequest(name=name, version=version), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise errors.NotFound(f"template {ref} is not published in the registry: {details}") from None
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise errors.InvalidArgument(f"the registry refused {ref}: {details}", field="template_name") from None
+            raise errors.Unavailable(
+                f"the registry at {self.address} could not resolve {ref} ({code.name}: {details}); retry"
+            ) from None
+        template = reply.template
+        if template.deprecated and version:
+            raise errors.FailedPrecondition(
+                f"template {name}@{version} is deprecated ({template.deprecation_reason or 'no reason given'}); "
+                "create agents from a newer version"
+            )
+        manifest = template.manifest
+        info = TemplateInfo(manifest.name, manifest.version, manifest.retryable, manifest.limits.timeout_ms)
+        self._cache[key] = (time.monotonic() + self._ttl, info)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return info
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+def _event(resp: ex_pb.RunResponse) -> ExecutorEvent | None:
+    kind = resp.WhichOneof("event")
+    if kind == "accepted":
+        return Accepted(resp.accepted.executor_id)
+    if kind == "started":
+        return Started()
+    if kind == "output":
+        return Output(resp.output.data)
+    if kind == "log":
+        return Log(resp.log.level, resp.log.message)
+    if kind == "tool_call":
+        call = resp.tool_call
+        verdict = "allowed" if call.allowed else "denied by policy"
+        return Log("info" if call.allowed else "warn", f"tool {call.tool} {verdict}: {call.detail}".rstrip(": "))
+    if kind == "finished":
+        fin = resp.finished
+        try:
+            outcome = RunOutcome(fin.outcome)
+        except ValueError:
+            outcome = RunOutcome.FAILED
+        return RunFinished(outcome, fin.exit_code, fin.trap, fin.reason, fin.fuel_used)
+    return None  # an event kind newer than this scheduler: nothing to do with it
+
+
+class GrpcRun:
+    def __init__(self, call: grpc.aio.UnaryStreamCall) -> None:
+        self._call = call
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._call.cancel()
+
+    async def events(self) -> AsyncIterator[ExecutorEvent]:
+        try:
+            try:
+                async for resp in self._call:
+                    event = _event(resp)
+                    if event is not None:
+                        yield event
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._cancelled and not (task and task.cancelling()):
+                    yield Ended("CANCELLED", "cancelled by the scheduler")
+                    return
+                raise
+            except grpc.aio.AioRpcError as exc:
+                yield Ended(exc.code().name, exc.details() or "")
+                return
+            code = await self._call.code()
+            yield Ended(code.name, await self._call.details() or "")
+        finally:
+            if not self._call.done():
+                self._call.cancel()
+
+
+class GrpcExecutors:
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self._addresses = tuple(addresses)
+        self._channels = {addr: aio_channel(addr) for addr in self._addresses}
+        self._stubs = {addr: ex_grpc.ExecutorServiceStub(ch) for addr, ch in self._channels.items()}
+
+    @property
+    def addresses(self) -> Sequence[str]:
+        return self._addresses
+
+    def start(self, address: str, spec: RunSpec, timeout: float) -> GrpcRun:
+        request = ex_pb.RunRequest(
+            agent_id=spec.agent_id,
+            template_name=spec.template_name,
+            template_version=spec.template_version,
+            input=spec.input,
+        )
+        return GrpcRun(self._stubs[address].Run(request, timeout=max(timeout, 0.001)))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(ch.close() for ch in self._channels.values()))

@@ -1,0 +1,476 @@
+"""The agent lifecycle, pure: states, the allowed transitions, request validation, and how an executor
+run's ending becomes an agent's terminal state. No I/O, no grpc; every function returns a new Agent.
+
+    PENDING ──▶ RUNNING ──▶ SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
+       │           │
+       │           └──▶ PENDING   (requeue: the executor was lost and the template is retryable)
+       └──▶ FAILED | CANCELLED | TIMED_OUT   (never ran: refused, cancelled, or its deadline passed)
+
+A terminal state never changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.spec.manifest import NAME_RE
+from services.spec.semver import Version
+
+MAX_INPUT_BYTES = 1024 * 1024
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 256
+MAX_REQUEST_ID = 128
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+_REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: it goes in logs and URLs
+
+
+class AgentState(enum.IntEnum):
+    """Numbered as the proto enum, so the servicer's mapping is the identity."""
+
+    PENDING = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    CANCELLED = 5
+    TIMED_OUT = 6
+
+    @property
+    def terminal(self) -> bool:
+        return self >= AgentState.SUCCEEDED
+
+
+class Cause(enum.StrEnum):
+    """Why an agent reached its terminal state, as a small closed set (a metric label; the free-text
+    reason is for people)."""
+
+    SUCCEEDED = "succeeded"
+    AGENT_FAILED = "agent_failed"  # non-zero exit or trap: the agent's own doing
+    LIMIT = "limit"  # fuel, memory, output or tool-call limit
+    TIMED_OUT = "timed_out"  # the template's wall clock or the caller's deadline
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"  # the executor refused it: verification, unknown template, bad request
+    EXECUTOR_LOST = "executor_lost"  # the run's stream died and the template is not retryable
+    NO_EXECUTOR = "no_executor"  # no executor would take it in time
+    INTERNAL = "internal"
+
+
+_ALLOWED: dict[AgentState, frozenset[AgentState]] = {
+    AgentState.PENDING: frozenset({AgentState.RUNNING, AgentState.FAILED, AgentState.CANCELLED, AgentState.TIMED_OUT}),
+    AgentState.RUNNING: frozenset(
+        {AgentState.PENDING, AgentState.SUCCEEDED, AgentState.FAILED, AgentState.CANCELLED, AgentState.TIMED_OUT}
+    ),
+}
+
+
+class InvalidTransition(FailedPrecondition):
+    """A transition the lifecycle does not allow (a bug in the caller, or a race the caller lost)."""
+
+
+def check_transition(src: AgentState, dst: AgentState) -> None:
+    if src.terminal:
+        raise InvalidTransition(f"agent is {src.name}, a terminal state, and cannot become {dst.name}")
+    if dst not in _ALLOWED[src]:
+        raise InvalidTransition(f"an agent cannot go from {src.name} to {dst.name}")
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """What the scheduler needs from a resolved template, captured at creation. Published versions
+    are immutable, so these never go stale for the agent that captured them."""
+
+    name: str
+    version: str
+    retryable: bool
+    timeout_ms: int
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    """A client's request for an agent (CreateAgent and RunAgent share it)."""
+
+    template_name: str
+    template_version: str = ""
+    input: bytes = b""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: str
+    template_name: str
+    template_version: str
+    requested_version: str  # what the client asked for ("" = latest); idempotency compares this
+    input: bytes
+    labels: Mapping[str, str]
+    retryable: bool
+    timeout_ms: int
+    create_time: float  # seconds since the epoch
+    request_id: str = ""
+    state: AgentState = AgentState.PENDING
+    reason: str = ""
+    cause: str = ""
+    # The status a RunAgent call ends with for this agent ("OK", "RESOURCE_EXHAUSTED", ...): journaled
+    # so that a repeated RunAgent on a finished agent ends the same way.
+    status: str = ""
+    output: bytes = b""
+    output_truncated: bool = False
+    exit_code: int = 0
+    fuel_used: int = 0
+    attempts: int = 0
+    executor: str = ""
+    # True from just before an executor is called until the agent is terminal or requeued. After a
+    # crash, an agent with in_flight set may have run, so it is treated as a lost run, not as new.
+    in_flight: bool = False
+    deadline: float | None = None  # the RunAgent caller's deadline, seconds since the epoch
+    start_time: float | None = None
+    finish_time: float | None = None
+    seq: int = 0  # journal order (newest first in listings); 0 until journaled
+
+    @property
+    def ref(self) -> str:
+        return f"{self.template_name}@{self.template_version}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an agent ends: its terminal state, why, and what a RunAgent call reports."""
+
+    state: AgentState
+    reason: str
+    cause: Cause
+    status: str = "OK"
+    exit_code: int = 0
+    fuel_used: int = 0
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+def validate_labels(labels: Mapping[str, str], field_name: str = "labels") -> None:
+    if len(labels) > MAX_LABELS:
+        raise InvalidArgument(f"{field_name} has {len(labels)} entries; at most {MAX_LABELS}", field=field_name)
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.match(key):
+            raise InvalidArgument(
+                f"label key {key!r} must be 1-63 letters, digits, '.', '_', '/' or '-' "
+                "and start with a letter or digit",
+                field=f"{field_name}.{key}",
+            )
+        if len(value) > MAX_LABEL_VALUE or "," in value:
+            raise InvalidArgument(
+                f"label {key!r} must be at most {MAX_LABEL_VALUE} characters without commas",
+                field=f"{field_name}.{key}",
+            )
+
+
+def validate_spec(spec: CreateSpec) -> None:
+    if not spec.template_name:
+        raise InvalidArgument("template_name is required", field="template_name")
+    if not NAME_RE.match(spec.template_name):
+        raise InvalidArgument(
+            f"template_name {spec.template_name!r} must be lower-case letters, digits and dashes",
+            field="template_name",
+        )
+    if spec.template_version:
+        try:
+            Version(spec.template_version)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message, field="template_version") from exc
+    if len(spec.input) > MAX_INPUT_BYTES:
+        raise InvalidArgument(f"input is {len(spec.input)} bytes; at most {MAX_INPUT_BYTES}", field="input")
+    validate_labels(spec.labels)
+    if spec.request_id and (len(spec.request_id) > MAX_REQUEST_ID or not _REQUEST_ID_RE.match(spec.request_id)):
+        raise InvalidArgument(
+            f"request_id must be at most {MAX_REQUEST_ID} printable ASCII characters without spaces",
+            field="request_id",
+        )
+
+
+def idempotency_conflict(existing: Agent, spec: CreateSpec) -> str | None:
+    """Name the first parameter that differs between a repeated request_id and the agent it created."""
+    if existing.template_name != spec.template_name:
+        return f"template_name ({existing.template_name!r} before, {spec.template_name!r} now)"
+    if existing.requested_version != spec.template_version:
+        return f"template_version ({existing.requested_version!r} before, {spec.template_version!r} now)"
+    if existing.input != spec.input:
+        return f"input ({len(existing.input)} bytes before, {len(spec.input)} different bytes now)"
+    if dict(existing.labels) != dict(spec.labels):
+        return f"labels ({dict(existing.labels)!r} before, {dict(spec.labels)!r} now)"
+    return None
+
+
+# --- transitions -----------------------------------------------------------------------------------
+
+
+def new_agent(
+    agent_id: str, spec: CreateSpec, template: TemplateInfo, now: float, deadline: float | None = None
+) -> Agent:
+    return Agent(
+        id=agent_id,
+        request_id=spec.request_id,
+        template_name=template.name,
+        template_version=template.version,
+        requested_version=spec.template_version,
+        input=spec.input,
+        labels=dict(spec.labels),
+        retryable=template.retryable,
+        timeout_ms=template.timeout_ms,
+        create_time=now,
+        deadline=deadline,
+    )
+
+
+def mark_dispatching(agent: Agent) -> Agent:
+    """The executor is about to be called: from now on a crash means the run may have happened."""
+    if agent.state is not AgentState.PENDING:
+        raise InvalidTransition(f"only a PENDING agent can be dispatched; this one is {agent.state.name}")
+    return dataclasses.replace(agent, in_flight=True)
+
+
+def mark_running(agent: Agent, executor: str, now: float) -> Agent:
+    check_transition(agent.state, AgentState.RUNNING)
+    return dataclasses.replace(
+        agent,
+        state=AgentState.RUNNING,
+        executor=executor,
+        attempts=agent.attempts + 1,
+        start_time=now,
+        in_flight=True,
+        output=b"",
+        output_truncated=False,
+    )
+
+
+def requeue(agent: Agent, reason: str) -> Agent:
+    """A lost run of a retryable template goes back to PENDING (counted as an attempt if it had not
+    been counted: a crash between the executor accepting and RUNNING being journaled)."""
+    if agent.state is AgentState.PENDING:
+        if not agent.in_flight:
+            raise InvalidTransition("a PENDING agent that was not being dispatched has no run to requeue")
+        attempts = agent.attempts + 1
+    else:
+        check_transition(agent.state, AgentState.PENDING)
+        attempts = agent.attempts
+    return dataclasses.replace(
+        agent, state=AgentState.PENDING, reason=reason, in_flight=False, attempts=attempts, output=b"",
+        output_truncated=False,
+    )  # fmt: skip
+
+
+def redispatch(agent: Agent, reason: str) -> Agent:
+    """Requeue a lost run and dispatch it again at once (one journal write instead of two)."""
+    return mark_dispatching(requeue(agent, reason))
+
+
+def finish(agent: Agent, outcome: Outcome, now: float, output: bytes | None = None, truncated: bool = False) -> Agent:
+    check_transition(agent.state, outcome.state)
+    if not outcome.reason:
+        raise ValueError("every terminal state carries a reason")
+    return dataclasses.replace(
+        agent,
+        state=outcome.state,
+        reason=outcome.reason,
+        cause=str(outcome.cause),
+        status=outcome.status,
+        exit_code=outcome.exit_code,
+        fuel_used=outcome.fuel_used,
+        output=agent.output if output is None else output,
+        output_truncated=agent.output_truncated if output is None else truncated,
+        in_flight=False,
+        finish_time=now,
+    )
+
+
+def can_retry_lost_run(agent: Agent, max_attempts: int) -> bool:
+    """A lost run is retried when the template allows it and the attempt bound is not reached.
+    A PENDING in-flight agent's lost run has not been counted yet, hence the +1."""
+    counted = agent.attempts + (1 if agent.state is AgentState.PENDING else 0)
+    return agent.retryable and counted < max_attempts
+
+
+def lost_run_outcome(agent: Agent, what: str, max_attempts: int) -> Outcome:
+    """The terminal outcome of a lost run that will not be retried."""
+    if agent.retryable:
+        reason = f"executor lost during run ({what}); gave up after {max_attempts} attempts"
+    else:
+        reason = f"executor lost during run ({what}); template is not retryable"
+    return Outcome(AgentState.FAILED, reason, Cause.EXECUTOR_LOST, status="UNAVAILABLE")
+
+
+# --- executor run endings -------------------------------------------------------------------------
+
+
+class RunOutcome(enum.IntEnum):
+    """As the executor contract numbers them."""
+
+    SUCCEEDED = 1
+    FAILED = 2
+    TIMED_OUT = 3
+    RESOURCE_EXHAUSTED = 4
+    CANCELLED = 5
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    outcome: RunOutcome
+    exit_code: int = 0
+    trap: str = ""
+    reason: str = ""
+    fuel_used: int = 0
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The executor did not take the run (full, unreachable): try another one."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The run's stream broke after it started: the run may or may not have happened."""
+
+    what: str
+
+
+# Codes that, before any event, mean "this executor can't take it now" rather than "this run is bad".
+_RETRY_ELSEWHERE = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "CANCELLED", "ABORTED"})
+
+
+def _finished_outcome(fin: RunFinished, code: str, message: str) -> Outcome:
+    reason = fin.reason or message
+    if fin.outcome is RunOutcome.SUCCEEDED:
+        return Outcome(AgentState.SUCCEEDED, reason or "exited with code 0", Cause.SUCCEEDED, "OK", fin.exit_code,
+                       fin.fuel_used)  # fmt: skip
+    if fin.outcome is RunOutcome.FAILED:
+        if not reason:
+            reason = f"trapped: {fin.trap}" if fin.trap else f"exited with code {fin.exit_code}"
+        return Outcome(AgentState.FAILED, reason, Cause.AGENT_FAILED, "OK", fin.exit_code, fin.fuel_used)
+    if fin.outcome is RunOutcome.TIMED_OUT:
+        return Outcome(AgentState.TIMED_OUT, reason or "the run passed its wall-clock deadline", Cause.TIMED_OUT,
+                       "DEADLINE_EXCEEDED", fin.exit_code, fin.fuel_used)  # fmt: skip
+    if fin.outcome is RunOutcome.RESOURCE_EXHAUSTED:
+        return Outcome(AgentState.FAILED, reason or "a run limit was exhausted", Cause.LIMIT, "RESOURCE_EXHAUSTED",
+                       fin.exit_code, fin.fuel_used)  # fmt: skip
+    return Outcome(AgentState.CANCELLED, reason or "the run was cancelled", Cause.CANCELLED, "CANCELLED",
+                   fin.exit_code, fin.fuel_used)  # fmt: skip
+
+
+def classify_run(
+    *,
+    executor: str,
+    saw_events: bool,
+    finished: RunFinished | None,
+    code: str,
+    message: str,
+    cancel_reason: str | None,
+    caller_deadline: bool,
+) -> Outcome | Refused | Lost:
+    """Turn how an executor call ended into what happens to the agent.
+
+    `code`/`message` are the call's final status; `cancel_reason` is set when the scheduler itself
+    cancelled the call (CancelAgent); `caller_deadline` says the call's deadline was the client's.
+    """
+    if finished is not None:
+        if code == "CANCELLED" and cancel_reason:
+            return Outcome(AgentState.CANCELLED, cancel_reason, Cause.CANCELLED, "CANCELLED", finished.exit_code,
+                           finished.fuel_used)  # fmt: skip
+        return _finished_outcome(finished, code, message)
+    if cancel_reason is not None:
+        return Outcome(AgentState.CANCELLED, cancel_reason, Cause.CANCELLED, "CANCELLED")
+    if code == "DEADLINE_EXCEEDED":
+        if caller_deadline:
+            reason = "the caller's deadline passed " + ("while the agent was running" if saw_events else
+                                                        "before the executor started the agent")  # fmt: skip
+        else:
+            reason = f"executor {executor} did not finish the run within its time budget"
+        return Outcome(AgentState.TIMED_OUT, reason, Cause.TIMED_OUT, "DEADLINE_EXCEEDED")
+    if not saw_events:
+        if code in _RETRY_ELSEWHERE or code == "OK":
+            return Refused(code, message or "the stream ended without any event")
+        return Outcome(AgentState.FAILED, f"executor {executor} refused the run: {message or code}", Cause.REJECTED,
+                       code)  # fmt: skip
+    if code == "OK":
+        return Lost(f"executor {executor} ended the stream without a RunFinished event")
+    if code in ("UNAVAILABLE", "CANCELLED", "INTERNAL", "UNKNOWN", "ABORTED"):
+        return Lost(f"executor {executor} stream broke: {code}: {message}")
+    if code == "RESOURCE_EXHAUSTED":
+        return Outcome(AgentState.FAILED, message or "a run limit was exhausted", Cause.LIMIT, code)
+    return Outcome(AgentState.FAILED, f"executor {executor} failed the run: {message or code}", Cause.REJECTED, code)
+
+
+# --- listing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    state: AgentState | None = None
+    template_name: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def fingerprint(self) -> str:
+        raw = json.dumps([self.state or 0, self.template_name, list(self.labels)]).encode()
+        return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def parse_label_selector(selector: str) -> tuple[tuple[str, str], ...]:
+    """'k=v,k2=v2' → ((k, v), (k2, v2)); every pair must match."""
+    if not selector.strip():
+        return ()
+    pairs: dict[str, str] = {}
+    for part in selector.split(","):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if value.startswith("="):  # accept "k==v" as well
+            value = value[1:].strip()
+        if not sep or not LABEL_KEY_RE.match(key):
+            raise InvalidArgument(
+                f"label_selector part {part.strip()!r} must look like key=value (pairs joined by commas)",
+                field="label_selector",
+            )
+        if key in pairs and pairs[key] != value:
+            raise InvalidArgument(f"label_selector asks for two values of {key!r}", field="label_selector")
+        pairs[key] = value
+    return tuple(sorted(pairs.items()))
+
+
+def page_size(requested: int) -> int:
+    if requested == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(requested, MAX_PAGE_SIZE)
+
+
+def encode_page_token(after_seq: int, flt: ListFilter) -> str:
+    raw = json.dumps({"after": after_seq, "f": flt.fingerprint()}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, flt: ListFilter) -> int | None:
+    """The seq to continue after, or None for the first page. A token from another filter is refused:
+    following it would silently skip or repeat agents."""
+    if not token:
+        return None
+    bad = InvalidArgument(
+        "page_token is not one this server issued for this filter; start again with an empty page_token",
+        field="page_token",
+    )
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after, fingerprint = data["after"], data["f"]
+    except (ValueError, KeyError, TypeError):
+        raise bad from None
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0 or fingerprint != flt.fingerprint():
+        raise bad
+    return after

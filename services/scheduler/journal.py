@@ -1,0 +1,327 @@
+"""The agent journal: SQLite in WAL mode, written by one thread with group commit.
+
+Durability: `synchronous=FULL` by default. In WAL mode that fsyncs the log on every commit, so an
+acknowledged create survives power loss, not only a process kill (NORMAL would survive kill -9 but
+could lose the last commits on power loss). FULL costs one fsync per *transaction*, and the writer
+batches every request waiting in its queue into one transaction, so under load many creates share
+one fsync: throughput comes from batching, not from weakening durability.
+
+Writes go through `submit()`: the op runs on the writer thread inside the batch's transaction (in
+its own savepoint, so one failing op does not undo the others), and the caller's future resolves only
+after COMMIT returned. Reads use a separate connection on the caller's thread; WAL lets them run
+while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.common.errors import Unavailable
+from services.scheduler import metrics
+from services.scheduler.domain import Agent, AgentState, ListFilter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+_SYNC_MODES = ("FULL", "NORMAL", "EXTRA")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    request_id TEXT UNIQUE,
+    template_name TEXT NOT NULL,
+    template_version TEXT NOT NULL,
+    requested_version TEXT NOT NULL,
+    input BLOB NOT NULL,
+    labels TEXT NOT NULL,
+    retryable INTEGER NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output BLOB NOT NULL,
+    output_truncated INTEGER NOT NULL,
+    exit_code INTEGER NOT NULL,
+    fuel_used INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    executor TEXT NOT NULL,
+    in_flight INTEGER NOT NULL,
+    deadline_us INTEGER,
+    create_us INTEGER NOT NULL,
+    start_us INTEGER,
+    finish_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS agents_by_state ON agents(state, seq);
+CREATE INDEX IF NOT EXISTS agents_by_template ON agents(template_name, seq);
+"""
+
+_MUTABLE = (
+    "state", "reason", "cause", "status", "output", "output_truncated", "exit_code", "fuel_used", "attempts",
+    "executor", "in_flight", "start_us", "finish_us",
+)  # fmt: skip
+_UPDATE_SQL = f"UPDATE agents SET {', '.join(f'{c} = ?' for c in _MUTABLE)} WHERE id = ?"
+_INSERT_COLS = (
+    "id", "request_id", "template_name", "template_version", "requested_version", "input", "labels", "retryable",
+    "timeout_ms", *_MUTABLE, "deadline_us", "create_us",
+)  # fmt: skip
+_INSERT_SQL = f"INSERT INTO agents ({', '.join(_INSERT_COLS)}) VALUES ({', '.join('?' * len(_INSERT_COLS))})"
+
+
+def _us(t: float | None) -> int | None:
+    return None if t is None else round(t * 1_000_000)
+
+
+def _sec(us: int | None) -> float | None:
+    return None if us is None else us / 1_000_000
+
+
+def _mutable_values(a: Agent) -> tuple[Any, ...]:
+    return (
+        int(a.state), a.reason, a.cause, a.status, a.output, int(a.output_truncated), a.exit_code, a.fuel_used,
+        a.attempts, a.executor, int(a.in_flight), _us(a.start_time), _us(a.finish_time),
+    )  # fmt: skip
+
+
+def _row_to_agent(row: sqlite3.Row) -> Agent:
+    return Agent(
+        seq=row["seq"],
+        id=row["id"],
+        request_id=row["request_id"] or "",
+        template_name=row["template_name"],
+        template_version=row["template_version"],
+        requested_version=row["requested_version"],
+        input=bytes(row["input"]),
+        labels=json.loads(row["labels"]),
+        retryable=bool(row["retryable"]),
+        timeout_ms=row["timeout_ms"],
+        state=AgentState(row["state"]),
+        reason=row["reason"],
+        cause=row["cause"],
+        status=row["status"],
+        output=bytes(row["output"]),
+        output_truncated=bool(row["output_truncated"]),
+        exit_code=row["exit_code"],
+        fuel_used=row["fuel_used"],
+        attempts=row["attempts"],
+        executor=row["executor"],
+        in_flight=bool(row["in_flight"]),
+        deadline=_sec(row["deadline_us"]),
+        create_time=_sec(row["create_us"]) or 0.0,
+        start_time=_sec(row["start_us"]),
+        finish_time=_sec(row["finish_us"]),
+    )
+
+
+@dataclass
+class _Op:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: Future[Any]
+
+
+_STOP = object()
+
+
+class Journal:
+    """Open with `Journal.open(dir)`; close with `close()` (drains queued writes first)."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL", max_batch: int = 512) -> None:
+        if synchronous.upper() not in _SYNC_MODES:
+            raise ValueError(f"journal synchronous mode must be one of {_SYNC_MODES}, not {synchronous!r}")
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._writer_conn = self._connect()
+        self._init_schema(self._writer_conn)
+        self._reader = self._connect()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(cls, data_dir: Path, synchronous: str = "FULL") -> Journal:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(data_dir / "journal.sqlite3", synchronous)
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so a batch is exactly one transaction.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has journal schema {version}, newer than this scheduler's {SCHEMA_VERSION}; "
+                "run a newer scheduler or restore a backup"
+            )
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # --- the writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        conn = self._writer_conn
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Op] = [first]  # type: ignore[list-item]
+            stop_after = False
+            # Group commit: everything that queued up while the previous batch was fsyncing goes in this one.
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop_after = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            self._commit(conn, batch)
+            if stop_after:
+                break
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        started = time.perf_counter()
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = op.fn(conn)
+                except Exception as exc:  # one bad op must not undo the batch
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((op, None, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    results.append((op, value, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("journal commit failed", extra={"fields": {"batch": len(batch)}})
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = Unavailable(f"the agent journal could not commit ({exc}); nothing was recorded, retry")
+            for op in batch:
+                op.future.set_exception(failure)
+            return
+        metrics.JOURNAL_COMMIT.observe(time.perf_counter() - started)
+        metrics.JOURNAL_BATCH.observe(len(batch))
+        for op, value, exc in results:
+            if exc is not None:
+                op.future.set_exception(exc)
+            else:
+                op.future.set_result(value)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run `fn` in the next batch; the returned future resolves after the batch committed."""
+        if self._closed:
+            raise Unavailable("the scheduler is shutting down; retry on another instance")
+        future: Future[T] = Future()
+        self._queue.put(_Op(fn, future))
+        return asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._reader.close()
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    async def create(self, agent: Agent) -> tuple[Agent, bool]:
+        """Journal a new agent. If its request_id is taken, returns the existing agent and False
+        instead: the writer is the only one inserting, so this check cannot race."""
+
+        def op(conn: sqlite3.Connection) -> tuple[Agent, bool]:
+            if agent.request_id:
+                row = conn.execute("SELECT * FROM agents WHERE request_id = ?", (agent.request_id,)).fetchone()
+                if row is not None:
+                    return _row_to_agent(row), False
+            values = (
+                agent.id, agent.request_id or None, agent.template_name, agent.template_version,
+                agent.requested_version, agent.input, json.dumps(dict(agent.labels), sort_keys=True),
+                int(agent.retryable), agent.timeout_ms, *_mutable_values(agent), _us(agent.deadline),
+                _us(agent.create_time),
+            )  # fmt: skip
+            cur = conn.execute(_INSERT_SQL, values)
+            return dataclasses.replace(agent, seq=cur.lastrowid), True
+
+        return await self.submit(op)
+
+    async def update(self, agent: Agent) -> None:
+        """Journal an agent's new state (every mutable column; the row is small)."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(_UPDATE_SQL, (*_mutable_values(agent), agent.id))
+            if cur.rowcount != 1:
+                raise KeyError(f"agent {agent.id} is not in the journal")
+
+        await self.submit(op)
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def get(self, agent_id: str) -> Agent | None:
+        row = self._reader.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
+        return None if row is None else _row_to_agent(row)
+
+    def get_by_request_id(self, request_id: str) -> Agent | None:
+        row = self._reader.execute("SELECT * FROM agents WHERE request_id = ?", (request_id,)).fetchone()
+        return None if row is None else _row_to_agent(row)
+
+    def list(self, flt: ListFilter, after_seq: int | None, limit: int) -> list[Agent]:
+        """Newest first: agents with seq below `after_seq` (the last one of the previous page)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if after_seq is not None:
+            where.append("seq < ?")
+            args.append(after_seq)
+        if flt.state is not None:
+            where.append("state = ?")
+            args.append(int(flt.state))
+        if flt.template_name:
+            where.append("template_name = ?")
+            args.append(flt.template_name)
+        for key, value in flt.labels:
+            where.append("json_extract(labels, ?) = ?")
+            args.extend((f'$."{key}"', value))
+        sql = "SELECT * FROM agents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+        return [_row_to_agent(row) for row in self._reader.execute(sql, args)]
+
+    def unfinished(self) -> Sequence[Agent]:
+        """Every agent not yet terminal, oldest first: what recovery must act on."""
+        rows = self._reader.execute(
+            "SELECT * FROM agents WHERE state IN (?, ?) ORDER BY seq", (AgentState.PENDING, AgentState.RUNNING)
+        )
+        return [_row_to_agent(row) for row in rows]
+
+    def count(self) -> int:
+        return self._reader.execute("SELECT COUNT(*) FROM agents").fetchone()[0]

@@ -1,0 +1,239 @@
+"""The scheduler's use cases: create, get, list, watch, cancel and run agents, and recovery at start.
+
+Never imports grpc: the servicer translates, and adapters behind the ports talk to the registry and
+the executors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from services.common import errors
+from services.common.logs import log_event
+from services.scheduler import domain, metrics
+from services.scheduler.book import AgentBook, AgentChanged, LiveAgent, WatchEvent
+from services.scheduler.dispatcher import DEADLINE_MARGIN_SECONDS, Dispatcher, DispatchSettings
+from services.scheduler.domain import Agent, AgentState, Cause, CreateSpec, ListFilter, Outcome
+from services.scheduler.journal import Journal
+from services.scheduler.ports import Executors, TemplateResolver
+
+log = logging.getLogger(__name__)
+
+_ERRORS: dict[str, type[errors.AgentFactoryError]] = {
+    cls.code_name: cls
+    for cls in (
+        errors.InvalidArgument, errors.NotFound, errors.AlreadyExists, errors.PermissionDenied,
+        errors.FailedPrecondition, errors.ResourceExhausted, errors.Unavailable, errors.DeadlineExceeded,
+        errors.Cancelled,
+    )
+}  # fmt: skip
+
+
+def error_for_status(status: str, message: str) -> errors.AgentFactoryError:
+    """The domain error a RunAgent call ends with for a journaled status (INTERNAL for unknown codes)."""
+    return _ERRORS.get(status, errors.AgentFactoryError)(message)
+
+
+def _required_id(agent_id: str) -> str:
+    if not agent_id:
+        raise errors.InvalidArgument("id is required: the agent id CreateAgent returned", field="id")
+    return agent_id
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    output_cap_bytes: int = 64 * 1024
+    max_live_agents: int = 10_000
+    registry_timeout_seconds: float = 2.0
+    cancel_wait_seconds: float = 10.0
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+
+
+class SchedulerService:
+    def __init__(
+        self, journal: Journal, templates: TemplateResolver, executors: Executors, settings: ServiceSettings
+    ) -> None:
+        self.journal = journal
+        self.templates = templates
+        self.settings = settings
+        self.book = AgentBook(journal, settings.output_cap_bytes)
+        self.dispatcher = Dispatcher(self.book, executors, settings.dispatch)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover what the journal says is unfinished, then start dispatching."""
+        await self.recover()
+        self.dispatcher.start()
+
+    async def stop(self, grace: float) -> None:
+        await self.dispatcher.stop(grace)
+        for task in list(self._background):
+            task.cancel()
+
+    async def recover(self) -> None:
+        """After a restart: PENDING agents are dispatched again. Agents whose run may have started
+        (RUNNING, or PENDING with a dispatch in flight) lost their executor stream with the old
+        process: re-dispatched when the template is retryable and attempts remain, FAILED otherwise.
+        Agents whose caller's deadline passed meanwhile are TIMED_OUT."""
+        bound = self.settings.dispatch.max_attempts
+        jobs = []
+        for agent in self.journal.unfinished():
+            live = self.book.adopt(agent)
+            now = time.time()
+            if agent.deadline is not None and agent.deadline <= now:
+                action = "timed_out"
+                outcome = Outcome(AgentState.TIMED_OUT, "the caller's deadline passed while the scheduler was down",
+                                  Cause.TIMED_OUT, "DEADLINE_EXCEEDED")  # fmt: skip
+                jobs.append(self.book.finish(live, outcome))
+            elif agent.in_flight or agent.state is AgentState.RUNNING:
+                if domain.can_retry_lost_run(agent, bound):
+                    action = "redispatched"
+                    reason = "executor lost during run (scheduler restarted); re-dispatched"
+                    jobs.append(self._requeue(live, reason))
+                else:
+                    action = "failed"
+                    jobs.append(self.book.finish(live, domain.lost_run_outcome(agent, "scheduler restarted", bound)))
+            else:
+                action = "dispatched"
+                self.dispatcher.enqueue(agent.id)
+            metrics.RECOVERED.labels(action).inc()
+        # Concurrently, so the journal writes of a large recovery share group commits.
+        await asyncio.gather(*jobs)
+        if jobs or self.book.live:
+            log_event(log, "recovered unfinished agents", total=len(jobs) + self.book.pending_count())
+
+    async def _requeue(self, live: LiveAgent, reason: str) -> None:
+        if await self.book.update(live, lambda a: domain.requeue(a, reason)):
+            self.dispatcher.enqueue(live.agent.id)
+
+    # --- use cases -------------------------------------------------------------------------------
+
+    async def create(
+        self, spec: CreateSpec, *, timeout: float | None = None, deadline: float | None = None
+    ) -> tuple[Agent, bool]:
+        """Journal a new agent (committed before this returns) and queue it; or, for a repeated
+        request_id, return the agent it created. Returns (agent, created)."""
+        domain.validate_spec(spec)
+        if spec.request_id:
+            existing = self.journal.get_by_request_id(spec.request_id)
+            if existing is not None:
+                return self._same_request(existing, spec), False
+        if len(self.book.live) >= self.settings.max_live_agents:
+            raise errors.ResourceExhausted(
+                f"the scheduler already has {len(self.book.live)} unfinished agents (its limit); retry later"
+            )
+        budget = self.settings.registry_timeout_seconds
+        if timeout is not None:
+            if timeout <= 0:
+                raise errors.DeadlineExceeded("the call's deadline passed before the agent could be created")
+            budget = min(budget, timeout)
+        template = await self.templates.resolve(spec.template_name, spec.template_version, budget)
+        agent = domain.new_agent(uuid.uuid4().hex, spec, template, time.time(), deadline)
+        stored, created = await self.journal.create(agent)
+        if not created:  # a concurrent request with the same request_id won the race
+            return self._same_request(stored, spec), False
+        self.book.adopt(stored)
+        metrics.AGENTS_CREATED.labels(stored.template_name).inc()
+        self.dispatcher.enqueue(stored.id)
+        return stored, True
+
+    def _same_request(self, existing: Agent, spec: CreateSpec) -> Agent:
+        conflict = domain.idempotency_conflict(existing, spec)
+        if conflict is not None:
+            raise errors.AlreadyExists(
+                f"request_id {spec.request_id!r} already created agent {existing.id} with a different {conflict}; "
+                "use a new request_id for a different agent"
+            )
+        return self.book.overlay(existing)
+
+    def get(self, agent_id: str) -> Agent:
+        return self.book.get(_required_id(agent_id))
+
+    def list(
+        self, state: int, template_name: str, label_selector: str, page_size: int, page_token: str
+    ) -> tuple[list[Agent], str]:
+        if state and state not in AgentState._value2member_map_:
+            raise errors.InvalidArgument(f"state {state} is not an AgentState", field="state")
+        flt = ListFilter(
+            state=AgentState(state) if state else None,
+            template_name=template_name,
+            labels=domain.parse_label_selector(label_selector),
+        )
+        after = domain.decode_page_token(page_token, flt)
+        size = domain.page_size(page_size)
+        rows = self.journal.list(flt, after, size + 1)
+        token = domain.encode_page_token(rows[size - 1].seq, flt) if len(rows) > size else ""
+        return [self.book.overlay(a) for a in rows[:size]], token
+
+    async def watch(self, agent_id: str) -> AsyncIterator[WatchEvent]:
+        """The agent now (with its output so far), then its events until it is terminal."""
+        live = self.book.live.get(_required_id(agent_id))
+        if live is None:
+            yield AgentChanged(self.book.get(agent_id))
+            return
+        sub = self.book.subscribe(live)  # snapshot and subscribe with no await between: nothing is missed
+        try:
+            yield AgentChanged(live.snapshot())
+            async for event in sub:
+                yield event
+        finally:
+            live.subscribers.discard(sub)
+
+    async def cancel(self, agent_id: str, reason: str = "cancelled by CancelAgent") -> Agent:
+        live = self.book.live.get(_required_id(agent_id))
+        if live is None:
+            return self.book.get(agent_id)  # already ended (or NotFound)
+        live.request_cancel(reason)
+        if not live.dispatching:
+            return await self.book.finish(live, Outcome(AgentState.CANCELLED, reason, Cause.CANCELLED, "CANCELLED"))
+        # A worker owns it: the cancelled executor call ends its run and the worker records CANCELLED.
+        try:
+            await asyncio.wait_for(asyncio.shield(live.done.wait()), self.settings.cancel_wait_seconds)
+        except TimeoutError:
+            log_event(log, "cancel still in progress", logging.WARNING, agent=agent_id)
+        return self.book.get(agent_id)
+
+    async def run(self, spec: CreateSpec, timeout: float | None) -> AsyncIterator[WatchEvent]:
+        """Create and follow to the end. Ends by raising the error matching how the run ended, unless
+        the agent ran (SUCCEEDED, or FAILED on its own)."""
+        deadline = None if timeout is None else time.time() + timeout
+        agent, created = await self.create(spec, timeout=timeout, deadline=deadline)
+        final: Agent | None = None
+        try:
+            async for event in self.watch(agent.id):
+                if isinstance(event, AgentChanged) and event.agent.state.terminal:
+                    final = event.agent
+                yield event
+        finally:
+            if final is None and created:
+                self._abandon(agent.id)
+        if final is None:
+            raise errors.Unavailable(f"agent {agent.id} is still running but its stream ended; watch it")
+        if final.status and final.status != "OK":
+            raise error_for_status(final.status, final.reason)
+
+    def _abandon(self, agent_id: str) -> None:
+        """The RunAgent caller is gone (cancelled, or its deadline passed) before the agent ended."""
+        live = self.book.live.get(agent_id)
+        if live is None:
+            return
+        remaining = live.remaining(time.time())
+        expired = remaining is not None and remaining <= DEADLINE_MARGIN_SECONDS
+        if expired and live.dispatching:
+            return  # the executor call carries the same deadline and ends the run as TIMED_OUT
+        if expired:
+            outcome = Outcome(AgentState.TIMED_OUT, "the caller's deadline passed before an executor could start "
+                              "the agent", Cause.TIMED_OUT, "DEADLINE_EXCEEDED")  # fmt: skip
+            coro = self.book.finish(live, outcome)
+        else:
+            coro = self.cancel(agent_id, "the RunAgent caller went away before the agent finished")
+        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

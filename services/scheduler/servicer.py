@@ -1,0 +1,113 @@
+"""SchedulerService over gRPC: protobuf in, domain call, protobuf out. Errors are domain exceptions,
+mapped to statuses by the shared interceptor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
+from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
+from services.scheduler.book import AgentChanged, WatchEvent
+from services.scheduler.domain import Agent, CreateSpec
+from services.scheduler.ports import Log, Output
+from services.scheduler.service import SchedulerService
+
+
+def _ts(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1_000_000) * 1000)
+    return ts
+
+
+def agent_to_pb(a: Agent) -> pb.Agent:
+    return pb.Agent(
+        id=a.id,
+        request_id=a.request_id,
+        template_name=a.template_name,
+        template_version=a.template_version,
+        input=a.input,
+        labels=dict(a.labels),
+        state=int(a.state),
+        reason=a.reason,
+        output=a.output,
+        output_truncated=a.output_truncated,
+        exit_code=a.exit_code,
+        fuel_used=a.fuel_used,
+        attempts=a.attempts,
+        executor=a.executor,
+        create_time=_ts(a.create_time),
+        start_time=_ts(a.start_time),
+        finish_time=_ts(a.finish_time),
+    )
+
+
+def _spec(request: pb.CreateAgentRequest | pb.RunAgentRequest) -> CreateSpec:
+    return CreateSpec(
+        template_name=request.template_name,
+        template_version=request.template_version,
+        input=request.input,
+        labels=dict(request.labels),
+        request_id=request.request_id,
+    )
+
+
+def _event_fields(event: WatchEvent) -> dict[str, object]:
+    if isinstance(event, AgentChanged):
+        return {"agent": agent_to_pb(event.agent)}
+    if isinstance(event, Output):
+        return {"output": pb.AgentOutput(data=event.data)}
+    if isinstance(event, Log):
+        return {"log": pb.AgentLog(level=event.level, message=event.message)}
+    raise TypeError(f"unexpected watch event {event!r}")
+
+
+class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
+    def __init__(self, service: SchedulerService) -> None:
+        self.service = service
+
+    async def CreateAgent(
+        self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateAgentResponse:
+        agent, _ = await self.service.create(_spec(request), timeout=context.time_remaining())
+        return pb.CreateAgentResponse(agent=agent_to_pb(agent))
+
+    async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> pb.GetAgentResponse:
+        return pb.GetAgentResponse(agent=agent_to_pb(self.service.get(request.id)))
+
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAgentsResponse:
+        agents, token = self.service.list(
+            request.state, request.template_name, request.label_selector, request.page_size, request.page_token
+        )
+        return pb.ListAgentsResponse(agents=[agent_to_pb(a) for a in agents], next_page_token=token)
+
+    async def WatchAgent(
+        self, request: pb.WatchAgentRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchAgentResponse]:
+        async for event in self.service.watch(request.id):
+            yield pb.WatchAgentResponse(**_event_fields(event))
+
+    async def CancelAgent(
+        self, request: pb.CancelAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelAgentResponse:
+        return pb.CancelAgentResponse(agent=agent_to_pb(await self.service.cancel(request.id)))
+
+    async def RunAgent(
+        self, request: pb.RunAgentRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RunAgentResponse]:
+        async for event in self.service.run(_spec(request), context.time_remaining()):
+            yield pb.RunAgentResponse(**_event_fields(event))
+
+
+def register(service: SchedulerService) -> Callable[[grpc.aio.Server], list[str]]:
+    def add(server: grpc.aio.Server) -> list[str]:
+        pb_grpc.add_SchedulerServiceServicer_to_server(SchedulerServicer(service), server)
+        return [pb.DESCRIPTOR.services_by_name["SchedulerService"].full_name]
+
+    return add

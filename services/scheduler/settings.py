@@ -1,0 +1,58 @@
+"""Scheduler settings, built from an Env snapshot at the composition root (__main__)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.config import ConfigError, Env
+from services.scheduler.dispatcher import DispatchSettings
+from services.scheduler.service import ServiceSettings
+
+DEFAULT_PORT = 7140
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    data_dir: Path
+    registry_addr: str
+    executor_addrs: tuple[str, ...]
+    journal_synchronous: str
+    template_cache_ttl_seconds: float
+    service: ServiceSettings
+
+    @classmethod
+    def from_env(cls, env: Env) -> SchedulerSettings:
+        executors = tuple(env.list("AF_EXECUTOR_ADDRS", ["127.0.0.1:7130"]))
+        if len(set(executors)) != len(executors):
+            raise ConfigError(f"AF_EXECUTOR_ADDRS={','.join(executors)!r} lists an address twice")
+        sync = env.str("AF_JOURNAL_SYNCHRONOUS", "FULL").upper()
+        if sync not in ("FULL", "EXTRA", "NORMAL"):
+            raise ConfigError(f"AF_JOURNAL_SYNCHRONOUS={sync!r} must be FULL, EXTRA or NORMAL")
+        dispatch = DispatchSettings(
+            workers=_positive(env, "AF_MAX_DISPATCHES", 64),
+            max_attempts=_positive(env, "AF_MAX_ATTEMPTS", 3),
+            dispatch_wait_seconds=env.float("AF_DISPATCH_WAIT_SECONDS", 30.0),
+            run_slack_seconds=env.float("AF_RUN_SLACK_SECONDS", 30.0),
+        )
+        service = ServiceSettings(
+            output_cap_bytes=_positive(env, "AF_OUTPUT_CAP_BYTES", 64 * 1024),
+            max_live_agents=_positive(env, "AF_MAX_LIVE_AGENTS", 10_000),
+            registry_timeout_seconds=env.float("AF_REGISTRY_TIMEOUT_SECONDS", 2.0),
+            dispatch=dispatch,
+        )
+        return cls(
+            data_dir=env.path("AF_DATA_DIR", "var/scheduler"),
+            registry_addr=env.str("AF_REGISTRY_ADDR", "127.0.0.1:7110"),
+            executor_addrs=executors,
+            journal_synchronous=sync,
+            template_cache_ttl_seconds=env.float("AF_TEMPLATE_CACHE_TTL_SECONDS", 2.0),
+            service=service,
+        )
+
+
+def _positive(env: Env, name: str, default: int) -> int:
+    value = env.int(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be positive")
+    return value
