@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 
 from services.common.server import MAX_MESSAGE_BYTES
+from services.common.telemetry import client_interceptors
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -18,4 +19,4 @@ CHANNEL_OPTIONS = [
 
 
 def aio_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=client_interceptors())

@@ -17,6 +17,7 @@ from services.common.config import Env, loopback_addr
 from services.common.interceptors import ServiceInterceptor
 from services.common.logs import setup_logging
 from services.common.metrics import start_metrics_server
+from services.common.telemetry import server_interceptors, setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class ServerSettings:
     metrics_addr: str | None
     log_level: str
     grace_seconds: float
+    otlp_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, env: Env, default_service_id: str, default_port: int) -> ServerSettings:
@@ -50,6 +52,7 @@ class ServerSettings:
             metrics_addr=env.optional("AF_METRICS_ADDR"),
             log_level=env.str("AF_LOG_LEVEL", "info"),
             grace_seconds=env.float("AF_SHUTDOWN_GRACE_SECONDS", 5.0),
+            otlp_endpoint=env.optional("AF_OTLP_ENDPOINT"),
         )
 
 
@@ -86,7 +89,9 @@ async def serve(
     (the default marks it serving at once); `on_stopping` runs after draining, before exit."""
     setup_logging(settings.service_id, settings.log_level)
     start_metrics_server(settings.metrics_addr)
-    server = grpc.aio.server(interceptors=[ServiceInterceptor(service_name)], options=SERVER_OPTIONS)
+    setup_tracing(settings.service_id, service_name, settings.otlp_endpoint)
+    interceptors = [*server_interceptors(), ServiceInterceptor(service_name)]
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     names = list(register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -112,4 +117,5 @@ async def serve(
     await server.stop(settings.grace_seconds)
     if on_stopping is not None:
         await on_stopping()
+    shutdown_tracing()
     log.info("stopped")
