@@ -150,8 +150,10 @@ class SignerService:
         await self._run(self.backend.open)
         return await self.refresh()
 
-    async def refresh(self) -> KeySet:
+    async def refresh(self, *, unless_loaded_after: float | None = None) -> KeySet:
         async with self._refresh_lock:
+            if unless_loaded_after is not None and self._keys is not None and self._loaded_at > unless_loaded_after:
+                return self._keys  # another caller refreshed while we waited for the lock
             keys = await self._run(self.backend.key_set)
             self._keys, self._keyring, self._loaded_at = keys, keys.keyring(), self._clock()
             metrics.observe_key_set(keys)
@@ -160,7 +162,7 @@ class SignerService:
     async def _current(self, *, max_age: float | None = None) -> KeySet:
         age = self._clock() - self._loaded_at
         if self._keys is None or age > (self.key_cache_seconds if max_age is None else max_age):
-            return await self.refresh()
+            return await self.refresh(unless_loaded_after=self._loaded_at)
         return self._keys
 
     async def sign(self, payload: bytes) -> SignatureRecord:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
 from prometheus_client import REGISTRY
 
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.signer.domain import MAX_PAYLOAD_BYTES, SignerService, check_min_version
+from services.signer.domain import MAX_PAYLOAD_BYTES, KeySet, SignerService, check_min_version
+from services.signer.local_backend import LocalKeyBackend
 from services.spec.signature import Keyring, SignatureRecord
 
 MANIFEST = b'{"name":"summarise","version":"1.0.0"}'
@@ -82,8 +84,6 @@ async def test_unknown_version_and_key_id(service: SignerService) -> None:
 
 
 async def test_signature_from_another_key_with_same_version_fails(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from services.signer.local_backend import LocalKeyBackend
-
     a = SignerService(LocalKeyBackend(tmp_path_factory.mktemp("a"), "templates"))
     b = SignerService(LocalKeyBackend(tmp_path_factory.mktemp("b"), "templates"))
     await a.start()
@@ -186,3 +186,29 @@ async def test_audit_log_records_sign_rotate_revoke(service: SignerService, capl
     assert events[0]["key_version"] == 1 and len(events[0]["payload_sha256"]) == 64
     assert events[1]["key_version"] == 2
     assert events[2]["revoked_versions"] == [1]
+
+
+async def test_concurrent_verifies_share_one_refresh_of_a_stale_keyring(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    now = [0.0]
+    backend = LocalKeyBackend(tmp_path_factory.mktemp("keys"), "templates")
+    calls: list[int] = []
+    real_key_set = backend.key_set
+
+    def counting_key_set() -> KeySet:
+        calls.append(1)
+        return real_key_set()
+
+    backend.key_set = counting_key_set  # type: ignore[method-assign]
+    svc = SignerService(backend, key_cache_seconds=10, clock=lambda: now[0])
+    await svc.start()
+    try:
+        record = await svc.sign(MANIFEST)
+        calls.clear()
+        now[0] = 60.0
+        results = await asyncio.gather(*(svc.verify(MANIFEST, record) for _ in range(5)))
+        assert all(r.valid for r in results)
+        assert len(calls) == 1
+    finally:
+        svc.close()
