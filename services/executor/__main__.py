@@ -1,0 +1,125 @@
+"""Composition root: settings -> sandbox, caches, upstream clients -> executor service -> gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+
+from agentfactory.executor.v1 import executor_service_pb2, executor_service_pb2_grpc
+from services.common.channels import aio_channel
+from services.common.config import ConfigError, Env
+from services.common.errors import AgentFactoryError
+from services.common.logs import log_event, setup_logging
+from services.common.server import Readiness, ServerSettings, serve
+from services.executor.clients import RegistryClient, SignerClient
+from services.executor.kvstore import KvStore
+from services.executor.modules import ModuleCache
+from services.executor.pool import WorkerPool
+from services.executor.sandbox import Sandbox
+from services.executor.service import ExecutorService
+from services.executor.servicer import ExecutorServicer
+from services.executor.settings import DEFAULT_PORT, ExecutorSettings
+from services.executor.trust import Trust
+from services.spec.policy import Policy, PolicyError
+
+log = logging.getLogger("services.executor")
+
+
+async def _until_ok(what: str, attempt, stop: asyncio.Event) -> bool:  # type: ignore[no-untyped-def]
+    """Retry `attempt` with backoff until it succeeds (True) or we are stopping (False)."""
+    backoff = 0.1
+    while not stop.is_set():
+        try:
+            await attempt()
+            return True
+        except AgentFactoryError as exc:
+            log_event(log, f"{what} not possible yet", logging.WARNING, error=exc.message, retry_in=backoff)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff)
+        backoff = min(backoff * 2, 5.0)
+    return False
+
+
+async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox(settings.engine)
+    registry_channel = aio_channel(settings.registry_addr)
+    signer_channel = aio_channel(settings.signer_addr)
+    trust = Trust(SignerClient(signer_channel).public_keys, policy)
+    service = ExecutorService(
+        executor_id=server.service_id,
+        source=RegistryClient(registry_channel),
+        trust=trust,
+        modules=ModuleCache(
+            sandbox,
+            settings.data_dir,
+            settings.module_cache_entries,
+            policy.max_module_bytes,
+            policy.max_module_imports,
+        ),
+        sandbox=sandbox,
+        pool=WorkerPool(settings.min_workers, settings.max_workers, settings.max_queue, settings.idle_seconds),
+        kv=KvStore(settings.data_dir / "kv.sqlite3"),
+        policy=policy,
+    )
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def refresh_keys_periodically() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.keys_refresh_seconds)
+            with contextlib.suppress(AgentFactoryError):
+                await trust.refresh()  # learns revocations without a run having to miss first
+
+    async def become_ready(readiness: Readiness) -> None:
+        # SERVING only once runs can be verified (keys) and published templates are precompiled.
+        if not await _until_ok("fetching public keys", trust.refresh, stop):
+            return
+        if not await _until_ok("warming the module cache", service.warm, stop):
+            return
+        await readiness.set_serving()
+        log_event(log, "executor ready", revision=service.last_revision, fingerprint=sandbox.fingerprint)
+        tasks.append(asyncio.create_task(service.watch(stop)))
+        tasks.append(asyncio.create_task(refresh_keys_periodically()))
+
+    async def on_started(readiness: Readiness) -> None:
+        tasks.append(asyncio.create_task(become_ready(readiness)))
+
+    async def on_stopping() -> None:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def register(grpc_server):  # type: ignore[no-untyped-def]
+        executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server(ExecutorServicer(service), grpc_server)
+        return [executor_service_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name]
+
+    try:
+        await serve(server, register, service_name="executor", on_started=on_started, on_stopping=on_stopping)
+    finally:
+        service.pool.close()
+        sandbox.close()
+        await registry_channel.close()
+        await signer_channel.close()
+
+
+def main() -> int:
+    env = Env()
+    try:
+        server = ServerSettings.from_env(env, "executor", DEFAULT_PORT)
+        settings = ExecutorSettings.from_env(env)
+        policy = Policy.load(settings.policy_file)
+    except (ConfigError, PolicyError) as exc:
+        print(f"executor: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(server.service_id, server.log_level)
+    asyncio.run(run(server, settings, policy))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""gRPC adapters for the executor's upstreams: the registry (templates, modules, watch) and the signer
+(public keys). They translate statuses into domain errors, so the service never sees grpc."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+import grpc
+
+from agentfactory.registry.v1 import registry_service_pb2 as reg_pb2
+from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
+from agentfactory.signer.v1 import signer_service_pb2 as sig_pb2
+from agentfactory.signer.v1 import signer_service_pb2_grpc as sig_grpc
+from services.common.errors import AgentFactoryError, FailedPrecondition, NotFound, Unavailable
+from services.common.template_proto import template_from_proto
+from services.executor.service import TemplateChange
+from services.spec.published import PublishedTemplate
+from services.spec.signature import PublicKeyVersion
+
+UNARY_TIMEOUT_S = 5.0
+FETCH_TIMEOUT_S = 30.0
+WATCH_TIMEOUT_S = 300.0  # a watch is re-opened from the last revision when its deadline ends it
+LIST_PAGE = 500
+
+
+def _translate(what: str, exc: grpc.aio.AioRpcError) -> AgentFactoryError:
+    code = exc.code()
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(f"{what}: {exc.details()}")
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+        return FailedPrecondition(f"{what}: {exc.details()}")
+    return Unavailable(f"{what} failed: {code.name} {exc.details()}")
+
+
+class RegistryClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = reg_grpc.RegistryServiceStub(channel)
+
+    async def get_template(self, name: str, version: str) -> PublishedTemplate:
+        try:
+            reply = await self._stub.GetTemplate(
+                reg_pb2.GetTemplateRequest(name=name, version=version), timeout=UNARY_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"template {name}@{version} is not published") from exc
+            raise _translate(f"registry GetTemplate {name}@{version}", exc) from exc
+        return template_from_proto(reply.template)
+
+    async def fetch_module(self, sha256: str, max_bytes: int) -> bytes:
+        data = bytearray()
+        try:
+            async for chunk in self._stub.FetchModule(
+                reg_pb2.FetchModuleRequest(sha256=sha256), timeout=FETCH_TIMEOUT_S
+            ):
+                if chunk.total_size > max_bytes or len(data) + len(chunk.chunk) > max_bytes:
+                    raise FailedPrecondition(
+                        f"module {sha256} is larger than the policy's {max_bytes} bytes (rule module.max_bytes)"
+                    )
+                data += chunk.chunk
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(f"registry FetchModule {sha256}", exc) from exc
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise FailedPrecondition(f"module fetched for {sha256} hashes to {hashlib.sha256(data).hexdigest()}")
+        return bytes(data)
+
+    async def list_published(self) -> list[PublishedTemplate]:
+        out: list[PublishedTemplate] = []
+        token = ""
+        try:
+            while True:
+                reply = await self._stub.ListTemplates(
+                    reg_pb2.ListTemplatesRequest(page_size=LIST_PAGE, page_token=token), timeout=UNARY_TIMEOUT_S
+                )
+                for message in reply.templates:
+                    try:
+                        out.append(template_from_proto(message))
+                    except FailedPrecondition:
+                        continue  # a malformed entry is skipped here and refused if anyone runs it
+                token = reply.next_page_token
+                if not token:
+                    return out
+        except grpc.aio.AioRpcError as exc:
+            raise _translate("registry ListTemplates", exc) from exc
+
+    async def watch(self, after_revision: int) -> AsyncIterator[TemplateChange]:
+        call = self._stub.WatchTemplates(
+            reg_pb2.WatchTemplatesRequest(after_revision=after_revision), timeout=WATCH_TIMEOUT_S
+        )
+        try:
+            async for event in call:
+                try:
+                    template = template_from_proto(event.template)
+                except FailedPrecondition:
+                    continue
+                deprecated = event.kind == reg_pb2.TEMPLATE_EVENT_KIND_DEPRECATED
+                yield TemplateChange(event.revision, deprecated, template)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return  # the planned end of one watch; the caller re-opens it
+            raise _translate("registry WatchTemplates", exc) from exc
+        finally:
+            call.cancel()
+
+
+class SignerClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = sig_grpc.SignerServiceStub(channel)
+
+    async def public_keys(self) -> tuple[list[PublicKeyVersion], dict[str, int]]:
+        try:
+            reply = await self._stub.GetPublicKeys(sig_pb2.GetPublicKeysRequest(), timeout=UNARY_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate("signer GetPublicKeys", exc) from exc
+        keys = [
+            PublicKeyVersion(
+                key_id=key.key_id,
+                key_version=key.key_version,
+                public_key_pem=key.public_key_pem,
+                created_unix=key.create_time.ToNanoseconds() / 1e9,
+            )
+            for key in reply.keys
+        ]
+        return keys, {key.key_id: reply.min_version for key in keys} if reply.min_version else {}

@@ -1,0 +1,305 @@
+"""The executor's use cases: run a template once, report capacity, keep the caches warm.
+
+A run: validate → template (LRU, else the registry) → verify locally (trust.py) → compiled module
+(memory, disk, registry; modules.py) → link against the granted tools → queue on the worker pool → stream
+the worker's events from its thread into this coroutine through `loop.call_soon_threadsafe` and an
+asyncio.Queue. Anything refused before the pool accepts the run raises without a single event. After
+the RunFinished event the call ends with the status the outcome maps to (see README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.common.cache import LruTtlCache
+from services.common.errors import (
+    AgentFactoryError,
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+)
+from services.executor import metrics
+from services.executor.events import Accepted, Finished, Outcome, RunEvent, Started
+from services.executor.kvstore import KvStore
+from services.executor.modules import Compiled, ModuleCache
+from services.executor.pool import Capacity, WorkerPool
+from services.executor.sandbox import Prepared, RunSpec, RunState, Sandbox
+from services.executor.tools import AgentTools, ToolContext
+from services.executor.trust import Trust, Verified
+from services.spec.policy import Policy
+from services.spec.published import PublishedTemplate
+
+log = logging.getLogger(__name__)
+
+MAX_INPUT_BYTES = 1024 * 1024
+MAX_AGENT_ID = 256
+TEMPLATE_TTL_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    agent_id: str
+    template_name: str
+    template_version: str
+    input: bytes
+
+
+@dataclass(frozen=True)
+class TemplateChange:
+    revision: int
+    deprecated: bool
+    template: PublishedTemplate
+
+
+class TemplateSource(Protocol):
+    """The registry, as the executor needs it. Raises NotFound / Unavailable (domain errors)."""
+
+    async def get_template(self, name: str, version: str) -> PublishedTemplate: ...
+
+    async def fetch_module(self, sha256: str, max_bytes: int) -> bytes: ...
+
+    async def list_published(self) -> list[PublishedTemplate]: ...
+
+    def watch(self, after_revision: int) -> AsyncIterator[TemplateChange]: ...
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Everything a run needs, all of it verified."""
+
+    verified: Verified
+    prepared: Prepared
+    cache_level: str
+
+
+class ExecutorService:
+    def __init__(
+        self,
+        executor_id: str,
+        source: TemplateSource,
+        trust: Trust,
+        modules: ModuleCache,
+        sandbox: Sandbox,
+        pool: WorkerPool,
+        kv: KvStore,
+        policy: Policy,
+        template_cache_entries: int = 1024,
+    ) -> None:
+        self.executor_id = executor_id
+        self.source = source
+        self.trust = trust
+        self.modules = modules
+        self.sandbox = sandbox
+        self.pool = pool
+        self.kv = kv
+        self.policy = policy
+        self._templates: LruTtlCache[tuple[str, str], PublishedTemplate] = LruTtlCache(
+            "executor_templates", template_cache_entries, TEMPLATE_TTL_SECONDS
+        )
+        self._inflight: dict[str, asyncio.Future[tuple[Compiled, str]]] = {}
+        self.last_revision = 0
+
+    # --- run ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def validate(cmd: RunCommand) -> None:
+        if not cmd.template_name:
+            raise InvalidArgument("template_name is required", field="template_name")
+        if not cmd.template_version:
+            raise InvalidArgument("template_version is required (an exact version)", field="template_version")
+        if len(cmd.input) > MAX_INPUT_BYTES:
+            raise InvalidArgument(f"input is {len(cmd.input)} bytes; at most {MAX_INPUT_BYTES}", field="input")
+        if len(cmd.agent_id) > MAX_AGENT_ID:
+            raise InvalidArgument(f"agent_id is longer than {MAX_AGENT_ID} characters", field="agent_id")
+
+    async def run(self, cmd: RunCommand) -> AsyncIterator[RunEvent]:
+        self.validate(cmd)
+        try:
+            ready = await self.ready(cmd.template_name, cmd.template_version)
+        except AgentFactoryError as exc:
+            metrics.REFUSALS.labels(exc.code_name.lower()).inc()
+            raise
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[list[RunEvent]] = asyncio.Queue()
+        state = RunState(self._spec(cmd, ready, lambda batch: None), 0.0)
+
+        def sink(batch: list[RunEvent]) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, batch)
+            except RuntimeError:  # the event loop is gone (shutdown): nobody is listening any more
+                state.cancel()
+
+        state.spec.sink = sink
+
+        def job() -> None:
+            if state.cancelled:
+                return
+            sink([Accepted(self.executor_id)])
+            finished = self.sandbox.run(ready.prepared, state)
+            _record(finished)
+
+        try:
+            self.pool.submit(job)
+        except ResourceExhausted:
+            metrics.REFUSALS.labels("pool_full").inc()
+            raise
+        try:
+            while True:
+                for event in await queue.get():
+                    yield event
+                    if isinstance(event, Finished):
+                        _raise_status(event)
+                        return
+        finally:
+            state.cancel()  # the caller went away (or we are done): stop within one epoch tick
+
+    def _spec(self, cmd: RunCommand, ready: Ready, sink: object) -> RunSpec:
+        manifest = ready.verified.manifest
+        tools = frozenset(manifest.tools)
+        host = None
+        if tools - {"scratch"}:
+            host = AgentTools(
+                ToolContext(
+                    agent_id=cmd.agent_id,
+                    kv=self.kv if "kv" in tools else None,
+                    http_allowed=lambda host_port: self.policy.allows_http(manifest, host_port),
+                )
+            )
+        return RunSpec(
+            limits=manifest.limits,
+            input=cmd.input,
+            argv=[manifest.name, *manifest.args],
+            env=dict(manifest.env),
+            tools=tools,
+            started=Started(manifest.module_sha256, ready.verified.key_version, ready.cache_level),
+            sink=sink,  # type: ignore[arg-type]
+            tool_host=host,
+        )
+
+    def capacity(self) -> Capacity:
+        return self.pool.capacity()
+
+    # --- getting a template ready ------------------------------------------------------------------
+
+    async def template(self, name: str, version: str) -> PublishedTemplate:
+        found = self._templates.get((name, version))
+        if found is None:
+            found = await self.source.get_template(name, version)
+            self._templates.put((name, version), found)
+        return found
+
+    async def ready(self, name: str, version: str) -> Ready:
+        template = await self.template(name, version)
+        verified = await self.trust.verify(template, name, version)
+        manifest = verified.manifest
+        compiled, level = await self._compiled(manifest.module_sha256, template.module_size)
+        try:
+            prepared = self.modules.link(compiled, frozenset(manifest.tools), manifest.ref)
+        except FailedPrecondition:
+            metrics.VERIFICATION_FAILURES.labels("link").inc()
+            raise
+        return Ready(verified, prepared, level)
+
+    async def _compiled(self, digest: str, module_size: int) -> tuple[Compiled, str]:
+        found = self.modules.from_memory(digest)
+        if found is not None:
+            return found, "memory"
+        pending = self._inflight.get(digest)
+        if pending is not None:  # single flight: one fetch and compile per digest at a time
+            return await asyncio.shield(pending)
+        future: asyncio.Future[tuple[Compiled, str]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
+        self._inflight[digest] = future
+        try:
+            compiled = await asyncio.to_thread(self.modules.from_disk, digest)
+            level = "disk"
+            if compiled is None:
+                if module_size > self.modules.max_bytes:
+                    raise FailedPrecondition(
+                        f"module is {module_size} bytes; the policy allows at most {self.modules.max_bytes} "
+                        "(rule module.max_bytes)"
+                    )
+                wasm = await self.source.fetch_module(digest, self.modules.max_bytes)
+                metrics.MODULE_CACHE.labels("registry", "hit").inc()
+                compiled = await asyncio.to_thread(self.modules.compile, digest, wasm)
+                level = "registry"
+            future.set_result((compiled, level))
+            return compiled, level
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            del self._inflight[digest]
+
+    # --- hot reload --------------------------------------------------------------------------------
+
+    async def prepare(self, template: PublishedTemplate) -> bool:
+        """Verify, compile and link a published template ahead of its first run. Never raises."""
+        manifest = template.manifest
+        self._templates.put((manifest.name, manifest.version), template)
+        try:
+            await self.ready(manifest.name, manifest.version)
+            return True
+        except AgentFactoryError as exc:
+            log.warning("cannot precompile %s: %s", template.ref, exc.message)
+            return False
+
+    def forget(self, template: PublishedTemplate) -> None:
+        """A deprecated version: stop keeping it warm. It still runs if asked (agents already using it)."""
+        self._templates.invalidate((template.manifest.name, template.manifest.version))
+        self.modules.drop(template.manifest.module_sha256)
+
+    async def warm(self) -> int:
+        """Precompile every published, non-deprecated template; returns the revision to watch from."""
+        templates = await self.source.list_published()
+        revision = 0
+        for template in templates:
+            revision = max(revision, template.revision)
+            await self.prepare(template)
+        self.last_revision = max(self.last_revision, revision)
+        log.info("cache warmed", extra={"fields": {"templates": len(templates), "revision": revision}})
+        return self.last_revision
+
+    async def watch(self, stop: asyncio.Event, backoff_max: float = 10.0) -> None:
+        """Follow the registry's Watch stream from the last seen revision, reconnecting with backoff."""
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                async for change in self.source.watch(self.last_revision):
+                    backoff = 0.2
+                    self.last_revision = max(self.last_revision, change.revision)
+                    if change.deprecated:
+                        self.forget(change.template)
+                    else:
+                        await self.prepare(change.template)
+            except AgentFactoryError as exc:
+                log.info("registry watch interrupted: %s", exc.message)
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, backoff_max)
+
+
+def _record(finished: Finished) -> None:
+    metrics.RUNS.labels(finished.outcome.value, finished.limit.value).inc()
+    metrics.FUEL_USED.observe(finished.fuel_used)
+    metrics.PEAK_MEMORY.observe(finished.peak_memory_bytes)
+    metrics.RUN_SECONDS.observe(finished.duration_seconds)
+
+
+def _raise_status(finished: Finished) -> None:
+    """After RunFinished: OK for SUCCEEDED/FAILED, else the status the outcome maps to."""
+    if finished.outcome is Outcome.RESOURCE_EXHAUSTED:
+        raise ResourceExhausted(finished.reason)
+    if finished.outcome is Outcome.TIMED_OUT:
+        raise DeadlineExceeded(finished.reason)
+    if finished.outcome is Outcome.CANCELLED:
+        raise Cancelled(finished.reason)

@@ -1,0 +1,88 @@
+"""protobuf <-> domain for agentfactory.executor.v1.ExecutorService. No logic lives here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import duration_pb2
+
+from agentfactory.executor.v1 import executor_service_pb2 as pb
+from agentfactory.executor.v1 import executor_service_pb2_grpc as pb_grpc
+from services.executor import events
+from services.executor.service import ExecutorService, RunCommand
+
+_OUTCOMES = {
+    events.Outcome.SUCCEEDED: pb.RUN_OUTCOME_SUCCEEDED,
+    events.Outcome.FAILED: pb.RUN_OUTCOME_FAILED,
+    events.Outcome.TIMED_OUT: pb.RUN_OUTCOME_TIMED_OUT,
+    events.Outcome.RESOURCE_EXHAUSTED: pb.RUN_OUTCOME_RESOURCE_EXHAUSTED,
+    events.Outcome.CANCELLED: pb.RUN_OUTCOME_CANCELLED,
+}
+_LIMITS = {
+    events.LimitKind.NONE: pb.LIMIT_UNSPECIFIED,
+    events.LimitKind.FUEL: pb.LIMIT_FUEL,
+    events.LimitKind.MEMORY: pb.LIMIT_MEMORY,
+    events.LimitKind.DEADLINE: pb.LIMIT_DEADLINE,
+    events.LimitKind.OUTPUT: pb.LIMIT_OUTPUT,
+    events.LimitKind.TOOL_CALLS: pb.LIMIT_TOOL_CALLS,
+    events.LimitKind.STACK: pb.LIMIT_STACK,
+}
+
+
+def event_to_proto(event: events.RunEvent) -> pb.RunResponse:
+    if isinstance(event, events.Output):
+        return pb.RunResponse(output=pb.OutputChunk(data=event.data))
+    if isinstance(event, events.Log):
+        return pb.RunResponse(log=pb.LogLine(level=event.level, message=event.message))
+    if isinstance(event, events.ToolCalled):
+        return pb.RunResponse(tool_call=pb.ToolCall(tool=event.tool, allowed=event.allowed, detail=event.detail))
+    if isinstance(event, events.Accepted):
+        return pb.RunResponse(accepted=pb.RunAccepted(executor_id=event.executor_id))
+    if isinstance(event, events.Started):
+        return pb.RunResponse(
+            started=pb.RunStarted(module_sha256=event.module_sha256, key_version=event.key_version, cache=event.cache)
+        )
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(event.duration_seconds * 1e9))
+    return pb.RunResponse(
+        finished=pb.RunFinished(
+            outcome=_OUTCOMES[event.outcome],
+            exit_code=event.exit_code,
+            trap=event.trap,
+            limit=_LIMITS[event.limit],
+            reason=event.reason,
+            fuel_used=event.fuel_used,
+            peak_memory_bytes=event.peak_memory_bytes,
+            duration=duration,
+            tool_calls=event.tool_calls,
+            output_bytes=event.output_bytes,
+        )
+    )
+
+
+class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
+    def __init__(self, service: ExecutorService) -> None:
+        self.service = service
+
+    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunResponse]:
+        command = RunCommand(
+            agent_id=request.agent_id,
+            template_name=request.template_name,
+            template_version=request.template_version,
+            input=request.input,
+        )
+        async for event in self.service.run(command):
+            yield event_to_proto(event)
+
+    async def GetCapacity(
+        self, request: pb.GetCapacityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCapacityResponse:
+        cap = self.service.capacity()
+        return pb.GetCapacityResponse(
+            executor_id=self.service.executor_id,
+            workers=cap.workers,
+            max_workers=cap.max_workers,
+            busy=cap.busy,
+            queued=cap.queued,
+        )

@@ -1,0 +1,54 @@
+"""Executor settings, read once from AF_* variables at the composition root (see README.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.config import ConfigError, Env
+from services.executor.sandbox import EngineSettings
+
+DEFAULT_PORT = 7130
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    data_dir: Path
+    registry_addr: str
+    signer_addr: str
+    policy_file: Path | None
+    min_workers: int
+    max_workers: int
+    max_queue: int
+    idle_seconds: float
+    module_cache_entries: int
+    keys_refresh_seconds: float
+    engine: EngineSettings
+
+    @classmethod
+    def from_env(cls, env: Env) -> ExecutorSettings:
+        cores = os.cpu_count() or 2
+        settings = cls(
+            data_dir=env.path("AF_DATA_DIR", "var/executor"),
+            registry_addr=env.str("AF_REGISTRY_ADDR", "127.0.0.1:7110"),
+            signer_addr=env.str("AF_SIGNER_ADDR", "127.0.0.1:7120"),
+            policy_file=Path(p) if (p := env.optional("AF_POLICY_FILE")) else None,
+            min_workers=env.int("AF_EXECUTOR_MIN_WORKERS", 1),
+            max_workers=env.int("AF_EXECUTOR_MAX_WORKERS", 2 * cores),
+            max_queue=env.int("AF_EXECUTOR_QUEUE", 4 * cores),
+            idle_seconds=env.float("AF_EXECUTOR_IDLE_SECONDS", 30.0),
+            module_cache_entries=env.int("AF_EXECUTOR_MODULE_CACHE", 256),
+            keys_refresh_seconds=env.float("AF_EXECUTOR_KEYS_REFRESH_SECONDS", 60.0),
+            engine=EngineSettings(
+                epoch_tick_ms=env.int("AF_EXECUTOR_EPOCH_TICK_MS", 10),
+                memory_reservation=env.int("AF_EXECUTOR_MEMORY_RESERVATION_BYTES", 64 * 1024 * 1024),
+            ),
+        )
+        if not 0 <= settings.min_workers <= settings.max_workers or settings.max_workers < 1:
+            raise ConfigError("need 0 <= AF_EXECUTOR_MIN_WORKERS <= AF_EXECUTOR_MAX_WORKERS and MAX_WORKERS >= 1")
+        if settings.max_queue < 0:
+            raise ConfigError("AF_EXECUTOR_QUEUE must be >= 0")
+        if not 1 <= settings.engine.epoch_tick_ms <= 1000:
+            raise ConfigError("AF_EXECUTOR_EPOCH_TICK_MS must be between 1 and 1000")
+        return settings

@@ -1,0 +1,113 @@
+"""Local verification of templates before every run: signature, identity and policy.
+
+Public keys come from the signer's GetPublicKeys, fetched at start-up, refreshed in the background and
+refreshed at once (rate-limited, single-flight) when a signature names a key version we do not hold.
+No signer call is made on the hot path.
+
+Caching a verification result is safe because everything it depends on is immutable or re-checked:
+the key is (sha256 of the signed canonical bytes, the signature bytes, key id, key version), and a key
+version's public key never changes. The only thing that can turn a good signature bad is revocation
+(the minimum version rising) or a key version disappearing, so every cache hit re-checks both against
+the current keyring, and a keyring whose minimum versions changed clears the cache outright. The policy
+is loaded once per process, so its verdict on a given manifest cannot change while the entry lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from services.common.cache import LruTtlCache
+from services.common.errors import AgentFactoryError, FailedPrecondition, InvalidArgument, PermissionDenied
+from services.executor import metrics
+from services.spec.manifest import Manifest
+from services.spec.policy import Policy
+from services.spec.published import PublishedTemplate
+from services.spec.signature import Keyring, PublicKeyVersion, UnknownKeyVersion
+
+log = logging.getLogger(__name__)
+
+KeyFetcher = Callable[[], Awaitable[tuple[list[PublicKeyVersion], dict[str, int]]]]
+"""Returns every live public key version and the minimum live version per key id."""
+
+VERIFIED_TTL_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Verified:
+    manifest: Manifest
+    key_id: str
+    key_version: int
+
+
+class Trust:
+    def __init__(self, fetch_keys: KeyFetcher, policy: Policy, min_refresh_seconds: float = 1.0) -> None:
+        self._fetch_keys = fetch_keys
+        self.policy = policy
+        self.keyring = Keyring()
+        self.min_refresh_seconds = min_refresh_seconds
+        self.has_keys = False
+        self._last_refresh = 0.0
+        self._refresh_lock = asyncio.Lock()
+        self._verified: LruTtlCache[tuple[bytes, bytes, str, int], Verified] = LruTtlCache(
+            "executor_verified", 4096, VERIFIED_TTL_SECONDS
+        )
+
+    async def refresh(self, *, only_if_stale: bool = False) -> None:
+        """Fetch the keys and swap the keyring (a reference swap: readers never see a half-built one)."""
+        async with self._refresh_lock:
+            if only_if_stale and time.monotonic() - self._last_refresh < self.min_refresh_seconds:
+                return
+            try:
+                keys, min_versions = await self._fetch_keys()
+            except AgentFactoryError:
+                metrics.KEY_REFRESHES.labels("error").inc()
+                raise
+            finally:
+                self._last_refresh = time.monotonic()
+            keyring = Keyring(keys, min_versions)
+            if keyring.min_versions != self.keyring.min_versions:
+                self._verified.clear()  # revocation: nothing verified under the old bounds is trusted
+            self.keyring = keyring
+            self.has_keys = True
+            metrics.KEY_REFRESHES.labels("ok").inc()
+
+    def _live(self, key_id: str, version: int) -> bool:
+        keyring = self.keyring
+        return version >= keyring.min_versions.get(key_id, 1) and keyring.has(key_id, version)
+
+    async def verify(self, template: PublishedTemplate, name: str, version: str) -> Verified:
+        """Raise FailedPrecondition naming what is wrong; return the manifest to run (from the signed bytes)."""
+        sig = template.signature
+        key = (hashlib.sha256(template.canonical_manifest).digest(), sig.signature, sig.key_id, sig.key_version)
+        hit = self._verified.get(key)
+        if hit is not None and self._live(sig.key_id, sig.key_version):
+            return hit
+        try:
+            try:
+                template.verify(self.keyring)
+            except UnknownKeyVersion:
+                # A rotation we have not seen yet (or a forged version): ask the signer once, rate-limited.
+                await self.refresh(only_if_stale=True)
+                template.verify(self.keyring)
+        except FailedPrecondition:
+            metrics.VERIFICATION_FAILURES.labels("signature").inc()
+            raise
+        manifest = template.manifest
+        if (manifest.name, manifest.version) != (name, version):
+            metrics.VERIFICATION_FAILURES.labels("identity").inc()
+            raise FailedPrecondition(
+                f"the registry answered {name}@{version} with a template signed as {manifest.ref}; refusing it"
+            )
+        try:
+            self.policy.check(manifest)
+        except (PermissionDenied, InvalidArgument) as exc:
+            metrics.VERIFICATION_FAILURES.labels("policy").inc()
+            raise FailedPrecondition(f"{manifest.ref} violates this executor's policy: {exc.message}") from exc
+        verified = Verified(manifest, sig.key_id, sig.key_version)
+        self._verified.put(key, verified)
+        return verified
