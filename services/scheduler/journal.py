@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,6 +127,18 @@ def _row_to_agent(row: sqlite3.Row) -> Agent:
     )
 
 
+def _settle(future: Future[Any], value: Any, exc: BaseException | None) -> None:
+    """Hand the result to the waiting coroutine. Its caller may have gone (the future was cancelled);
+    the write is committed all the same, and the writer thread must not die of it."""
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+    except InvalidStateError:
+        pass
+
+
 @dataclass
 class _Op:
     fn: Callable[[sqlite3.Connection], Any]
@@ -197,7 +209,12 @@ class Journal:
                     stop_after = True
                     break
                 batch.append(item)  # type: ignore[arg-type]
-            self._commit(conn, batch)
+            try:
+                self._commit(conn, batch)
+            except Exception:  # the writer is the journal's only way in: it must outlive any one batch
+                log.exception("journal batch failed", extra={"fields": {"batch": len(batch)}})
+                for op in batch:
+                    _settle(op.future, None, Unavailable("the agent journal failed to write; retry"))
             if stop_after:
                 break
         conn.close()
@@ -225,15 +242,12 @@ class Journal:
                 conn.execute("ROLLBACK")
             failure = Unavailable(f"the agent journal could not commit ({exc}); nothing was recorded, retry")
             for op in batch:
-                op.future.set_exception(failure)
+                _settle(op.future, None, failure)
             return
         metrics.JOURNAL_COMMIT.observe(time.perf_counter() - started)
         metrics.JOURNAL_BATCH.observe(len(batch))
         for op, value, exc in results:
-            if exc is not None:
-                op.future.set_exception(exc)
-            else:
-                op.future.set_result(value)
+            _settle(op.future, value, exc)
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run `fn` in the next batch; the returned future resolves after the batch committed."""

@@ -138,3 +138,14 @@ def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="newer than this scheduler"):
         Journal.open(tmp_path)
+
+
+async def test_a_caller_that_goes_away_does_not_kill_the_writer(journal: Journal) -> None:
+    tasks = [asyncio.ensure_future(journal.create(agent(i))) for i in range(50)]
+    await asyncio.sleep(0)
+    for task in tasks[::2]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    # Cancelled callers' writes may or may not have landed; the writer must keep serving either way.
+    stored, created = await journal.create(agent(999))
+    assert created and journal.get(stored.id) == stored
