@@ -1,0 +1,110 @@
+"""A real wasmtime sandbox shared by the executor's unit tests, and helpers to run modules in it."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from services.executor.events import Finished, RunEvent, Started
+from services.executor.kvstore import KvStore
+from services.executor.sandbox import EngineSettings, Prepared, RunSpec, RunState, Sandbox
+from services.executor.tools import AgentTools, ToolContext
+from services.spec.manifest import Limits
+from tests.harness import REPO
+
+WASM_DIR = REPO / "build" / "wasm"
+
+
+def wasm_file(name: str) -> bytes:
+    path = WASM_DIR / f"{name}.wasm"
+    if not path.exists():
+        subprocess.run(["make", "-s", "examples"], cwd=REPO, check=True)
+    return path.read_bytes()
+
+
+def limits(**over: int) -> Limits:
+    base = dict(fuel=10**9, memory_bytes=16 << 20, timeout_ms=2000, max_output_bytes=65536, max_tool_calls=100)
+    base.update(over)
+    return Limits(**base)
+
+
+@dataclass
+class Outcome:
+    finished: Finished
+    events: list[RunEvent] = field(default_factory=list)
+
+    @property
+    def output(self) -> bytes:
+        return b"".join(e.data for e in self.events if type(e).__name__ == "Output")
+
+
+class Runner:
+    def __init__(self, sandbox: Sandbox, kv: KvStore) -> None:
+        self.sandbox = sandbox
+        self.kv = kv
+        self.http_allowed: set[str] = set()
+
+    def prepare(self, wasm: bytes | str, tools: frozenset[str] = frozenset()) -> Prepared:
+        binary = wasmtime.wat2wasm(wasm) if isinstance(wasm, str) else wasm
+        return self.sandbox.link(self.sandbox.compile(bytes(binary)), tools, "test@1.0.0")
+
+    def state(self, prepared: Prepared, data: bytes = b"", tools: frozenset[str] = frozenset(), **lim: int) -> RunState:
+        events: list[RunEvent] = []
+        host = AgentTools(ToolContext("agent-1", self.kv, lambda hp: hp in self.http_allowed))
+        spec = RunSpec(limits(**lim), data, ["test"], {}, tools, Started("d" * 64, 1, "memory"), events.extend, host)
+        state = RunState(spec, 0.0)
+        state.events = events  # type: ignore[attr-defined]
+        return state
+
+    def run(self, wasm: bytes | str, data: bytes = b"", tools: frozenset[str] = frozenset(), **lim: int) -> Outcome:
+        prepared = self.prepare(wasm, tools)
+        state = self.state(prepared, data, tools, **lim)
+        finished = self.sandbox.run(prepared, state)
+        return Outcome(finished, state.events)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox(EngineSettings(epoch_tick_ms=5))
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def runner(sandbox: Sandbox, tmp_path: Path) -> Runner:
+    return Runner(sandbox, KvStore(tmp_path / "kv.sqlite3"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            threading.Event().wait(3.0)
+        body = b"hello from loopback"
+        if self.path.startswith("/missing"):
+            self.send_response(404)
+            body = b""
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
