@@ -56,8 +56,9 @@ class WorkerPool:
         with self._cond:
             if self._closed:
                 raise ResourceExhausted("executor is shutting down; retry on another executor")
-            waiting = len(self._queue)
-            if self._idle - waiting <= 0:
+            # Queued jobs that no idle worker is about to take are the ones really waiting.
+            waiting = len(self._queue) - self._idle
+            if waiting >= 0:
                 if self._workers < self.max_workers:
                     self._spawn()
                 elif waiting >= self.max_queue:

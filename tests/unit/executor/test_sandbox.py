@@ -154,11 +154,11 @@ def test_kv_round_trip_is_per_agent(runner: Runner) -> None:
 
 
 def test_undeclared_and_ungranted_imports_are_refused_with_the_import_named(runner: Runner) -> None:
-    with pytest.raises(FailedPrecondition, match="env.spawn_process"):
+    with pytest.raises(FailedPrecondition, match=r"env\.spawn_process"):
         runner.prepare(wasm_file("hostile-undeclared-import"))
     with pytest.raises(FailedPrecondition, match=r"agentfactory\.\w+ \(tool"):
         runner.prepare(wasm_file("hostile-denied-import"))
-    with pytest.raises(FailedPrecondition, match="agentfactory.exec"):
+    with pytest.raises(FailedPrecondition, match=r"agentfactory\.exec"):
         runner.prepare(
             '(module (import "agentfactory" "exec" (func)) (memory (export "memory") 1) (func (export "_start")))'
         )
