@@ -14,7 +14,7 @@ from agentfactory.registry.v1 import registry_service_pb2 as pb
 from agentfactory.registry.v1 import registry_service_pb2_grpc
 from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
 from services.spec.signature import Keyring, PublicKeyVersion
-from tests.harness import ServiceProcess
+from tests.harness import ServiceProcess, free_port
 
 TIMEOUT = 10.0
 CHUNK = 1024 * 1024
@@ -85,7 +85,8 @@ def signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, signer: ServiceProcess) -> Iterator[ServiceProcess]:
     """One registry shared by a module's tests (each test uses its own template names)."""
-    with ServiceProcess("registry", tmp_path_factory.mktemp("registry"), {"AF_SIGNER_ADDR": signer.addr}) as proc:
+    env = {"AF_SIGNER_ADDR": signer.addr, "AF_METRICS_ADDR": f"127.0.0.1:{free_port()}"}
+    with ServiceProcess("registry", tmp_path_factory.mktemp("registry"), env) as proc:
         yield proc
 
 

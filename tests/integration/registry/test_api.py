@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import re
 import threading
+import urllib.request
 
 import grpc
 import pytest
@@ -16,6 +18,7 @@ from services.common.errors import FailedPrecondition
 from services.common.template_proto import template_from_proto
 from services.spec.manifest import MAX_INHERITANCE_DEPTH
 from services.spec.signature import SignatureRecord
+from tests.harness import ServiceProcess
 from tests.integration.registry.conftest import TIMEOUT, WASM, Client, manifest, padded_wasm
 
 
@@ -165,3 +168,15 @@ def test_policy_denial_names_the_rule(client: Client) -> None:
     with pytest.raises(grpc.RpcError) as err:
         client.get("denied", "1.0.0")
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_cache_metrics_are_exported(client: Client, registry: ServiceProcess) -> None:
+    client.publish(manifest("metered"))
+    for _ in range(3):
+        client.get("metered", "1.0.0")
+    url = f"http://{registry.env['AF_METRICS_ADDR']}/metrics"
+    text = urllib.request.urlopen(url, timeout=TIMEOUT).read().decode()
+    hits = re.search(r'agentfactory_cache_requests_total\{cache="registry_manifest",result="hit"\} (\S+)', text)
+    assert hits and float(hits.group(1)) >= 3
+    assert 'agentfactory_cache_entry_age_seconds_count{cache="registry_manifest"}' in text
+    assert "agentfactory_registry_watchers" in text
