@@ -206,9 +206,9 @@ class EnvoyProcess:
             time.sleep(0.05)
         raise TimeoutError(f"envoy {self.config} not ready after {timeout}s:\n{self.tail()}")
 
-    def tail(self, lines: int = 40) -> str:
+    def tail(self, lines: int = 15) -> str:
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(line[:600] for line in self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
 

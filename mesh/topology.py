@@ -8,6 +8,7 @@ ports are loopback-only, every upstream a service names exists and has an outbou
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ class Service:
     module: str
     upstreams: tuple[str, ...]
     instances: tuple[Instance, ...]
+    env: Mapping[str, str] = field(default_factory=dict)  # extra settings for every instance
 
     @property
     def colors(self) -> tuple[str, ...]:
@@ -169,6 +171,7 @@ def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
             module=str(spec.get("module", f"services.{name}")),
             upstreams=tuple(spec.get("upstreams") or ()),
             instances=instances,
+            env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
         )
     gw = raw["gateway"]
     gateway = Gateway(
@@ -196,7 +199,18 @@ def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
     )
 
 
+_DURATION = re.compile(r"^\d+(\.\d+)?s$")
+DURATION_KEYS = ("connect", "stream_idle", "long_lived_idle", "unary_max", "grpc_timeout_max", "drain")
+
+
 def _check(topo: Topology) -> None:
+    for key in DURATION_KEYS:
+        value = topo.timeouts.get(key)
+        if value is None or not _DURATION.match(value):
+            raise TopologyError(f"timeouts.{key}: {value!r} is not an Envoy duration like '30s' or '1.5s'")
+    for key, value in topo.resilience.items():
+        if key.endswith(("_interval", "_timeout", "_time")) and not _DURATION.match(str(value)):
+            raise TopologyError(f"resilience.{key}: {value!r} is not an Envoy duration like '5s'")
     for name in topo.services:
         if name not in WORKLOADS or name == "gateway":
             raise TopologyError(f"unknown service {name!r}; expected one of {WORKLOADS[:-1]}")

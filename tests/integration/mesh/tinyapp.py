@@ -69,7 +69,9 @@ class TinyApp:
 
     async def _prelude(self, context: grpc.aio.ServicerContext, path: str) -> dict[str, str]:
         md = self._record(context, path)
-        await context.send_initial_metadata((("x-served-by", self.name),))
+        # In trailers, not headers: once headers are out Envoy can no longer answer with its own
+        # status (deadline, fault) and would have to reset the stream instead.
+        context.set_trailing_metadata((("x-served-by", self.name),))
         if "x-test-sleep-ms" in md:
             await asyncio.sleep(int(md["x-test-sleep-ms"]) / 1000)
         if "x-test-status" in md:
@@ -179,21 +181,21 @@ def call(
     timeout: float = 5.0,
     metadata: Sequence[tuple[str, str]] = (),
 ) -> tuple[grpc.StatusCode, dict[str, str]]:
-    """Call any contract method with an empty message; return (status, initial metadata)."""
+    """Call any contract method with an empty message; return (status, trailing metadata)."""
     md = tuple(metadata)
     try:
         if m.client_streaming and not m.server_streaming:
-            fut = channel.stream_unary(m.path).with_call(iter([b""]), timeout=timeout, metadata=md)
-            return grpc.StatusCode.OK, dict(fut[1].initial_metadata() or ())
+            _, c = channel.stream_unary(m.path).with_call(iter([b""]), timeout=timeout, metadata=md)
+            return grpc.StatusCode.OK, dict(c.trailing_metadata() or ())
         if m.server_streaming:
             stream = channel.unary_stream(m.path)(b"", timeout=timeout, metadata=md)
             for _ in stream:
                 pass
-            return grpc.StatusCode.OK, dict(stream.initial_metadata() or ())
+            return grpc.StatusCode.OK, dict(stream.trailing_metadata() or ())
         _, c = channel.unary_unary(m.path).with_call(b"", timeout=timeout, metadata=md)
-        return grpc.StatusCode.OK, dict(c.initial_metadata() or ())
+        return grpc.StatusCode.OK, dict(c.trailing_metadata() or ())
     except grpc.RpcError as err:
-        return err.code(), {}  # type: ignore[attr-defined]
+        return err.code(), dict(err.trailing_metadata() or ())  # type: ignore[attr-defined]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:

@@ -1,0 +1,215 @@
+"""Supervise the local mesh with supervisord: every Envoy and every service process.
+
+    python -m mesh.supervisor render [--envoy-only]   # write build/mesh/supervisord.conf
+    python -m mesh.supervisor up [--envoy-only]       # render, start or update supervisord, wait for Envoys
+    python -m mesh.supervisor status
+    python -m mesh.supervisor down                    # stop everything (supervisord included)
+
+supervisord restarts anything that dies (autorestart=true). Services are started after their
+sidecars (priority) and read the AF_* settings the topology implies; their upstream addresses
+are their own sidecar's loopback outbound listeners. Runtime state lives under ``var/``:
+``var/run`` (socket, pid), ``var/log`` (one log per program), ``var/data/<instance>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mesh import DEFAULT_OUT_DIR, DEFAULT_TOPOLOGY, REPO
+from mesh.envoy import Admin, base_args
+from mesh.render import envoy_paths, write_atomic
+from mesh.topology import Instance, Topology, load
+
+DEFAULT_VAR = REPO / "var"
+
+
+def service_env(topo: Topology, inst: Instance, data_root: Path) -> dict[str, str]:
+    """The settings a service process reads (see services/common/config.py)."""
+    svc = topo.services[inst.service]
+    env = {
+        "AF_SERVICE_ID": inst.id,
+        "AF_LISTEN_ADDR": inst.app_addr,
+        "AF_METRICS_ADDR": f"127.0.0.1:{inst.metrics}",
+        "AF_DATA_DIR": str(data_root / inst.id),
+        "PYTHONUNBUFFERED": "1",
+    }
+    # Upstreams are the caller's own sidecar: plaintext on loopback, mTLS from there on.
+    for up, port in inst.outbound.items():
+        key = "AF_EXECUTOR_ADDRS" if up == "executor" else f"AF_{up.upper()}_ADDR"
+        env[key] = f"127.0.0.1:{port}"
+    env.update(svc.env)
+    return env
+
+
+def _ini_env(env: Mapping[str, str]) -> str:
+    # supervisord expands %(...)s in values: double every %; quote values for commas/spaces.
+    def quote(v: str) -> str:
+        return '"' + v.replace("%", "%%").replace('"', '\\"') + '"'
+
+    return ",".join(f"{k}={quote(v)}" for k, v in env.items())
+
+
+def render_conf(
+    topo: Topology,
+    *,
+    out_dir: Path = DEFAULT_OUT_DIR,
+    var_dir: Path = DEFAULT_VAR,
+    envoy_only: bool = False,
+    python: str = sys.executable,
+) -> Path:
+    out_dir, var_dir = out_dir.resolve(), var_dir.resolve()
+    run, logs, data = var_dir / "run", var_dir / "log", var_dir / "data"
+    for d in (run, logs, data):
+        d.mkdir(parents=True, exist_ok=True)
+    concurrency = int(topo.envoy.get("concurrency", 1))
+    log_level = str(topo.envoy.get("log_level", "warning"))
+    lines = [
+        "; Rendered by `python -m mesh.supervisor`; do not edit by hand.",
+        "[unix_http_server]",
+        f"file={run / 'supervisor.sock'}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={logs / 'supervisord.log'}",
+        f"pidfile={run / 'supervisord.pid'}",
+        f"childlogdir={logs}",
+        f"directory={REPO}",
+        "logfile_maxbytes=10MB",
+        "minfds=4096",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{run / 'supervisor.sock'}",
+        "",
+    ]
+    envoys, services = [], []
+    for envoy_id in topo.envoy_ids():
+        name = f"envoy-{envoy_id}"
+        envoys.append(name)
+        cmd = base_args(envoy_paths(out_dir, envoy_id).bootstrap, concurrency=concurrency, log_level=log_level)
+        lines += [
+            f"[program:{name}]",
+            f"command={' '.join(cmd)}",
+            # Sidecars first, the gateway last: it is the front door and should open when the rest is up.
+            f"priority={300 if envoy_id == topo.gateway.id else 100}",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=1",
+            "startretries=20",
+            "stopsignal=TERM",
+            "stopwaitsecs=10",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / (name + '.log')}",
+            "stdout_logfile_maxbytes=20MB",
+            "",
+        ]
+    if not envoy_only:
+        for inst in topo.instances():
+            services.append(inst.id)
+            module = topo.services[inst.service].module
+            lines += [
+                f"[program:{inst.id}]",
+                f"command={python} -m {module}",
+                f"directory={REPO}",
+                f"environment={_ini_env(service_env(topo, inst, data))}",
+                "priority=200",
+                "autostart=true",
+                "autorestart=true",
+                "startsecs=2",
+                "startretries=20",
+                "stopsignal=TERM",
+                # Services drain in-flight calls on SIGTERM (grace period) before exiting.
+                "stopwaitsecs=20",
+                "redirect_stderr=true",
+                f"stdout_logfile={logs / (inst.id + '.log')}",
+                "stdout_logfile_maxbytes=20MB",
+                "",
+            ]
+    lines += ["[group:envoy]", f"programs={','.join(envoys)}", ""]
+    if services:
+        lines += ["[group:services]", f"programs={','.join(services)}", ""]
+    conf = out_dir / "supervisord.conf"
+    write_atomic(conf, "\n".join(lines))
+    return conf
+
+
+def _ctl(conf: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    ctl = str(Path(sys.executable).parent / "supervisorctl")
+    return subprocess.run([ctl, "-c", str(conf), *args], capture_output=True, text=True, check=check)
+
+
+def running(conf: Path) -> bool:
+    # `supervisorctl pid` prints supervisord's pid only when it answers on the socket.
+    return _ctl(conf, "pid").stdout.strip().isdigit()
+
+
+def up(conf: Path, topo: Topology, timeout: float = 60.0) -> list[str]:
+    """Start supervisord (or apply a changed config to a running one); wait for every Envoy.
+
+    Returns the Envoys that were not ready in time.
+    """
+    if running(conf):
+        # Idempotent: reread+update restarts only programs whose config changed.
+        _ctl(conf, "update", check=True)
+        _ctl(conf, "start", "all")
+    else:
+        supervisord = str(Path(sys.executable).parent / "supervisord")
+        subprocess.run([supervisord, "-c", str(conf)], check=True)
+    admins = {
+        eid: Admin(topo.gateway.admin if eid == topo.gateway.id else topo.instance(eid).admin)
+        for eid in topo.envoy_ids()
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = [eid for eid, admin in admins.items() if not admin.ready()]
+        if not pending:
+            return []
+        time.sleep(0.1)
+    return pending
+
+
+def down(conf: Path, timeout: float = 30.0) -> None:
+    if not running(conf):
+        return
+    _ctl(conf, "shutdown")
+    deadline = time.monotonic() + timeout
+    while running(conf) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mesh.supervisor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("--var-dir", type=Path, default=DEFAULT_VAR)
+    parser.add_argument("command", choices=["render", "up", "status", "down"])
+    parser.add_argument("--envoy-only", action="store_true", help="supervise the Envoys but no service processes")
+    args = parser.parse_args(argv)
+    topo = load(args.topology)
+    conf = args.out_dir.resolve() / "supervisord.conf"
+    if args.command in ("render", "up"):
+        conf = render_conf(topo, out_dir=args.out_dir, var_dir=args.var_dir, envoy_only=args.envoy_only)
+        print(f"wrote {conf}")
+    if args.command == "up":
+        late = up(conf, topo)
+        if late:
+            print(f"Envoys not ready: {', '.join(late)} (see {args.var_dir / 'log'})", file=sys.stderr)
+            return 1
+        print(f"{len(topo.envoy_ids())} Envoys ready; gateway on {topo.gateway.addr}")
+    elif args.command == "status":
+        print(_ctl(conf, "status").stdout, end="")
+    elif args.command == "down":
+        down(conf)
+        print("supervisord stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
