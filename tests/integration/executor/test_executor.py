@@ -1,0 +1,140 @@
+"""Signer + registry + executor as real processes: runs over the Run stream, statuses, hostile modules,
+hot reload, cancellation, pool full."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import grpc
+
+from agentfactory.executor.v1 import executor_service_pb2 as pb
+from tests.integration.executor.conftest import Executor, publish
+
+OK = grpc.StatusCode.OK
+
+
+def kinds(events: list[pb.RunResponse]) -> list[str]:
+    return [e.WhichOneof("event") for e in events]
+
+
+def finished(events: list[pb.RunResponse]) -> pb.RunFinished:
+    assert events and events[-1].WhichOneof("event") == "finished", kinds(events)
+    return events[-1].finished
+
+
+def output(events: list[pb.RunResponse]) -> bytes:
+    return b"".join(e.output.data for e in events if e.WhichOneof("event") == "output")
+
+
+def test_echo_upper_streams_events_and_is_served_from_the_warmed_cache(executor: Executor) -> None:
+    events, code, _ = executor.run_retrying("echo-upper", data=b"hello executor")
+    assert code == OK
+    assert kinds(events)[:2] == ["accepted", "started"]
+    assert events[1].started.cache == "memory" and events[1].started.key_version >= 1
+    assert output(events) == b"HELLO EXECUTOR"
+    done = finished(events)
+    assert done.outcome == pb.RUN_OUTCOME_SUCCEEDED and done.fuel_used > 0 and done.output_bytes == 14
+
+
+def test_kv_state_persists_between_runs_of_one_agent(executor: Executor) -> None:
+    counts = []
+    for _ in range(2):
+        events, code, details = executor.run_retrying("kv-counter", data=b'{"key": "visits"}', agent_id="agent-kv")
+        assert code == OK, details
+        counts.append(json.loads(output(events))["count"])
+    assert counts[1] == counts[0] + 1
+    assert any(e.WhichOneof("event") == "tool_call" and e.tool_call.tool == "kv" for e in events)
+
+
+HOSTILE = {
+    "hostile-loop-export": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_FUEL),
+    "hostile-loop-start": (grpc.StatusCode.DEADLINE_EXCEEDED, pb.LIMIT_DEADLINE),
+    "hostile-memory-bomb": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_MEMORY),
+    "hostile-big-memory": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_MEMORY),
+    "hostile-deep-recursion": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_STACK),
+    "hostile-stdout-flood": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_OUTPUT),
+    "hostile-trap": (OK, pb.LIMIT_UNSPECIFIED),
+    "hostile-exit-code": (OK, pb.LIMIT_UNSPECIFIED),
+}
+
+
+def test_hostile_modules_end_with_the_right_status_and_the_executor_keeps_serving(executor: Executor) -> None:
+    for name, (want_code, want_limit) in HOSTILE.items():
+        events, code, details = executor.run_retrying(name)
+        assert code == want_code, (name, code, details)
+        done = finished(events)
+        assert done.limit == want_limit, (name, done)
+        if code == OK:
+            assert done.outcome == pb.RUN_OUTCOME_FAILED and (done.trap or done.exit_code), name
+        again, code, _ = executor.run_retrying("echo-upper", data=b"x")
+        assert code == OK and output(again) == b"X"
+
+
+def test_link_failures_are_refused_before_any_event(executor: Executor) -> None:
+    for name, needle in (("hostile-undeclared-import", "env."), ("hostile-denied-import", "agentfactory.")):
+        events, code, details = executor.run_retrying(name)
+        assert (code, events) == (grpc.StatusCode.FAILED_PRECONDITION, []), (name, details)
+        assert needle in details
+
+
+def test_bad_requests(executor: Executor) -> None:
+    events, code, _ = executor.run("no-such-template")
+    assert (code, events) == (grpc.StatusCode.NOT_FOUND, [])
+    assert executor.run("echo-upper", version="")[1] == grpc.StatusCode.INVALID_ARGUMENT
+    assert executor.run("", version="1.0.0")[1] == grpc.StatusCode.INVALID_ARGUMENT
+    assert executor.run("echo-upper", data=b"x" * (1024 * 1024 + 1))[1] == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_hot_reload_precompiles_a_new_version(executor: Executor, registry_stub) -> None:  # type: ignore[no-untyped-def]
+    from afctl.examples import catalogue
+
+    echo = next(t for t in catalogue("agents") if t.name == "echo-upper")
+    manifest = json.loads(echo.manifest_json())
+    manifest["version"] = "1.1.0"
+    publish(registry_stub, json.dumps(manifest).encode(), echo.module())
+    deadline = time.monotonic() + 5
+    while True:
+        events, code, _ = executor.run_retrying("echo-upper", version="1.1.0", data=b"new")
+        assert code == OK
+        if events[1].started.cache == "memory" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert events[1].started.cache == "memory"
+    assert output(events) == b"NEW"
+
+
+def test_pool_full_is_resource_exhausted_and_cancel_frees_the_worker(executor: Executor) -> None:
+    request = pb.RunRequest(agent_id="a", template_name="hostile-loop-start", template_version="1.0.0")
+    call = executor.stub.Run(request, timeout=10)
+    first = next(call)  # accepted: the only worker is now busy
+    assert first.WhichOneof("event") == "accepted"
+    events, code, details = executor.run("echo-upper", data=b"x")
+    assert (code, events) == (grpc.StatusCode.RESOURCE_EXHAUSTED, []), details
+    assert "retry on another executor" in details
+    call.cancel()
+    began = time.monotonic()
+    while executor.stub.GetCapacity(pb.GetCapacityRequest(), timeout=5).busy:
+        assert time.monotonic() - began < 0.3, "the cancelled sandbox did not stop within a few ticks"
+        time.sleep(0.01)
+    assert executor.run_retrying("echo-upper", data=b"y")[1] == OK
+
+
+def test_get_capacity(executor: Executor) -> None:
+    cap = executor.stub.GetCapacity(pb.GetCapacityRequest(), timeout=5)
+    assert cap.max_workers == 1 and cap.executor_id == "executor"
+
+
+def test_parallel_callers(executor: Executor) -> None:
+    codes: list[grpc.StatusCode] = []
+
+    def one() -> None:
+        codes.append(executor.run_retrying("echo-upper", data=b"z")[1])
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(codes) <= {OK, grpc.StatusCode.RESOURCE_EXHAUSTED} and OK in codes
