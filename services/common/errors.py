@@ -62,3 +62,9 @@ class DeadlineExceeded(AgentFactoryError):
 
 class Cancelled(AgentFactoryError):
     code_name = "CANCELLED"
+
+
+class DataLoss(AgentFactoryError):
+    """Stored data is unreadable or does not match its recorded digest. Restore from a backup."""
+
+    code_name = "DATA_LOSS"

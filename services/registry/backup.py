@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from services.common.config import Env
-from services.registry.storage import DB_NAME, MAX_CANONICAL_BYTES, DataLoss, bounded_decompress
+from services.common.errors import DataLoss
+from services.registry.storage import DB_NAME, MAX_CANONICAL_BYTES, bounded_decompress
 
 CHECKSUMS = "CHECKSUMS.json"
 FORMAT = 1

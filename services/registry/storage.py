@@ -37,7 +37,7 @@ from pathlib import Path
 
 import zstandard
 
-from services.common.errors import AgentFactoryError, InvalidArgument, NotFound
+from services.common.errors import DataLoss, InvalidArgument, NotFound
 from services.common.logs import log_event
 from services.spec.manifest import SHA256_RE, manifest_from_canonical
 from services.spec.published import PublishedTemplate
@@ -96,12 +96,6 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE INDEX IF NOT EXISTS labels_kv ON labels (key, value);
 """
-
-
-class DataLoss(AgentFactoryError):
-    """Stored data is unreadable or does not match its recorded digest. Restore from a backup."""
-
-    code_name = "DATA_LOSS"
 
 
 # --- version ordering in SQL ----------------------------------------------------------------------

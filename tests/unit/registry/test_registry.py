@@ -11,6 +11,7 @@ import pytest
 
 from services.common.errors import (
     AlreadyExists,
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -19,7 +20,6 @@ from services.common.errors import (
     Unavailable,
 )
 from services.registry.registry import Registry, describe_difference, parse_label_selector
-from services.registry.storage import DataLoss
 from services.spec.manifest import MAX_INHERITANCE_DEPTH
 from services.spec.policy import Policy
 from tests.unit.registry.conftest import WASM, KeySigner, chunks, manifest, publish, wasm_module

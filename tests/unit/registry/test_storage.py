@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from services.common.errors import InvalidArgument, NotFound
-from services.registry.storage import DataLoss, ListCursor, RegistryStore, sortable_version_key
+from services.common.errors import DataLoss, InvalidArgument, NotFound
+from services.registry.storage import ListCursor, RegistryStore, sortable_version_key
 from services.spec.manifest import parse_draft, resolve
 from services.spec.policy import Policy
 from services.spec.published import PublishedTemplate
