@@ -17,7 +17,7 @@ from services.common.config import Env, loopback_addr
 from services.common.interceptors import ServiceInterceptor
 from services.common.logs import setup_logging
 from services.common.metrics import start_metrics_server
-from services.common.telemetry import server_interceptors, setup_tracing, shutdown_tracing
+from services.common.telemetry import expect_tracing, server_interceptors, setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, env: Env, default_service_id: str, default_port: int) -> ServerSettings:
-        return cls(
+        settings = cls(
             service_id=env.str("AF_SERVICE_ID", default_service_id),
             listen_addr=loopback_addr(env.str("AF_LISTEN_ADDR", f"127.0.0.1:{default_port}"), "AF_LISTEN_ADDR"),
             metrics_addr=env.optional("AF_METRICS_ADDR"),
@@ -54,6 +54,10 @@ class ServerSettings:
             grace_seconds=env.float("AF_SHUTDOWN_GRACE_SECONDS", 5.0),
             otlp_endpoint=env.optional("AF_OTLP_ENDPOINT"),
         )
+        # Composition roots open their upstream channels before serve() runs setup_tracing; telling
+        # telemetry now is what gives those channels their client spans.
+        expect_tracing(settings.otlp_endpoint)
+        return settings
 
 
 Register = Callable[[grpc.aio.Server], Sequence[str]]

@@ -13,6 +13,17 @@ from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
 _provider: Any = None
+# Set as soon as the settings say tracing will be on, which is before any composition root opens
+# its client channels (a grpc.aio channel's interceptors are fixed when it is created).
+_expected = False
+
+
+def expect_tracing(endpoint: str | None) -> None:
+    """Announce, at settings time, that `serve()` will switch tracing on. Channels opened from now on
+    carry the client interceptors; their spans go through OpenTelemetry's proxy tracer, which binds
+    to the real provider once `setup_tracing` installs it, so no span is lost to the ordering."""
+    global _expected
+    _expected = _expected or bool(endpoint)
 
 
 def setup_tracing(service_id: str, service_name: str, endpoint: str | None) -> bool:
@@ -43,20 +54,27 @@ def shutdown_tracing() -> None:
         _provider.shutdown()
 
 
+def _not_plumbing() -> Any:
+    """Health checks (Envoy probes every few seconds) and reflection would drown real traces."""
+    from opentelemetry.instrumentation.grpc import filters
+
+    return filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection")))
+
+
 def server_interceptors() -> list[Any]:
     if not tracing_enabled():
         return []
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-    return [aio_server_interceptor()]
+    return [aio_server_interceptor(filter_=_not_plumbing())]
 
 
 def client_interceptors() -> list[Any]:
-    if not tracing_enabled():
+    if not (tracing_enabled() or _expected):
         return []
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-    return list(aio_client_interceptors())
+    return list(aio_client_interceptors(filter_=_not_plumbing()))
 
 
 def tracer() -> Tracer:
