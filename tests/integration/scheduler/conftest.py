@@ -64,6 +64,7 @@ def templates() -> list[tuple[dict[str, object], bytes]]:
         _template("sched-burn", SPIN_WAT, fuel=5_000_000, timeout_ms=10_000, retryable=False),
         _template("sched-work-retry", WORK_WAT, fuel=10_000_000_000, timeout_ms=10_000, retryable=True),
         _template("sched-work-once", WORK_WAT, fuel=10_000_000_000, timeout_ms=10_000, retryable=False),
+        _template("sched-old", SPIN_WAT, fuel=5_000_000, timeout_ms=1_000, retryable=False),
     ]
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from agentfactory.executor.v1 import executor_service_pb2 as ex_pb
 from agentfactory.executor.v1 import executor_service_pb2_grpc as ex_grpc
+from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
+from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from tests.harness import ServiceProcess, free_port
 from tests.integration.scheduler.conftest import TIMEOUT, SchedulerFactory, executor_env
@@ -154,6 +156,20 @@ def test_unknown_template_is_not_found(scheduler: SchedulerFactory) -> None:
     with pytest.raises(grpc.RpcError) as err:
         sched.create("echo-upper", template_version="not-semver")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        list(sched.stub.WatchAgent(pb.WatchAgentRequest(id="no-such-agent"), timeout=TIMEOUT))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_deprecated_version_is_refused_for_new_agents(scheduler: SchedulerFactory, registry: ServiceProcess) -> None:
+    sched = scheduler()
+    with grpc.insecure_channel(registry.addr) as channel:
+        reg_grpc.RegistryServiceStub(channel).DeprecateTemplate(
+            reg_pb.DeprecateTemplateRequest(name="sched-old", version="1.0.0", reason="superseded"), timeout=TIMEOUT
+        )
+    with pytest.raises(grpc.RpcError) as err:
+        sched.create("sched-old", template_version="1.0.0")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "superseded" in err.value.details()
 
 
 def test_run_status_mirrors_limits_and_deadlines(scheduler: SchedulerFactory) -> None:
