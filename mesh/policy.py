@@ -120,7 +120,8 @@ def sidecar_rbac(topo: Topology, policy: ServicePolicy) -> list[RbacRule]:
 def load_gateway_policy(topo: Topology, path: Path = GATEWAY_POLICY, protos: Path = PROTOS) -> dict[str, list[Method]]:
     """role -> the contract methods it may call through the gateway (expanded, de-duplicated)."""
     raw = yaml.safe_load(path.read_text())
-    routed = {svc: contracts(protos)[svc] for svc in topo.gateway.upstreams}
+    known = contracts(protos)
+    routed = {svc: known[svc] for svc in topo.gateway.upstreams}
     groups: Mapping[str, list[str]] = raw.get("groups") or {}
     roles: Mapping[str, list[str]] = raw.get("roles") or {}
     if set(roles) != set(ROLES):
@@ -138,14 +139,11 @@ def load_gateway_policy(topo: Topology, path: Path = GATEWAY_POLICY, protos: Pat
                 out += expand(groups[group], (*seen, group))
             else:
                 svc, _, name = item.partition(".")
+                if svc not in known or (name != "*" and name not in known[svc]):
+                    raise PolicyError(f"{path}: {item!r} is not a method in the protos")
                 if svc not in routed:
-                    raise PolicyError(f"{path}: {item!r}: the gateway does not route {svc!r}")
-                if name == "*":
-                    out += list(routed[svc].values())
-                elif name in routed[svc]:
-                    out.append(routed[svc][name])
-                else:
-                    raise PolicyError(f"{path}: {item!r} is not a method of {svc} in the protos")
+                    continue  # a smaller topology whose gateway does not route this service
+                out += list(routed[svc].values()) if name == "*" else [routed[svc][name]]
         return out
 
     result: dict[str, list[Method]] = {}

@@ -7,7 +7,8 @@ Per method, from the policy files:
 - every route has ``timeout: 0s``: Envoy's default 15 s route timeout would cut long streams and
   counts retries against the same clock. Instead ``max_stream_duration`` honours the client's
   ``grpc-timeout`` (capped for unary calls) and caps unary calls that send none;
-- long-lived streams (Watch*) get a long per-route ``idle_timeout`` instead of the HCM default;
+- long-lived streams (Watch*, and runs that may compute silently) get a long per-route
+  ``idle_timeout`` instead of the HCM default; unary calls are bounded by their deadline only;
 - idempotent methods are retried on UNAVAILABLE / RESOURCE_EXHAUSTED (plus connect failures and
   refused streams, which never reached the app) on another host; nothing else is retried.
 """
@@ -56,14 +57,17 @@ def route(mp: MethodPolicy, target: Target, topo: Topology, *, retries: bool) ->
         action["idle_timeout"] = t["long_lived_idle"]
         action["max_stream_duration"] = {"grpc_timeout_header_max": "0s"}
     elif mp.method.streaming:
-        # Bounded streams (Run, RunAgent, FetchModule) last as long as the work: the client's
-        # deadline, if any, is the bound.
+        # Bounded streams (FetchModule) last as long as the work: the client's deadline, if any,
+        # is the bound, and the stream idle timeout catches a peer that stopped sending.
         action["max_stream_duration"] = {"grpc_timeout_header_max": "0s"}
     else:
         action["max_stream_duration"] = {
             "max_stream_duration": t["unary_max"],
             "grpc_timeout_header_max": t["grpc_timeout_max"],
         }
+        # A unary call is "idle" for as long as the server thinks: let the deadline be the bound,
+        # not the stream idle timeout (which would cut a 60 s call that asked for 90 s).
+        action["idle_timeout"] = t["grpc_timeout_max"]
     if retries and mp.idempotent:
         r = topo.resilience
         action["retry_policy"] = {
