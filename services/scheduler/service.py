@@ -84,10 +84,10 @@ class SchedulerService:
         Agents whose caller's deadline passed meanwhile are TIMED_OUT."""
         bound = self.settings.dispatch.max_attempts
         jobs = []
+        actions: dict[str, int] = {}
         for agent in self.journal.unfinished():
             live = self.book.adopt(agent)
-            now = time.time()
-            if agent.deadline is not None and agent.deadline <= now:
+            if agent.deadline is not None and agent.deadline <= time.time():
                 action = "timed_out"
                 outcome = Outcome(AgentState.TIMED_OUT, "the caller's deadline passed while the scheduler was down",
                                   Cause.TIMED_OUT, "DEADLINE_EXCEEDED")  # fmt: skip
@@ -103,11 +103,12 @@ class SchedulerService:
             else:
                 action = "dispatched"
                 self.dispatcher.enqueue(agent.id)
+            actions[action] = actions.get(action, 0) + 1
             metrics.RECOVERED.labels(action).inc()
         # Concurrently, so the journal writes of a large recovery share group commits.
         await asyncio.gather(*jobs)
-        if jobs or self.book.live:
-            log_event(log, "recovered unfinished agents", total=len(jobs) + self.book.pending_count())
+        if actions:
+            log_event(log, "recovered unfinished agents", **actions)
 
     async def _requeue(self, live: LiveAgent, reason: str) -> None:
         if await self.book.update(live, lambda a: domain.requeue(a, reason)):
