@@ -339,3 +339,28 @@ async def test_slow_watcher_loses_output_but_never_the_final_state(make_service:
 def test_settings_dataclass_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         ServiceSettings().output_cap_bytes = 1  # type: ignore[misc]
+
+
+async def test_shutdown_leaves_running_agents_in_flight_for_the_next_start(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "data")
+    svc = SchedulerService(journal, doubles.Templates(ECHO), doubles.FakeExecutors({"ex-a": doubles.forever}),
+                           ServiceSettings(dispatch=FAST))  # fmt: skip
+    await svc.start()
+    agent, _ = await svc.create(CreateSpec("echo"))
+    while svc.get(agent.id).state is not AgentState.RUNNING:
+        await asyncio.sleep(0.01)
+    await svc.stop(grace=0.05)
+    journal.close()
+
+    reopened = Journal.open(tmp_path / "data")
+    try:
+        left = reopened.get(agent.id)
+        assert (left.state, left.in_flight) == (AgentState.RUNNING, True)  # not silently dropped or finished
+        after = SchedulerService(reopened, doubles.Templates(ECHO), doubles.FakeExecutors({"ex-a": doubles.succeed}),
+                                 ServiceSettings(dispatch=FAST))  # fmt: skip
+        await after.start()
+        done = await until_terminal(after, agent.id)
+        assert done.state is AgentState.FAILED and done.reason.endswith("template is not retryable")
+        await after.stop(0)
+    finally:
+        reopened.close()
