@@ -14,10 +14,10 @@ from typing import Any
 
 import grpc
 
-from services.common import errors
+from services.common import audit, errors
 from services.common.grpc_errors import abort_internal, abort_with
-from services.common.logs import request_id_var
-from services.common.metrics import RPC_LATENCY, RPC_TOTAL
+from services.common.logs import caller_var, request_id_var
+from services.common.metrics import POLICY_DENIALS, RPC_LATENCY, RPC_TOTAL
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> str:
@@ -46,14 +46,24 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         incoming = dict(handler_call_details.invocation_metadata or ())
         service = self.service_name
 
+        caller = audit.caller_from_metadata(incoming)
+
         def begin() -> tuple[float, Any]:
             rid = incoming.get("x-request-id") or uuid.uuid4().hex[:16]
-            return time.perf_counter(), request_id_var.set(rid)
+            return time.perf_counter(), (request_id_var.set(rid), caller_var.set(caller))
 
-        def finish(started: float, token: Any, code: str) -> None:
+        def finish(started: float, tokens: Any, code: str) -> None:
             RPC_LATENCY.labels(service, short, code).observe(time.perf_counter() - started)
             RPC_TOTAL.labels(service, short, code).inc()
-            request_id_var.reset(token)
+            request_id_var.reset(tokens[0])
+            caller_var.reset(tokens[1])
+
+        def denied(exc: errors.AgentFactoryError) -> None:
+            # Every policy denial is a security event, whichever service raised it.
+            if isinstance(exc, errors.PermissionDenied):
+                rule = exc.rule or "unnamed"
+                POLICY_DENIALS.labels(service, rule).inc()
+                audit.record("policy_denial", target=method, outcome="denied", rule=rule, reason=exc.message)
 
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary
@@ -65,6 +75,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     return await inner(request, context)
                 except errors.AgentFactoryError as exc:
                     code = exc.code_name
+                    denied(exc)
                     await abort_with(context, exc)
                 except grpc.aio.AbortError:
                     code = _code_of(context)
@@ -91,6 +102,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 code = _code_of(context)
             except errors.AgentFactoryError as exc:
                 code = exc.code_name
+                denied(exc)
                 await abort_with(context, exc)
             except grpc.aio.AbortError:
                 code = _code_of(context)

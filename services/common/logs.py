@@ -9,6 +9,9 @@ import sys
 import time
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# Who made the RPC being served (see services.common.audit); set by the server interceptor.
+caller_var: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="")
+AUDIT_LOGGER = "agentfactory.audit"
 
 
 def _trace_id() -> str:
@@ -38,9 +41,14 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = rid
         if tid := _trace_id():
             entry["trace_id"] = tid
+        if caller := caller_var.get():
+            entry["caller"] = caller
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             entry.update(extra)
+        if record.name == AUDIT_LOGGER:
+            # Audit lines written with plain log_event still name their actor.
+            entry.setdefault("actor", caller or "local")
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

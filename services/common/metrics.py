@@ -40,6 +40,12 @@ RPC_TOTAL = Counter(
     ["service", "method", "code"],
 )
 
+POLICY_DENIALS = Counter(
+    "agentfactory_policy_denials_total",
+    "Requests refused by policy (PERMISSION_DENIED raised by a service), by service and rule.",
+    ["service", "rule"],
+)
+
 
 def start_metrics_server(addr: str | None) -> None:
     """Serve /metrics on host:port (loopback in the local mesh); no-op when addr is empty."""

@@ -1,0 +1,62 @@
+"""The audit log: one JSON object per line on the `agentfactory.audit` logger, for every security event.
+
+Each event carries `event` (publish, sign, rotate, revoke, run_started, policy_denial, ...), `actor`
+(who asked), `target` (what it was about: name@version, key id, method) and `outcome` (ok, denied,
+failed), plus the usual log fields (ts, service, request_id, trace_id). Domain code calls `record()`
+and never handles identities itself: the server interceptor puts the caller into `caller_var` for the
+duration of each RPC.
+
+Who the caller is comes from the mesh. The caller's sidecar-terminated mTLS identity reaches the app in
+`x-forwarded-client-cert` (URI=spiffe://<domain>/sa/<workload>), set by the inbound sidecar, which
+strips any value a client sent. An end user behind the gateway is named by the gateway in
+`x-agentfactory-principal`; that header is believed only when the direct peer *is* the gateway, so a
+workload cannot claim to be someone else. Without a mesh (local development, tests) the caller is
+"local" — plaintext loopback has no identity to report.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+from services.common.logs import AUDIT_LOGGER, caller_var, log_event
+
+XFCC_HEADER = "x-forwarded-client-cert"
+PRINCIPAL_HEADER = "x-agentfactory-principal"
+UNAUTHENTICATED = "local"
+
+_log = logging.getLogger(AUDIT_LOGGER)
+_XFCC_URI = re.compile(r'(?:^|;)URI="?([^;,"]+)"?')
+
+
+def peer_identity(metadata: Mapping[str, str]) -> str:
+    """The SPIFFE ID of the direct caller, from the nearest XFCC element; "" without a sidecar."""
+    xfcc = metadata.get(XFCC_HEADER, "")
+    if not xfcc:
+        return ""
+    nearest = xfcc.rsplit(",", 1)[-1]  # with APPEND_FORWARD, the last element is the closest hop
+    match = _XFCC_URI.search(nearest)
+    return match.group(1) if match else ""
+
+
+def caller_from_metadata(metadata: Mapping[str, str]) -> str:
+    peer = peer_identity(metadata)
+    principal = metadata.get(PRINCIPAL_HEADER, "")
+    if principal and peer.endswith("/sa/gateway"):
+        return f"{principal} via {peer}"
+    return peer or UNAUTHENTICATED
+
+
+def record(event: str, *, target: str, outcome: str = "ok", actor: str | None = None, **fields: object) -> None:
+    """Write one audit event. `actor` defaults to the caller of the RPC being served."""
+    log_event(
+        _log,
+        event,
+        logging.WARNING if outcome == "denied" else logging.INFO,
+        event=event,
+        actor=actor or caller_var.get() or UNAUTHENTICATED,
+        target=target,
+        outcome=outcome,
+        **fields,
+    )
