@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import hashlib
 import statistics
@@ -107,10 +108,8 @@ def bare_wasi(sandbox: Sandbox, module: wasmtime.Module, data: bytes, limits: Li
         wasi.stdin_file = str(tmp / "in")
         wasi.stdout_file = str(tmp / "out")
         store.set_wasi(wasi)
-        try:
+        with contextlib.suppress(wasmtime.ExitTrap):
             pre.instantiate(store).exports(store)["_start"](store)
-        except wasmtime.ExitTrap:
-            pass
 
     return once
 
@@ -160,10 +159,8 @@ def bare_host(sandbox: Sandbox, module: wasmtime.Module, data: bytes, limits: Li
         store.set_fuel(limits.fuel)
         store.set_epoch_deadline(1_000_000)
         store.set_wasi(wasmtime.WasiConfig())
-        try:
+        with contextlib.suppress(wasmtime.ExitTrap):
             pre.instantiate(store).exports(store)["_start"](store)
-        except wasmtime.ExitTrap:
-            pass
 
     return once
 

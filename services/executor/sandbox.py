@@ -46,7 +46,7 @@ import wasmtime
 from wasmtime import _ffi as ffi  # the epoch deadline callback is only reachable through the raw bindings
 
 from services.common.errors import FailedPrecondition
-from services.executor import guest
+from services.executor import guest, metrics
 from services.executor.events import Finished, LimitKind, Log, Outcome, Output, RunEvent, Started, ToolCalled
 from services.spec.manifest import Limits
 
@@ -363,6 +363,9 @@ TOOL_IMPORTS: dict[str, ToolImport] = {
 }
 
 
+_RESULTS = {-1: "not_found", -2: "denied", -3: "bounds", -4: "too_large", -5: "io", -6: "invalid"}
+
+
 def _tool_func(name: str) -> Callable[..., int]:
     def call(caller: wasmtime.Caller, *args: int) -> int:
         run: RunState = _current.run
@@ -379,7 +382,9 @@ def _tool_func(name: str) -> Callable[..., int]:
             if host is None:
                 return -2
             result, allowed, detail = host.call(run, caller, name, args)
-            run.emit(ToolCalled(TOOL_IMPORTS[name].tool, allowed, detail))
+            tool = TOOL_IMPORTS[name].tool
+            run.emit(ToolCalled(tool, allowed, detail))
+            metrics.TOOL_CALLS.labels(tool, _RESULTS.get(result, "ok") if result < 0 else "ok").inc()
             return result
         except BaseException as exc:
             return _host_failure(caller, run, name, exc)
