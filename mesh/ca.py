@@ -257,7 +257,15 @@ class CertificateAuthority:
         )
         return Leaf(cert, key)
 
-    def still_good(self, cert_path: Path, key_path: Path, uri: str, *, server: bool = True) -> bool:
+    def still_good(
+        self,
+        cert_path: Path,
+        key_path: Path,
+        uri: str,
+        *,
+        server: bool = True,
+        lifetime: dt.timedelta = WORKLOAD_LIFETIME,
+    ) -> bool:
         """True when the pair on disk was issued by this CA for ``uri``, matches, and is not due."""
         try:
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -277,7 +285,8 @@ class CertificateAuthority:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         if server and ExtendedKeyUsageOID.SERVER_AUTH not in eku:
             return False
-        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+        # Due when less than a third of the *policy* lifetime is left (not of this cert's own
+        # lifetime, or a short-lived cert would never be due).
         if cert.not_valid_after_utc - _now() < lifetime * RENEW_FRACTION:
             return False
         # A key others can read is compromised by definition: re-issue rather than trust it.
@@ -370,7 +379,7 @@ def ensure_client(ca: CertificateAuthority, topo: Topology, certs_dir: Path, nam
         raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
     d = client_dir(certs_dir, name)
     uri = topo.client_spiffe_id(role, name)
-    if ca.still_good(d / "cert.pem", d / "key.pem", uri, server=False):
+    if ca.still_good(d / "cert.pem", d / "key.pem", uri, server=False, lifetime=CLIENT_LIFETIME):
         return False
     leaf = ca.issue(common_name=name, uri=uri, server=False, lifetime=CLIENT_LIFETIME)
     d.mkdir(parents=True, exist_ok=True)
