@@ -7,6 +7,8 @@ so one request yields one trace across gateway, sidecars and services.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import trace
@@ -80,3 +82,44 @@ def client_interceptors() -> list[Any]:
 def tracer() -> Tracer:
     """The tracer for domain spans (verification, cache lookups, compile, sandbox run, journal writes)."""
     return trace.get_tracer("agentfactory")
+
+
+def current_traceparent() -> str:
+    """The W3C `traceparent` of the span in progress ("" when none or tracing is off).
+
+    For work that crosses a queue or a journal (the scheduler accepts an agent in one task and
+    dispatches it from another, maybe after a restart): keep this string with the work item and run
+    the later step inside `resumed(traceparent)`, so its spans join the request's trace."""
+    if not tracing_enabled():
+        return ""
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+@contextlib.contextmanager
+def resumed(traceparent: str) -> Iterator[None]:
+    """Make `traceparent` the parent of spans started inside the block (no-op when empty)."""
+    if not traceparent or not tracing_enabled():
+        yield
+        return
+    from opentelemetry import context
+    from opentelemetry.propagate import extract
+
+    token = context.attach(extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+@contextlib.contextmanager
+def span(name: str, **attributes: str | int | float | bool) -> Iterator[None]:
+    """A domain span (cache lookup, verification, compile, journal write, ...); free when tracing is off."""
+    if not tracing_enabled():
+        yield
+        return
+    with tracer().start_as_current_span(name, attributes=attributes):
+        yield

@@ -80,3 +80,12 @@ def test_principal_header_is_believed_only_from_the_gateway() -> None:
     forged = {"x-forwarded-client-cert": f"URI={SCHEDULER}", "x-agentfactory-principal": "admin"}
     assert audit.caller_from_metadata(forged) == SCHEDULER
     assert audit.caller_from_metadata({"x-agentfactory-principal": "admin"}) == "local"
+
+
+def test_trace_helpers_are_free_no_ops_without_tracing() -> None:
+    from services.common import telemetry
+
+    assert not telemetry.tracing_enabled()
+    assert telemetry.current_traceparent() == ""
+    with telemetry.resumed("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), telemetry.span("x", a=1):
+        pass

@@ -1,0 +1,51 @@
+"""The data plane's trace: RunAgent at the scheduler → Run at the executor, in one trace, with the
+executor's server span under the scheduler's client span (no mesh yet: direct loopback calls)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
+from tests.harness_otlp import ReceivedSpan, children
+from tests.integration.observability.conftest import Stack
+
+RUN_AGENT = "/agentfactory.scheduler.v1.SchedulerService/RunAgent"
+RUN = "/agentfactory.executor.v1.ExecutorService/Run"
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+EDGE_SPAN = "b7ad6b7169203331"
+
+
+def _under(spans: list[ReceivedSpan], root: ReceivedSpan, service: str, kind: str, name: str) -> list[ReceivedSpan]:
+    """Spans of (service, kind, name) anywhere below `root` (domain spans may sit in between)."""
+    found, frontier = [], [root]
+    while frontier:
+        node = frontier.pop()
+        for child in children(spans, node):
+            if (child.service, child.kind, child.name) == (service, kind, name):
+                found.append(child)
+            frontier.append(child)
+    return found
+
+
+# Known gap, owned by the scheduler: it accepts the agent in the RunAgent task and dispatches it from a
+# dispatcher task that does not carry the request's trace context, so today the Run client span is a
+# new root (the executor's server span does hang under it). Fix: keep
+# services.common.telemetry.current_traceparent() with the journaled agent and dispatch inside
+# resumed(traceparent). strict=True: this test fails the day it starts passing, so the mark goes.
+@pytest.mark.xfail(strict=True, reason="scheduler dispatch loses the request's trace context (see comment)")
+def test_run_agent_traces_scheduler_to_executor(stack: Stack) -> None:
+    metadata = (("traceparent", f"00-{TRACE_ID}-{EDGE_SPAN}-01"),)
+    request = sch_pb.RunAgentRequest(template_name="echo-upper", input=b"traced")
+    assert list(stack.client.scheduler.RunAgent(request, timeout=30, metadata=metadata))
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        roots = [s for s in spans if s.trace_id == TRACE_ID and s.name == RUN_AGENT and s.kind == "server"]
+        return any(
+            _under(spans, c, "executor", "server", RUN)
+            for r in roots
+            for c in _under(spans, r, "scheduler", "client", RUN)
+        )
+
+    spans = stack.receiver.wait_for(complete, timeout=5)
+    root = next(s for s in spans if s.trace_id == TRACE_ID and s.name == RUN_AGENT and s.kind == "server")
+    assert root.service == "scheduler" and root.parent_span_id == EDGE_SPAN
