@@ -14,11 +14,16 @@ are their own sidecar's loopback outbound listeners. Runtime state lives under `
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import DEFAULT_OUT_DIR, DEFAULT_TOPOLOGY, REPO
 from mesh.envoy import Admin, base_args
@@ -150,28 +155,56 @@ def running(conf: Path) -> bool:
     return _ctl(conf, "pid").stdout.strip().isdigit()
 
 
-def up(conf: Path, topo: Topology, timeout: float = 60.0) -> list[str]:
-    """Start supervisord (or apply a changed config to a running one); wait for every Envoy.
+def _bootstrap_digests(topo: Topology, out_dir: Path) -> dict[str, str]:
+    return {
+        eid: hashlib.sha256(envoy_paths(out_dir, eid).bootstrap.read_bytes()).hexdigest() for eid in topo.envoy_ids()
+    }
 
-    Returns the Envoys that were not ready in time.
+
+def _serving(addr: str) -> bool:
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def up(conf: Path, topo: Topology, out_dir: Path = DEFAULT_OUT_DIR, timeout: float = 60.0) -> list[str]:
+    """Start supervisord, or bring a running one up to date; wait until everything is ready.
+
+    Idempotent: with nothing changed, nothing restarts. Routes and certificates never need a
+    restart (Envoy watches those files); a changed bootstrap (listeners, clusters) restarts
+    just that Envoy. Returns what was not ready in time (Envoy ids and service instance ids).
     """
+    digests = _bootstrap_digests(topo, out_dir)
+    state = conf.parent / "bootstrap-digests.json"
     if running(conf):
-        # Idempotent: reread+update restarts only programs whose config changed.
-        _ctl(conf, "update", check=True)
+        _ctl(conf, "update", check=True)  # reread + update: programs whose supervisor entry changed
+        old = json.loads(state.read_text()) if state.exists() else {}
+        for eid, digest in digests.items():
+            if old.get(eid) not in (None, digest):
+                _ctl(conf, "restart", f"envoy:envoy-{eid}")
         _ctl(conf, "start", "all")
     else:
         supervisord = str(Path(sys.executable).parent / "supervisord")
         subprocess.run([supervisord, "-c", str(conf)], check=True)
-    admins = {
-        eid: Admin(topo.gateway.admin if eid == topo.gateway.id else topo.instance(eid).admin)
+    write_atomic(state, json.dumps(digests, indent=2) + "\n")
+    checks: dict[str, Callable[[], bool]] = {
+        eid: Admin(topo.gateway.admin if eid == topo.gateway.id else topo.instance(eid).admin).ready
         for eid in topo.envoy_ids()
     }
+    programs = _ctl(conf, "status").stdout
+    for inst in topo.instances():
+        if f"services:{inst.id} " in programs:
+            # The app's own health on loopback: SERVING once it has wired its dependencies.
+            checks[inst.id] = lambda addr=inst.app_addr: _serving(addr)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pending = [eid for eid, admin in admins.items() if not admin.ready()]
-        if not pending:
-            return []
-        time.sleep(0.1)
+    pending = list(checks)
+    while pending and time.monotonic() < deadline:
+        pending = [name for name in pending if not checks[name]()]
+        if pending:
+            time.sleep(0.2)
     return pending
 
 
@@ -198,11 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf = render_conf(topo, out_dir=args.out_dir, var_dir=args.var_dir, envoy_only=args.envoy_only)
         print(f"wrote {conf}")
     if args.command == "up":
-        late = up(conf, topo)
+        late = up(conf, topo, args.out_dir)
         if late:
-            print(f"Envoys not ready: {', '.join(late)} (see {args.var_dir / 'log'})", file=sys.stderr)
+            print(f"not ready: {', '.join(late)} (logs in {args.var_dir / 'log'})", file=sys.stderr)
             return 1
-        print(f"{len(topo.envoy_ids())} Envoys ready; gateway on {topo.gateway.addr}")
+        print(f"mesh up: {len(topo.envoy_ids())} Envoys ready; gateway on {topo.gateway.addr}")
     elif args.command == "status":
         print(_ctl(conf, "status").stdout, end="")
     elif args.command == "down":

@@ -28,13 +28,13 @@ def _small_topology() -> Topology:
 
 
 @pytest.fixture
-def supervised(tmp_path: Path) -> Iterator[tuple[Topology, Path]]:
+def supervised(tmp_path: Path) -> Iterator[tuple[Topology, Path, Path]]:
     topo = _small_topology()
     issue_all(topo, tmp_path / "certs")
     render(topo, certs_dir=tmp_path / "certs", out_dir=tmp_path / "out")
     conf = render_conf(topo, out_dir=tmp_path / "out", var_dir=tmp_path / "var", envoy_only=True)
     try:
-        yield topo, conf
+        yield topo, conf, tmp_path / "out"
     finally:
         down(conf)
 
@@ -44,19 +44,30 @@ def _pid(conf: Path, program: str) -> int:
     return int(out) if out.isdigit() else 0
 
 
-def test_supervisor_restarts_a_dead_envoy(supervised: tuple[Topology, Path]) -> None:
-    topo, conf = supervised
-    assert up(conf, topo, timeout=30) == []
+def test_supervisor_restarts_a_dead_envoy(supervised: tuple[Topology, Path, Path]) -> None:
+    topo, conf, out = supervised
+    assert up(conf, topo, out, timeout=30) == []
     assert running(conf)
     first = _pid(conf, "envoy:envoy-signer")
     assert first > 0
     # Idempotent: a second `up` with an unchanged config restarts nothing.
-    assert up(conf, topo, timeout=30) == []
+    assert up(conf, topo, out, timeout=30) == []
     assert _pid(conf, "envoy:envoy-signer") == first
 
     os.kill(first, signal.SIGKILL)
     assert wait_until(lambda: _pid(conf, "envoy:envoy-signer") not in (0, first), 15), "envoy was not restarted"
     assert wait_until(Admin(topo.instance("signer").admin).ready, 15)
+
+
+def test_up_restarts_only_envoys_whose_bootstrap_changed(supervised: tuple[Topology, Path, Path]) -> None:
+    topo, conf, out = supervised
+    assert up(conf, topo, out, timeout=30) == []
+    signer, gateway = _pid(conf, "envoy:envoy-signer"), _pid(conf, "envoy:envoy-gateway")
+    boot = out / "signer" / "envoy.yaml"
+    boot.write_text(boot.read_text().replace("max_concurrent_streams: 1024", "max_concurrent_streams: 512", 1))
+    assert up(conf, topo, out, timeout=30) == []
+    assert _pid(conf, "envoy:envoy-signer") not in (0, signer)
+    assert _pid(conf, "envoy:envoy-gateway") == gateway
 
 
 def test_conf_runs_services_with_their_sidecar_addresses(tmp_path: Path) -> None:
