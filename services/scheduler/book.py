@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from services.common.errors import NotFound
 from services.common.logs import log_event
+from services.common.telemetry import current_traceparent
 from services.scheduler import domain, metrics
 from services.scheduler.domain import Agent, AgentState, Outcome
 from services.scheduler.journal import Journal
@@ -85,6 +86,9 @@ class LiveAgent:
         self.cancel_reason: str | None = None
         self.handle: RunHandle | None = None
         self.dispatching = False  # a dispatcher worker owns it
+        # The trace of the request that created the agent, so its dispatch joins that trace. Kept in
+        # memory only: a run re-dispatched after a restart starts a trace of its own.
+        self.traceparent = current_traceparent()
 
     def snapshot(self) -> Agent:
         if self.agent.state.terminal:

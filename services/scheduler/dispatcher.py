@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from services.common.logs import log_event
+from services.common.telemetry import resumed
 from services.scheduler import domain, metrics
 from services.scheduler.book import AgentBook, LiveAgent
 from services.scheduler.domain import AgentState, Cause, Lost, Outcome, Refused, RunFinished
@@ -85,7 +86,8 @@ class Dispatcher:
             self._idle.clear()
             metrics.IN_FLIGHT.inc()
             try:
-                await self._dispatch(live)
+                with resumed(live.traceparent):
+                    await self._dispatch(live)
             except asyncio.CancelledError:
                 raise
             except Exception:

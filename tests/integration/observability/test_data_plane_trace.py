@@ -3,8 +3,6 @@ executor's server span under the scheduler's client span (no mesh yet: direct lo
 
 from __future__ import annotations
 
-import pytest
-
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from tests.harness_otlp import ReceivedSpan, children
 from tests.integration.observability.conftest import Stack
@@ -27,12 +25,6 @@ def _under(spans: list[ReceivedSpan], root: ReceivedSpan, service: str, kind: st
     return found
 
 
-# Known gap, owned by the scheduler: it accepts the agent in the RunAgent task and dispatches it from a
-# dispatcher task that does not carry the request's trace context, so today the Run client span is a
-# new root (the executor's server span does hang under it). Fix: keep
-# services.common.telemetry.current_traceparent() with the journaled agent and dispatch inside
-# resumed(traceparent). strict=True: this test fails the day it starts passing, so the mark goes.
-@pytest.mark.xfail(strict=True, reason="scheduler dispatch loses the request's trace context (see comment)")
 def test_run_agent_traces_scheduler_to_executor(stack: Stack) -> None:
     metadata = (("traceparent", f"00-{TRACE_ID}-{EDGE_SPAN}-01"),)
     request = sch_pb.RunAgentRequest(template_name="echo-upper", input=b"traced")
