@@ -7,6 +7,7 @@ The role matrix is written out here from the issue, independently of gateway/pol
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from mesh import REPO
 from mesh.ca import CertificateAuthority, mint_token
 from mesh.methods import contracts
 from tests.integration.mesh.conftest import Mesh
@@ -162,3 +164,36 @@ def test_unknown_method_is_not_routed(mesh: Mesh) -> None:
         channel.unary_unary("/agentfactory.scheduler.v1.SchedulerService/DropAllTables")(b"", timeout=5)
     # Admin is allowed only the methods the protos define, so RBAC refuses before routing.
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+
+
+GRPCURL = REPO / "build" / "bin" / "grpcurl"
+PROTOSET = REPO / "build" / "agentfactory.protoset"
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl not built (make tools)")
+def test_grpcurl_lists_services_with_a_client_certificate(mesh: Mesh) -> None:
+    client = mesh.certs / "clients" / "viewer"
+    tls = ["-cacert", str(mesh.certs / "ca" / "bundle.pem"), "-cert", str(client / "cert.pem")]
+    tls += ["-key", str(client / "key.pem")]
+    out = subprocess.run(
+        [str(GRPCURL), *tls, f"localhost:{mesh.topo.gateway.port}", "list"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "agentfactory.scheduler.v1.SchedulerService" in out.stdout.split()
+
+
+@pytest.mark.skipif(not (GRPCURL.exists() and PROTOSET.exists()), reason="grpcurl or protoset not built")
+def test_grpcurl_calls_with_a_jwt_and_the_protoset(mesh: Mesh) -> None:
+    (_, token), *_ = mesh.token("viewer")
+    base = [str(GRPCURL), "-cacert", str(mesh.certs / "ca" / "bundle.pem"), "-H", f"authorization: {token}"]
+    base += ["-protoset", str(PROTOSET), f"localhost:{mesh.topo.gateway.port}"]
+    ok = subprocess.run(
+        [*base, "agentfactory.registry.v1.RegistryService/ListTemplates"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    denied = subprocess.run([*base, "agentfactory.signer.v1.SignerService/RotateKey"], capture_output=True, text=True)
+    assert denied.returncode != 0
+    assert "PermissionDenied" in denied.stderr
