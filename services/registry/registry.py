@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
+from services.common import audit
 from services.common.cache import LruTtlCache
 from services.common.errors import (
     AlreadyExists,
@@ -288,7 +289,7 @@ class Registry:
             self.cache.put((name, version), template)
             if revision is not None:
                 self.hub.publish(TemplateEvent(revision, KIND_DEPRECATED, template))
-                log_event(log, "template deprecated", ref=template.ref, revision=revision)
+                audit.record("deprecate", target=template.ref, revision=revision, reason=reason)
         return template
 
     async def _receive_module(self, module_size: int, chunks: AsyncIterator[bytes]) -> BlobWriter | None:
@@ -414,10 +415,9 @@ class Registry:
             stored = await self._io(self.store.insert, candidate)
             self.cache.put((manifest.name, manifest.version), stored)
             self.hub.publish(TemplateEvent(stored.revision, KIND_PUBLISHED, stored))
-        log_event(
-            log,
-            "template published",
-            ref=stored.ref,
+        audit.record(
+            "publish",
+            target=stored.ref,
             revision=stored.revision,
             module_sha256=manifest.module_sha256,
             key_version=signature.key_version,

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from services.common import errors
+from services.common import audit, errors
 from services.common.logs import log_event
 from services.scheduler import domain, metrics
 from services.scheduler.book import AgentBook, AgentChanged, LiveAgent, WatchEvent
@@ -142,6 +142,7 @@ class SchedulerService:
             return self._same_request(stored, spec), False
         self.book.adopt(stored)
         metrics.AGENTS_CREATED.labels(stored.template_name).inc()
+        audit.record("agent_accepted", target=f"{stored.template_name}@{stored.template_version}", agent=stored.id)
         self.dispatcher.enqueue(stored.id)
         return stored, True
 
@@ -192,6 +193,7 @@ class SchedulerService:
         if live is None:
             return self.book.get(agent_id)  # already ended (or NotFound)
         live.request_cancel(reason)
+        audit.record("cancel", target=agent_id, reason=reason)
         if not live.dispatching:
             return await self.book.finish(live, Outcome(AgentState.CANCELLED, reason, Cause.CANCELLED, "CANCELLED"))
         # A worker owns it: the cancelled executor call ends its run and the worker records CANCELLED.

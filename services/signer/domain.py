@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from services.common import audit
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.logs import log_event
 from services.signer import metrics
 from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion
 
 log = logging.getLogger(__name__)
-audit = logging.getLogger("agentfactory.audit")
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 # Safe as a file-name component (local backend) and as a transit key name (vault backend).
@@ -182,10 +182,9 @@ class SignerService:
                 f"v{record.key_version}; refusing to return it"
             ) from exc
         metrics.SIGNATURES.labels(str(record.key_version)).inc()
-        log_event(
-            audit,
+        audit.record(
             "sign",
-            event="sign",
+            target=f"{record.key_id}/v{record.key_version}",
             key_id=record.key_id,
             key_version=record.key_version,
             latest_version=keys.latest_version,
@@ -232,10 +231,9 @@ class SignerService:
             before = await self.refresh()
             await self._run(self.backend.rotate)
             after = await self.refresh()
-        log_event(
-            audit,
+        audit.record(
             "rotate",
-            event="rotate",
+            target=f"{after.key_id}/v{after.latest_version}",
             key_id=after.key_id,
             previous_version=before.latest_version,
             key_version=after.latest_version,
@@ -250,10 +248,9 @@ class SignerService:
                 await self._run(self.backend.set_min_version, version)
             after = await self.refresh()
         if version != before.min_version:
-            log_event(
-                audit,
+            audit.record(
                 "revoke",
-                event="revoke",
+                target=f"{after.key_id}/v<{after.min_version}",
                 key_id=after.key_id,
                 previous_min_version=before.min_version,
                 min_version=after.min_version,
