@@ -1,79 +1,159 @@
-"""Real processes on loopback: signer (local keys), registry and executor sharing one policy file whose
-http_allowlist names the examples' HTTP host; the examples are published through the registry's gRPC API."""
+"""Real processes on loopback, one set per test module: signer (local keys), registry and executor sharing
+one policy file whose http_allowlist names two loopback HTTP servers (one answers at once, one only after
+every agent's deadline). The examples, the hostile agents (all but the huge module, which the registry
+refuses) and the templates of agents.py are published through the registry's gRPC API before the
+executor starts, so its start-up warm-up compiles them all."""
 
 from __future__ import annotations
 
+import http.server
+import json
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 import yaml
 
+from afctl.client import Client, Endpoints
 from afctl.examples import catalogue
 from agentfactory.executor.v1 import executor_service_pb2 as pb
 from agentfactory.executor.v1 import executor_service_pb2_grpc as pb_grpc
-from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
-from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from services.spec.policy import DEFAULT_POLICY_PATH
 from tests.harness import REPO, ServiceProcess, free_port
+from tests.integration.conftest import scrape_metric, start_ready
+from tests.integration.executor.agents import extra_templates
 
 TIMEOUT = 10.0
-HTTP_HOST = "127.0.0.1:18080"  # the host:port the example templates are signed with
+EXECUTOR_SERVICE = "agentfactory.executor.v1.ExecutorService"
+HUGE = "hostile-huge-module"
+SLOW_SERVER_SECONDS = 3.0  # longer than any deadline an agent that calls it has
 
 
-def publish(
-    stub: reg_grpc.RegistryServiceStub, manifest_json: bytes, module: bytes | None
-) -> reg_pb.PublishTemplateResponse:
-    def requests() -> Iterator[reg_pb.PublishTemplateRequest]:
-        yield reg_pb.PublishTemplateRequest(
-            header=reg_pb.PublishHeader(manifest_json=manifest_json, module_size=len(module or b""))
-        )
-        for start in range(0, len(module or b""), 1 << 20):
-            yield reg_pb.PublishTemplateRequest(chunk=module[start : start + (1 << 20)])  # type: ignore[index]
+class LoopbackHttp:
+    """A threaded HTTP server on 127.0.0.1 answering every GET with 200 and `body` after `delay` s."""
 
-    return stub.PublishTemplate(requests(), timeout=TIMEOUT)
+    def __init__(self, body: bytes, delay: float = 0.0) -> None:
+        self.hits = 0
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.hits += 1
+                time.sleep(delay)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the executor gave up on us (the slow server's purpose)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host_port = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host_port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    signer: ServiceProcess
+    registry: ServiceProcess
+    executor: ServiceProcess
+    metrics_addr: str
+    fast: LoopbackHttp
+    slow: LoopbackHttp
+
+    def client(self) -> Client:
+        """afctl's client on the registry and signer (no scheduler here)."""
+        return Client(Endpoints(self.registry.addr, self.signer.addr, self.registry.addr))
+
+    def metric(self, name: str, **labels: str) -> float:
+        return scrape_metric(self.metrics_addr, name, **labels)
+
+    def restart_executor(self) -> None:
+        assert self.executor.stop() == 0, self.executor.logs()[-3000:]
+        start_ready(self.executor, EXECUTOR_SERVICE)
+
+
+def ensure_examples_built() -> None:
+    if not (REPO / "build" / "wasm" / f"{HUGE}.wasm").exists():
+        subprocess.run(["make", "-s", "examples"], cwd=REPO, check=True)
+
+
+def write_policy(path: Path, http_allowlist: list[str], **module: int) -> Path:
+    policy = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    policy["http_allowlist"] = http_allowlist
+    policy["module"].update(module)
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def publish_all(client: Client, fast_host: str, slow_host: str) -> None:
+    for kind in ("agents", "hostile"):
+        for example in catalogue(kind):
+            if example.name != HUGE:  # refused at publish; test_hostile.py checks how
+                client.publish(example.manifest_json(), example.module())
+    for manifest_json, module in extra_templates(fast_host, slow_host):
+        client.publish(manifest_json, module)
+
+
+def executor_env(registry: ServiceProcess, signer: ServiceProcess, policy: Path, **extra: str) -> dict[str, str]:
+    return {
+        "AF_POLICY_FILE": str(policy),
+        "AF_REGISTRY_ADDR": registry.addr,
+        "AF_SIGNER_ADDR": signer.addr,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServiceProcess]]:
-    if not (REPO / "build" / "wasm" / "echo-upper.wasm").exists():
-        import subprocess
-
-        subprocess.run(["make", "-s", "examples"], cwd=REPO, check=True)
-    work = tmp_path_factory.mktemp("executor-stack")
-    policy = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
-    policy["http_allowlist"] = [HTTP_HOST]
-    policy_path = work / "policy.yaml"
-    policy_path.write_text(yaml.safe_dump(policy))
-    common = {"AF_POLICY_FILE": str(policy_path)}
-    signer = ServiceProcess("signer", work, {"AF_SIGNER_BACKEND": "local"})
-    with signer, ServiceProcess("registry", work, {**common, "AF_SIGNER_ADDR": signer.addr}) as registry:
-        with grpc.insecure_channel(registry.addr) as channel:
-            stub = reg_grpc.RegistryServiceStub(channel)
-            for kind in ("agents", "hostile"):
-                for example in catalogue(kind):
-                    try:
-                        publish(stub, example.manifest_json(), example.module())
-                    except grpc.RpcError as exc:  # e.g. the huge module: refused by the registry itself
-                        assert exc.code() in (
-                            grpc.StatusCode.INVALID_ARGUMENT,
-                            grpc.StatusCode.FAILED_PRECONDITION,
-                            grpc.StatusCode.PERMISSION_DENIED,
-                            grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        )
-        env = {
-            **common,
-            "AF_REGISTRY_ADDR": registry.addr,
-            "AF_SIGNER_ADDR": signer.addr,
-            "AF_EXECUTOR_MIN_WORKERS": "1",
-            "AF_EXECUTOR_MAX_WORKERS": "1",
-            "AF_EXECUTOR_QUEUE": "0",
-            "AF_METRICS_ADDR": f"127.0.0.1:{free_port()}",
-        }
-        with ServiceProcess("executor", work, env) as executor:
-            yield {"signer": signer, "registry": registry, "executor": executor}
+def stack(workdir: Path, signer: ServiceProcess) -> Iterator[Stack]:
+    ensure_examples_built()
+    fast = LoopbackHttp(b"hello from loopback\n")
+    slow = LoopbackHttp(b"too late\n", delay=SLOW_SERVER_SECONDS)
+    policy = write_policy(workdir / "policy.yaml", [fast.host_port, slow.host_port])
+    registry = ServiceProcess("registry", workdir, {"AF_POLICY_FILE": str(policy), "AF_SIGNER_ADDR": signer.addr})
+    try:
+        with registry:
+            with Client(Endpoints(registry.addr, signer.addr, registry.addr)) as client:
+                publish_all(client, fast.host_port, slow.host_port)
+            metrics_addr = f"127.0.0.1:{free_port()}"
+            env = executor_env(
+                registry,
+                signer,
+                policy,
+                # One worker and no queue: a run in flight makes the next one RESOURCE_EXHAUSTED (pool test).
+                AF_EXECUTOR_MIN_WORKERS="1",
+                AF_EXECUTOR_MAX_WORKERS="1",
+                AF_EXECUTOR_QUEUE="0",
+                AF_METRICS_ADDR=metrics_addr,
+            )
+            executor = start_ready(ServiceProcess("executor", workdir, env), EXECUTOR_SERVICE)
+            try:
+                yield Stack(workdir, signer, registry, executor, metrics_addr, fast, slow)
+            finally:
+                executor.stop()
+    finally:
+        fast.close()
+        slow.close()
 
 
 class Executor:
@@ -83,7 +163,7 @@ class Executor:
 
     def run(
         self, name: str, version: str = "1.0.0", data: bytes = b"", agent_id: str = "agent-1", timeout: float = TIMEOUT
-    ):  # type: ignore[no-untyped-def]
+    ) -> tuple[list[pb.RunResponse], grpc.StatusCode, str]:
         """(events, status code, details) of one Run call."""
         request = pb.RunRequest(agent_id=agent_id, template_name=name, template_version=version, input=data)
         call = self.stub.Run(request, timeout=timeout)
@@ -95,7 +175,7 @@ class Executor:
             return events, exc.code(), exc.details()
         return events, grpc.StatusCode.OK, ""
 
-    def run_retrying(self, name: str, **kw: object):  # type: ignore[no-untyped-def]
+    def run_retrying(self, name: str, **kw: object) -> tuple[list[pb.RunResponse], grpc.StatusCode, str]:
         """As the mesh does: retry a refusal by a full pool (the only worker may still be finishing)."""
         for _ in range(50):
             events, code, details = self.run(name, **kw)  # type: ignore[arg-type]
@@ -104,20 +184,47 @@ class Executor:
             time.sleep(0.01)
         return events, code, details
 
+    def close(self) -> None:
+        self.channel.close()
+
 
 @pytest.fixture
-def executor(stack: dict[str, ServiceProcess]) -> Iterator[Executor]:
-    client = Executor(stack["executor"].addr)
+def executor(stack: Stack) -> Iterator[Executor]:
+    client = Executor(stack.executor.addr)
     yield client
-    client.channel.close()
-    assert stack["executor"].alive(), f"the executor died:\n{stack['executor'].logs()[-3000:]}"
+    client.close()
+    assert stack.executor.alive(), f"the executor died:\n{stack.executor.logs()[-3000:]}"
 
 
-@pytest.fixture
-def registry_stub(stack: dict[str, ServiceProcess]) -> Iterator[reg_grpc.RegistryServiceStub]:
-    with grpc.insecure_channel(stack["registry"].addr) as channel:
-        yield reg_grpc.RegistryServiceStub(channel)
+# --- reading a run's events ------------------------------------------------------------------------
 
 
-def workdir_of(stack: dict[str, ServiceProcess]) -> Path:
-    return stack["executor"].workdir
+def kinds(events: list[pb.RunResponse]) -> list[str]:
+    return [e.WhichOneof("event") for e in events]
+
+
+def finished(events: list[pb.RunResponse]) -> pb.RunFinished:
+    assert events and events[-1].WhichOneof("event") == "finished", kinds(events)
+    return events[-1].finished
+
+
+def output(events: list[pb.RunResponse]) -> bytes:
+    return b"".join(e.output.data for e in events if e.WhichOneof("event") == "output")
+
+
+def logs(events: list[pb.RunResponse]) -> list[tuple[str, str]]:
+    return [(e.log.level, e.log.message) for e in events if e.WhichOneof("event") == "log"]
+
+
+def tool_calls(events: list[pb.RunResponse]) -> list[pb.ToolCall]:
+    return [e.tool_call for e in events if e.WhichOneof("event") == "tool_call"]
+
+
+def started(events: list[pb.RunResponse]) -> pb.RunStarted:
+    found = [e.started for e in events if e.WhichOneof("event") == "started"]
+    assert len(found) == 1, kinds(events)
+    return found[0]
+
+
+def json_output(events: list[pb.RunResponse]) -> dict[str, object]:
+    return json.loads(output(events))

@@ -1,5 +1,6 @@
-"""Signer + registry + executor as real processes: runs over the Run stream, statuses, hostile modules,
-hot reload, cancellation, pool full."""
+"""Signer + registry + executor as real processes: the Run stream, bad requests, hot reload, cancellation,
+pool full, capacity, parallel callers, and what survives an executor restart (disk cache, kv store).
+Hostile agents: test_hostile.py; tools: test_tools.py; verification failures: test_verification.py."""
 
 from __future__ import annotations
 
@@ -9,23 +10,11 @@ import time
 
 import grpc
 
+from afctl.examples import catalogue
 from agentfactory.executor.v1 import executor_service_pb2 as pb
-from tests.integration.executor.conftest import Executor, publish
+from tests.integration.executor.conftest import Executor, Stack, finished, kinds, output
 
 OK = grpc.StatusCode.OK
-
-
-def kinds(events: list[pb.RunResponse]) -> list[str]:
-    return [e.WhichOneof("event") for e in events]
-
-
-def finished(events: list[pb.RunResponse]) -> pb.RunFinished:
-    assert events and events[-1].WhichOneof("event") == "finished", kinds(events)
-    return events[-1].finished
-
-
-def output(events: list[pb.RunResponse]) -> bytes:
-    return b"".join(e.output.data for e in events if e.WhichOneof("event") == "output")
 
 
 def test_echo_upper_streams_events_and_is_served_from_the_warmed_cache(executor: Executor) -> None:
@@ -48,37 +37,6 @@ def test_kv_state_persists_between_runs_of_one_agent(executor: Executor) -> None
     assert any(e.WhichOneof("event") == "tool_call" and e.tool_call.tool == "kv" for e in events)
 
 
-HOSTILE = {
-    "hostile-loop-export": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_FUEL),
-    "hostile-loop-start": (grpc.StatusCode.DEADLINE_EXCEEDED, pb.LIMIT_DEADLINE),
-    "hostile-memory-bomb": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_MEMORY),
-    "hostile-big-memory": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_MEMORY),
-    "hostile-deep-recursion": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_STACK),
-    "hostile-stdout-flood": (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.LIMIT_OUTPUT),
-    "hostile-trap": (OK, pb.LIMIT_UNSPECIFIED),
-    "hostile-exit-code": (OK, pb.LIMIT_UNSPECIFIED),
-}
-
-
-def test_hostile_modules_end_with_the_right_status_and_the_executor_keeps_serving(executor: Executor) -> None:
-    for name, (want_code, want_limit) in HOSTILE.items():
-        events, code, details = executor.run_retrying(name)
-        assert code == want_code, (name, code, details)
-        done = finished(events)
-        assert done.limit == want_limit, (name, done)
-        if code == OK:
-            assert done.outcome == pb.RUN_OUTCOME_FAILED and (done.trap or done.exit_code), name
-        again, code, _ = executor.run_retrying("echo-upper", data=b"x")
-        assert code == OK and output(again) == b"X"
-
-
-def test_link_failures_are_refused_before_any_event(executor: Executor) -> None:
-    for name, needle in (("hostile-undeclared-import", "env."), ("hostile-denied-import", "agentfactory.")):
-        events, code, details = executor.run_retrying(name)
-        assert (code, events) == (grpc.StatusCode.FAILED_PRECONDITION, []), (name, details)
-        assert needle in details
-
-
 def test_bad_requests(executor: Executor) -> None:
     events, code, _ = executor.run("no-such-template")
     assert (code, events) == (grpc.StatusCode.NOT_FOUND, [])
@@ -87,13 +45,12 @@ def test_bad_requests(executor: Executor) -> None:
     assert executor.run("echo-upper", data=b"x" * (1024 * 1024 + 1))[1] == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_hot_reload_precompiles_a_new_version(executor: Executor, registry_stub) -> None:  # type: ignore[no-untyped-def]
-    from afctl.examples import catalogue
-
+def test_hot_reload_precompiles_a_new_version(executor: Executor, stack: Stack) -> None:
     echo = next(t for t in catalogue("agents") if t.name == "echo-upper")
     manifest = json.loads(echo.manifest_json())
     manifest["version"] = "1.1.0"
-    publish(registry_stub, json.dumps(manifest).encode(), echo.module())
+    with stack.client() as client:
+        client.publish(json.dumps(manifest).encode(), echo.module())
     deadline = time.monotonic() + 5
     while True:
         events, code, _ = executor.run_retrying("echo-upper", version="1.1.0", data=b"new")

@@ -1,0 +1,56 @@
+"""Process fixtures and helpers shared by the integration suites.
+
+- `workdir` and `signer` (module scope): a work directory per test module and a signer on the local key
+  backend in it. Suites that rotate or revoke keys get their own signer this way, per module.
+- `start_ready(proc, service)`: start a process and wait until *its own* health entry is SERVING. The
+  harness waits on the overall "" entry, which grpc's aio HealthServicer reports SERVING from the first
+  moment, before a service's readiness work (the executor's key fetch and cache warm-up) is done.
+- `scrape_metric(addr, name, **labels)`: one Prometheus sample sum from a service's /metrics.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ServiceProcess, wait_serving
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture(scope="module")
+def signer(workdir: Path) -> Iterator[ServiceProcess]:
+    """A real signer on the local (embedded) key backend, one per test module."""
+    with ServiceProcess("signer", workdir, {"AF_SIGNER_BACKEND": "local"}) as proc:
+        yield proc
+
+
+def start_ready(proc: ServiceProcess, service: str, timeout: float = 30.0) -> ServiceProcess:
+    """Start `proc` and wait until the gRPC health entry of `service` (its full name) is SERVING."""
+    proc.start(timeout)
+    try:
+        wait_serving(proc.addr, timeout, service=service)
+    except TimeoutError:
+        proc.stop()
+        raise RuntimeError(f"{proc.name} never became ready for {service}:\n{proc.logs()[-4000:]}") from None
+    return proc
+
+
+def scrape_metric(metrics_addr: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 when there are none)."""
+    with urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not (line.startswith(name + "{") or line.startswith(name + " ")):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{key}="{want}"' in head for key, want in labels.items()):
+            total += float(value)
+    return total

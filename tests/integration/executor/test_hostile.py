@@ -1,0 +1,258 @@
+"""Every hostile agent (examples/README.md) through real signer, registry and executor processes, and some
+through the scheduler's RunAgent: each ends with the precise outcome, limit and status, and the same
+executor serves a normal run right after."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from afctl.client import Client, Endpoints
+from afctl.examples import catalogue
+from agentfactory.executor.v1 import executor_service_pb2 as pb
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
+from tests.harness import ServiceProcess
+from tests.integration.conftest import start_ready
+from tests.integration.executor.conftest import (
+    HUGE,
+    Executor,
+    Stack,
+    finished,
+    kinds,
+    logs,
+    output,
+    tool_calls,
+)
+
+OK = grpc.StatusCode.OK
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
+MIB = 1 << 20
+
+Events = list[pb.RunResponse]
+
+
+@dataclass(frozen=True)
+class Expect:
+    code: grpc.StatusCode
+    outcome: int = pb.RUN_OUTCOME_UNSPECIFIED  # unused when the run is refused (no events)
+    limit: int = pb.LIMIT_UNSPECIFIED
+    trap: str = ""
+    exit_code: int = 0
+    ran: bool = True  # False: instantiation never finished, so no RunStarted event
+    details: str = ""  # for refusals: a piece of the status message
+    max_seconds: float = 1.0  # the whole call, from the client's side
+    check: Callable[[Stack, Events, float], None] = field(default=lambda stack, events, elapsed: None)
+
+
+def _loop_start(stack: Stack, events: Events, elapsed: float) -> None:
+    done = finished(events)
+    assert "during instantiation" in done.reason, done.reason
+    # The start function spins with fuel for ~4 s: only the epoch deadline (500 ms) can have stopped it.
+    assert 0.45 <= done.duration.ToNanoseconds() / 1e9 <= 0.75, done.duration
+
+
+def _memory_bomb(stack: Stack, events: Events, elapsed: float) -> None:
+    done = finished(events)
+    assert done.peak_memory_bytes == 16 * MIB
+    assert ("stderr", "memory-bomb: memory.grow failed at 0x00000100 pages") in logs(events)
+
+
+def _big_memory(stack: Stack, events: Events, elapsed: float) -> None:
+    done = finished(events)
+    assert "memory_bytes=16777216" in done.reason and "exceeds memory limits" in done.reason, done.reason
+    assert done.peak_memory_bytes == 0 and done.fuel_used == 0
+
+
+def _stdout_flood(stack: Stack, events: Events, elapsed: float) -> None:
+    done = finished(events)
+    data = output(events)
+    assert len(data) == done.output_bytes == 65536, (len(data), done.output_bytes)
+    assert data == (b"A" * 63 + b"\n") * 1024  # 64-byte lines in 4 KiB writes: cut at the cap exactly
+    assert "max_output_bytes=65536" in done.reason
+
+
+OOB_JSON = (
+    b'{"log_ok":0,"log_straddle":-3,"log_wrap":-3,"log_far":-3,"kv_put_key_oob":-3,'
+    b'"kv_put_val_oob":-3,"kv_put_ok":0,"kv_get_buf_oob":-3}\n'
+)
+
+
+def _oob_pointer(stack: Stack, events: Events, elapsed: float) -> None:
+    assert output(events) == OOB_JSON
+    done = finished(events)
+    assert done.tool_calls == 8 and len(tool_calls(events)) == 8
+    assert logs(events) == [("info", "oob-pointer: probing tool bounds checks")]
+
+
+def _slow_tool(stack: Stack, events: Events, elapsed: float) -> None:
+    done = finished(events)
+    assert 1.0 <= done.duration.ToNanoseconds() / 1e9 <= 1.3, done.duration
+    assert elapsed >= 1.0
+    [call] = tool_calls(events)
+    assert call.tool == "http_get" and call.allowed and "deadline" in call.detail, call
+    assert "timeout_ms=1000" in done.reason
+
+
+def _trap(stack: Stack, events: Events, elapsed: float) -> None:
+    assert "wasm `unreachable` instruction executed" in finished(events).reason
+
+
+def _exit_code(stack: Stack, events: Events, elapsed: float) -> None:
+    assert logs(events) == [("stderr", "exit-code: giving up on purpose with status 3")]
+    assert finished(events).reason == "the agent exited with code 3"
+
+
+HOSTILE: dict[str, Expect] = {
+    "hostile-loop-export": Expect(
+        RESOURCE_EXHAUSTED,
+        pb.RUN_OUTCOME_RESOURCE_EXHAUSTED,
+        pb.LIMIT_FUEL,
+        trap="out_of_fuel",
+        check=lambda stack, events, elapsed: _fuel_all_used(events, 50_000_000),
+    ),
+    "hostile-loop-start": Expect(
+        DEADLINE_EXCEEDED, pb.RUN_OUTCOME_TIMED_OUT, pb.LIMIT_DEADLINE, ran=False, check=_loop_start
+    ),
+    "hostile-memory-bomb": Expect(
+        RESOURCE_EXHAUSTED,
+        pb.RUN_OUTCOME_RESOURCE_EXHAUSTED,
+        pb.LIMIT_MEMORY,
+        trap="memory_out_of_bounds",
+        check=_memory_bomb,
+    ),
+    "hostile-big-memory": Expect(
+        RESOURCE_EXHAUSTED, pb.RUN_OUTCOME_RESOURCE_EXHAUSTED, pb.LIMIT_MEMORY, ran=False, check=_big_memory
+    ),
+    "hostile-deep-recursion": Expect(
+        RESOURCE_EXHAUSTED, pb.RUN_OUTCOME_RESOURCE_EXHAUSTED, pb.LIMIT_STACK, trap="stack_overflow"
+    ),
+    "hostile-denied-import": Expect(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        details="module imports agentfactory.http_get (tool 'http_get'), which the signed manifest does not grant",
+    ),
+    "hostile-undeclared-import": Expect(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        details="module imports env.spawn_process; only wasi_snapshot_preview1 and granted agentfactory",
+    ),
+    "hostile-stdout-flood": Expect(
+        RESOURCE_EXHAUSTED, pb.RUN_OUTCOME_RESOURCE_EXHAUSTED, pb.LIMIT_OUTPUT, check=_stdout_flood
+    ),
+    "hostile-oob-pointer": Expect(OK, pb.RUN_OUTCOME_SUCCEEDED, check=_oob_pointer),
+    "slow-tool-web": Expect(
+        DEADLINE_EXCEEDED, pb.RUN_OUTCOME_TIMED_OUT, pb.LIMIT_DEADLINE, max_seconds=1.5, check=_slow_tool
+    ),
+    "hostile-trap": Expect(OK, pb.RUN_OUTCOME_FAILED, trap="unreachable", check=_trap),
+    "hostile-exit-code": Expect(OK, pb.RUN_OUTCOME_FAILED, exit_code=3, check=_exit_code),
+}
+
+
+def _fuel_all_used(events: Events, fuel: int) -> None:
+    done = finished(events)
+    assert done.fuel_used == fuel, done.fuel_used
+    assert done.duration.ToNanoseconds() / 1e9 < 0.5, done.duration  # fuel, not the 5 s deadline
+
+
+def test_every_hostile_agent_is_covered() -> None:
+    published = {t.name for t in catalogue("hostile")} - {HUGE, "hostile-slow-tool"}
+    assert published <= set(HOSTILE), published - set(HOSTILE)
+
+
+def _input_for(stack: Stack, name: str) -> bytes:
+    return json.dumps({"url": stack.slow.url("/slow")}).encode() if name == "slow-tool-web" else b""
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_agent_ends_precisely_and_the_executor_keeps_serving(
+    name: str, executor: Executor, stack: Stack
+) -> None:
+    want = HOSTILE[name]
+    began = time.monotonic()
+    events, code, details = executor.run_retrying(name, data=_input_for(stack, name))
+    elapsed = time.monotonic() - began
+    assert code == want.code, (name, code, details, kinds(events))
+    assert elapsed <= want.max_seconds, elapsed
+    if not want.outcome:  # refused before the run: no event at all, the status names the import
+        assert events == [] and want.details in details, details
+    else:
+        assert kinds(events)[0] == "accepted"
+        assert ("started" in kinds(events)) == want.ran, kinds(events)
+        done = finished(events)
+        assert (done.outcome, done.limit, done.trap, done.exit_code) == (
+            want.outcome,
+            want.limit,
+            want.trap,
+            want.exit_code,
+        ), done
+        if code != OK:
+            assert details == done.reason  # the status message is the run's reason
+        want.check(stack, events, elapsed)
+    again, code, details = executor.run_retrying("echo-upper", data=b"still serving")
+    assert code == OK, details
+    assert output(again) == b"STILL SERVING"
+
+
+def test_huge_module_is_refused_at_publish_and_never_reaches_the_executor(executor: Executor, stack: Stack) -> None:
+    huge = next(t for t in catalogue("hostile") if t.name == HUGE)
+    module = huge.module()
+    assert module is not None and len(module) == 9_437_245
+    with stack.client() as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.publish(huge.manifest_json(), module)
+        assert refused.value.code() == RESOURCE_EXHAUSTED
+        assert refused.value.details() == (
+            "module_size 9437245 exceeds the policy limit of 8388608 bytes (rule module.max_bytes)"
+        )
+        with pytest.raises(grpc.RpcError) as missing:
+            client.get_template(HUGE, "1.0.0")
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    events, code, _ = executor.run(HUGE)
+    assert (code, events) == (grpc.StatusCode.NOT_FOUND, [])
+
+
+# --- through the scheduler -------------------------------------------------------------------------
+
+SCHEDULER_SERVICE = "agentfactory.scheduler.v1.SchedulerService"
+
+
+@pytest.fixture(scope="module")
+def scheduler(workdir: Path, stack: Stack) -> Iterator[Client]:
+    env = {"AF_REGISTRY_ADDR": stack.registry.addr, "AF_EXECUTOR_ADDRS": stack.executor.addr}
+    proc = start_ready(ServiceProcess("scheduler", workdir, env), SCHEDULER_SERVICE)
+    try:
+        with Client(Endpoints(stack.registry.addr, stack.signer.addr, proc.addr)) as client:
+            yield client
+    finally:
+        proc.stop()
+
+
+VIA_SCHEDULER = {
+    # name: (RunAgent status, final state, a piece of the reason)
+    "hostile-loop-export": (RESOURCE_EXHAUSTED, sch_pb.AGENT_STATE_FAILED, "used all of its fuel"),
+    "hostile-loop-start": (DEADLINE_EXCEEDED, sch_pb.AGENT_STATE_TIMED_OUT, "timeout_ms=500"),
+    "hostile-trap": (OK, sch_pb.AGENT_STATE_FAILED, "wasm `unreachable` instruction executed"),
+    "hostile-undeclared-import": (grpc.StatusCode.FAILED_PRECONDITION, sch_pb.AGENT_STATE_FAILED, "env.spawn_process"),
+}
+
+
+@pytest.mark.parametrize("name", list(VIA_SCHEDULER))
+def test_hostile_agent_through_run_agent(name: str, scheduler: Client) -> None:
+    want_code, want_state, reason = VIA_SCHEDULER[name]
+    final = sch_pb.Agent()
+    code = OK
+    try:
+        for event in scheduler.run_agent(name, version="1.0.0", timeout=10):
+            if event.WhichOneof("event") == "agent":
+                final = event.agent
+    except grpc.RpcError as exc:
+        code = exc.code()
+    assert (code, final.state) == (want_code, want_state), (code, final)
+    assert reason in final.reason, final.reason
+    state, out = scheduler.run_to_end("echo-upper", b"after " + name.encode(), version="1.0.0")
+    assert state.state == sch_pb.AGENT_STATE_SUCCEEDED and out == b"AFTER " + name.upper().encode()
