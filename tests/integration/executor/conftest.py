@@ -156,6 +156,21 @@ def stack(workdir: Path, signer: ServiceProcess) -> Iterator[Stack]:
         slow.close()
 
 
+SCHEDULER_SERVICE = "agentfactory.scheduler.v1.SchedulerService"
+
+
+@pytest.fixture(scope="module")
+def scheduler(workdir: Path, stack: Stack) -> Iterator[Client]:
+    """A scheduler placing runs on the stack's executor, and afctl's client on it."""
+    env = {"AF_REGISTRY_ADDR": stack.registry.addr, "AF_EXECUTOR_ADDRS": stack.executor.addr}
+    proc = start_ready(ServiceProcess("scheduler", workdir, env), SCHEDULER_SERVICE)
+    try:
+        with Client(Endpoints(stack.registry.addr, stack.signer.addr, proc.addr)) as client:
+            yield client
+    finally:
+        proc.stop()
+
+
 class Executor:
     def __init__(self, addr: str) -> None:
         self.channel = grpc.insecure_channel(addr)

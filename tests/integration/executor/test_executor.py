@@ -27,16 +27,6 @@ def test_echo_upper_streams_events_and_is_served_from_the_warmed_cache(executor:
     assert done.outcome == pb.RUN_OUTCOME_SUCCEEDED and done.fuel_used > 0 and done.output_bytes == 14
 
 
-def test_kv_state_persists_between_runs_of_one_agent(executor: Executor) -> None:
-    counts = []
-    for _ in range(2):
-        events, code, details = executor.run_retrying("kv-counter", data=b'{"key": "visits"}', agent_id="agent-kv")
-        assert code == OK, details
-        counts.append(json.loads(output(events))["count"])
-    assert counts[1] == counts[0] + 1
-    assert any(e.WhichOneof("event") == "tool_call" and e.tool_call.tool == "kv" for e in events)
-
-
 def test_bad_requests(executor: Executor) -> None:
     events, code, _ = executor.run("no-such-template")
     assert (code, events) == (grpc.StatusCode.NOT_FOUND, [])

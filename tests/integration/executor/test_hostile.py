@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import pytest
 
-from afctl.client import Client, Endpoints
+from afctl.client import Client
 from afctl.examples import catalogue
 from agentfactory.executor.v1 import executor_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
-from tests.harness import ServiceProcess
-from tests.integration.conftest import start_ready
 from tests.integration.executor.conftest import (
     HUGE,
     Executor,
@@ -217,20 +214,6 @@ def test_huge_module_is_refused_at_publish_and_never_reaches_the_executor(execut
 
 
 # --- through the scheduler -------------------------------------------------------------------------
-
-SCHEDULER_SERVICE = "agentfactory.scheduler.v1.SchedulerService"
-
-
-@pytest.fixture(scope="module")
-def scheduler(workdir: Path, stack: Stack) -> Iterator[Client]:
-    env = {"AF_REGISTRY_ADDR": stack.registry.addr, "AF_EXECUTOR_ADDRS": stack.executor.addr}
-    proc = start_ready(ServiceProcess("scheduler", workdir, env), SCHEDULER_SERVICE)
-    try:
-        with Client(Endpoints(stack.registry.addr, stack.signer.addr, proc.addr)) as client:
-            yield client
-    finally:
-        proc.stop()
-
 
 VIA_SCHEDULER = {
     # name: (RunAgent status, final state, a piece of the reason)
