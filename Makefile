@@ -16,7 +16,7 @@ PROTOS := $(shell find protos -name '*.proto')
 GHZ_VERSION     := v0.120.0
 GRPCURL_VERSION := v1.9.3
 
-.PHONY: help setup gen lint test test-unit test-integration test-e2e run stop examples certs clean tools
+.PHONY: help setup gen lint test test-unit test-integration test-e2e run stop examples certs clean tools perf
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -69,7 +69,7 @@ lint: $(STAMP)/gen ## buf lint + ruff (check and format)
 	$(PY) -m ruff format --check $(PY_DIRS)
 
 # Everything the test suite needs: stubs, example agents, certificates, ghz/grpcurl.
-TEST_DEPS = $(STAMP)/gen examples
+TEST_DEPS = $(STAMP)/gen examples tools
 
 # pytest exits 5 when it collected nothing: that must never pass as green.
 define run_pytest
@@ -93,3 +93,14 @@ clean: ## remove everything built
 	rm -rf build .pytest_cache
 
 include examples/examples.mk
+include mesh/mesh.mk
+
+# --- The local platform -----------------------------------------------------------------------
+run: setup $(STAMP)/gen examples tools mesh ## bring the whole mesh up locally, publish the examples, run an agent
+	$(PY) -m observability.render --out build/observability
+	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) up \
+		--prometheus build/observability/prometheus.yml
+	$(PY) -m afctl.quickstart
+
+stop: ## stop everything `make run` started
+	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) down

@@ -31,6 +31,7 @@ from mesh.render import envoy_paths, write_atomic
 from mesh.topology import Instance, Topology, load
 
 DEFAULT_VAR = REPO / "var"
+PROMETHEUS_ADDR = "127.0.0.1:9090"
 
 
 def service_env(topo: Topology, inst: Instance, data_root: Path) -> dict[str, str]:
@@ -66,6 +67,7 @@ def render_conf(
     var_dir: Path = DEFAULT_VAR,
     envoy_only: bool = False,
     python: str = sys.executable,
+    prometheus_config: Path | None = None,
 ) -> Path:
     out_dir, var_dir = out_dir.resolve(), var_dir.resolve()
     run, logs, data = var_dir / "run", var_dir / "log", var_dir / "data"
@@ -137,6 +139,22 @@ def render_conf(
                 "stdout_logfile_maxbytes=20MB",
                 "",
             ]
+    if prometheus_config is not None:
+        # Prometheus (Debian package) scrapes every app and Envoy; see observability/render.py.
+        lines += [
+            "[program:prometheus]",
+            f"command=prometheus --config.file={prometheus_config.resolve()}"
+            f" --storage.tsdb.path={var_dir / 'prometheus'} --storage.tsdb.retention.time=2d"
+            f" --web.listen-address={PROMETHEUS_ADDR}",
+            "priority=400",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=1",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / 'prometheus.log'}",
+            "stdout_logfile_maxbytes=20MB",
+            "",
+        ]
     lines += ["[group:envoy]", f"programs={','.join(envoys)}", ""]
     if services:
         lines += ["[group:services]", f"programs={','.join(services)}", ""]
@@ -224,11 +242,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--var-dir", type=Path, default=DEFAULT_VAR)
     parser.add_argument("command", choices=["render", "up", "status", "down"])
     parser.add_argument("--envoy-only", action="store_true", help="supervise the Envoys but no service processes")
+    parser.add_argument("--prometheus", type=Path, help="also supervise Prometheus with this config file")
     args = parser.parse_args(argv)
     topo = load(args.topology)
     conf = args.out_dir.resolve() / "supervisord.conf"
     if args.command in ("render", "up"):
-        conf = render_conf(topo, out_dir=args.out_dir, var_dir=args.var_dir, envoy_only=args.envoy_only)
+        conf = render_conf(
+            topo,
+            out_dir=args.out_dir,
+            var_dir=args.var_dir,
+            envoy_only=args.envoy_only,
+            prometheus_config=args.prometheus,
+        )
         print(f"wrote {conf}")
     if args.command == "up":
         late = up(conf, topo, args.out_dir)
