@@ -12,7 +12,7 @@ from agentfactory.registry.v1 import registry_service_pb2 as reg_pb2
 from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb2
 from agentfactory.signer.v1 import signer_service_pb2_grpc as sig_grpc
-from services.common.errors import AgentFactoryError, FailedPrecondition, NotFound, Unavailable
+from services.common.errors import AgentFactoryError, DataLoss, FailedPrecondition, NotFound, Unavailable
 from services.common.template_proto import template_from_proto
 from services.executor.service import TemplateChange
 from services.spec.published import PublishedTemplate
@@ -30,6 +30,10 @@ def _translate(what: str, exc: grpc.aio.AioRpcError) -> AgentFactoryError:
         return NotFound(f"{what}: {exc.details()}")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
         return FailedPrecondition(f"{what}: {exc.details()}")
+    if code == grpc.StatusCode.DATA_LOSS:
+        # The registry's stored copy is damaged (e.g. a module blob failing its digest): retrying elsewhere
+        # cannot help, so say so instead of UNAVAILABLE, which callers treat as "try another executor".
+        return DataLoss(f"{what}: {exc.details()}")
     return Unavailable(f"{what} failed: {code.name} {exc.details()}")
 
 
