@@ -7,14 +7,14 @@ A verifier must trust `canonical_manifest` (the signed bytes), never the `manife
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 
 from agentfactory.registry.v1 import template_pb2
 from agentfactory.signer.v1 import signer_service_pb2
 from services.common.errors import FailedPrecondition
+from services.common.timestamps import to_timestamp, to_unix
 from services.spec.manifest import LIMIT_KEYS, Limits, Manifest, manifest_from_canonical
 from services.spec.published import PublishedTemplate
 from services.spec.signature import SignatureRecord
@@ -95,17 +95,6 @@ def signature_from_proto(message: signer_service_pb2.Signature) -> SignatureReco
     return SignatureRecord(key_id=message.key_id, key_version=message.key_version, signature=message.signature)
 
 
-def _timestamp(unix: float) -> timestamp_pb2.Timestamp:
-    # Split before scaling: unix * 1e9 as a double loses the sub-microsecond digits.
-    seconds = math.floor(unix)
-    nanos = min(round((unix - seconds) * 1e9), 999_999_999)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
-
-
-def _unix(stamp: timestamp_pb2.Timestamp) -> float:
-    return stamp.seconds + stamp.nanos / 1e9
-
-
 def template_to_proto(template: PublishedTemplate) -> template_pb2.Template:
     return template_pb2.Template(
         manifest=manifest_to_proto(template.manifest),
@@ -114,7 +103,7 @@ def template_to_proto(template: PublishedTemplate) -> template_pb2.Template:
         module_size=template.module_size,
         deprecated=template.deprecated,
         deprecation_reason=template.deprecation_reason,
-        publish_time=_timestamp(template.publish_time),
+        publish_time=to_timestamp(template.publish_time),
         revision=template.revision,
     )
 
@@ -132,7 +121,7 @@ def template_from_proto(message: template_pb2.Template) -> PublishedTemplate:
         signature=signature_from_proto(message.signature),
         module_size=message.module_size,
         revision=message.revision,
-        publish_time=_unix(message.publish_time),
+        publish_time=to_unix(message.publish_time),
         deprecated=message.deprecated,
         deprecation_reason=message.deprecation_reason,
     )

@@ -6,22 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
+from services.common.timestamps import to_optional_timestamp
 from services.scheduler.book import AgentChanged, WatchEvent
 from services.scheduler.domain import Agent, CreateSpec
 from services.scheduler.ports import Log, Output
 from services.scheduler.service import SchedulerService
-
-
-def _ts(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1_000_000) * 1000)
-    return ts
 
 
 def agent_to_pb(a: Agent) -> pb.Agent:
@@ -40,9 +32,9 @@ def agent_to_pb(a: Agent) -> pb.Agent:
         fuel_used=a.fuel_used,
         attempts=a.attempts,
         executor=a.executor,
-        create_time=_ts(a.create_time),
-        start_time=_ts(a.start_time),
-        finish_time=_ts(a.finish_time),
+        create_time=to_optional_timestamp(a.create_time),
+        start_time=to_optional_timestamp(a.start_time),
+        finish_time=to_optional_timestamp(a.finish_time),
     )
 
 

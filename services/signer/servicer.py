@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentfactory.signer.v1 import signer_service_pb2 as pb
 from agentfactory.signer.v1 import signer_service_pb2_grpc as pb_grpc
 from services.common.errors import InvalidArgument
+from services.common.timestamps import to_timestamp
 from services.signer.domain import SignerService
 from services.spec.signature import PublicKeyVersion, SignatureRecord
 
@@ -15,14 +15,12 @@ ALGORITHM = pb.SIGNATURE_ALGORITHM_RSA_PKCS1V15_SHA256
 
 
 def public_key_pb(key: PublicKeyVersion) -> pb.PublicKey:
-    created = Timestamp()
-    created.FromNanoseconds(int(key.created_unix * 1e9))
     return pb.PublicKey(
         key_id=key.key_id,
         key_version=key.key_version,
         algorithm=ALGORITHM,
         public_key_pem=key.public_key_pem,
-        create_time=created,
+        create_time=to_timestamp(key.created_unix),
     )
 
 
