@@ -65,26 +65,32 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 POLICY_DENIALS.labels(service, rule).inc()
                 audit.record("policy_denial", target=method, outcome="denied", rule=rule, reason=exc.message)
 
+        async def settle(exc: Exception, context: grpc.aio.ServicerContext, outcome: list[str]) -> None:
+            """Turn what a handler raised into the call's status; always raises."""
+            if isinstance(exc, errors.AgentFactoryError):
+                outcome[0] = exc.code_name
+                denied(exc)
+                await abort_with(context, exc)
+            if isinstance(exc, grpc.aio.AbortError):
+                outcome[0] = _code_of(context)
+                raise exc
+            outcome[0] = "INTERNAL"
+            await abort_internal(context, method)
+
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started, token = begin()
-                code = "OK"
+                outcome = ["OK"]
                 try:
-                    return await inner(request, context)
-                except errors.AgentFactoryError as exc:
-                    code = exc.code_name
-                    denied(exc)
-                    await abort_with(context, exc)
-                except grpc.aio.AbortError:
-                    code = _code_of(context)
-                    raise
-                except Exception:
-                    code = "INTERNAL"
-                    await abort_internal(context, method)
+                    result = await inner(request, context)
+                    outcome[0] = _code_of(context)
+                    return result
+                except Exception as exc:
+                    await settle(exc, context, outcome)
                 finally:
-                    finish(started, token, code)
+                    finish(started, token, outcome[0])
 
             factory = (
                 grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
@@ -95,23 +101,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started, token = begin()
-            code = "OK"
+            outcome = ["OK"]
             try:
                 async for item in inner_stream(request, context):
                     yield item
-                code = _code_of(context)
-            except errors.AgentFactoryError as exc:
-                code = exc.code_name
-                denied(exc)
-                await abort_with(context, exc)
-            except grpc.aio.AbortError:
-                code = _code_of(context)
-                raise
-            except Exception:
-                code = "INTERNAL"
-                await abort_internal(context, method)
+                outcome[0] = _code_of(context)
+            except Exception as exc:
+                await settle(exc, context, outcome)
             finally:
-                finish(started, token, code)
+                finish(started, token, outcome[0])
 
         factory = (
             grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
