@@ -1,7 +1,8 @@
 """Process fixtures and helpers shared by the integration suites.
 
 - `workdir` and `signer` (module scope): a work directory per test module and a signer on the local key
-  backend in it. Suites that rotate or revoke keys get their own signer this way, per module.
+  backend in it (`local_signer` for other scopes). Suites that rotate or revoke keys get their own signer
+  this way.
 - `start_ready(proc, service)`: start a process and wait until *its own* health entry is SERVING. The
   harness waits on the overall "" entry, which grpc's aio HealthServicer reports SERVING from the first
   moment, before a service's readiness work (the executor's key fetch and cache warm-up) is done.
@@ -24,10 +25,15 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
 
 
+def local_signer(workdir: Path) -> ServiceProcess:
+    """A signer on the local (embedded) key backend, not started yet (use it as a context manager)."""
+    return ServiceProcess("signer", workdir, {"AF_SIGNER_BACKEND": "local"})
+
+
 @pytest.fixture(scope="module")
 def signer(workdir: Path) -> Iterator[ServiceProcess]:
-    """A real signer on the local (embedded) key backend, one per test module."""
-    with ServiceProcess("signer", workdir, {"AF_SIGNER_BACKEND": "local"}) as proc:
+    """A real signer on the local key backend, one per test module."""
+    with local_signer(workdir) as proc:
         yield proc
 
 

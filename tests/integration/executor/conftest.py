@@ -1,7 +1,8 @@
-"""Real processes on loopback, one set per test module: signer (local keys), registry and executor sharing
-one policy file whose http_allowlist names two loopback HTTP servers (one answers at once, one only after
-every agent's deadline). The examples, the hostile agents (all but the huge module, which the registry
-refuses) and the templates of agents.py are published through the registry's gRPC API before the
+"""Real processes on loopback, one set for the package's agent-running files (test_executor, test_hostile,
+test_tools; test_verification tampers with a set of its own): signer (local keys), registry and executor
+sharing one policy file whose http_allowlist names two loopback HTTP servers (one answers at once, one only
+after every agent's deadline). The examples, the hostile agents (all but the huge module, which the
+registry refuses) and the templates of agents.py are published through the registry's gRPC API before the
 executor starts, so its start-up warm-up compiles them all."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from agentfactory.executor.v1 import executor_service_pb2 as pb
 from agentfactory.executor.v1 import executor_service_pb2_grpc as pb_grpc
 from services.spec.policy import DEFAULT_POLICY_PATH
 from tests.harness import REPO, ServiceProcess, free_port
-from tests.integration.conftest import scrape_metric, start_ready
+from tests.integration.conftest import local_signer, scrape_metric, start_ready
 from tests.integration.executor.agents import extra_templates
 
 TIMEOUT = 10.0
@@ -124,15 +125,19 @@ def executor_env(registry: ServiceProcess, signer: ServiceProcess, policy: Path,
     }
 
 
-@pytest.fixture(scope="module")
-def stack(workdir: Path, signer: ServiceProcess) -> Iterator[Stack]:
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Package scope: the executor's start-up compiles every published module (the Go agent alone takes
+    about 1.4 s), which is worth doing once for the three files that only run agents."""
     ensure_examples_built()
+    workdir = tmp_path_factory.mktemp("executor-stack")
     fast = LoopbackHttp(b"hello from loopback\n")
     slow = LoopbackHttp(b"too late\n", delay=SLOW_SERVER_SECONDS)
     policy = write_policy(workdir / "policy.yaml", [fast.host_port, slow.host_port])
+    signer = local_signer(workdir)
     registry = ServiceProcess("registry", workdir, {"AF_POLICY_FILE": str(policy), "AF_SIGNER_ADDR": signer.addr})
     try:
-        with registry:
+        with signer, registry:
             with Client(Endpoints(registry.addr, signer.addr, registry.addr)) as client:
                 publish_all(client, fast.host_port, slow.host_port)
             metrics_addr = f"127.0.0.1:{free_port()}"
@@ -161,7 +166,7 @@ SCHEDULER_SERVICE = "agentfactory.scheduler.v1.SchedulerService"
 
 @pytest.fixture(scope="module")
 def scheduler(workdir: Path, stack: Stack) -> Iterator[Client]:
-    """A scheduler placing runs on the stack's executor, and afctl's client on it."""
+    """A scheduler (its own journal, per module) placing runs on the stack's executor; afctl's client on it."""
     env = {"AF_REGISTRY_ADDR": stack.registry.addr, "AF_EXECUTOR_ADDRS": stack.executor.addr}
     proc = start_ready(ServiceProcess("scheduler", workdir, env), SCHEDULER_SERVICE)
     try:

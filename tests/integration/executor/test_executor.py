@@ -12,7 +12,9 @@ import grpc
 
 from afctl.examples import catalogue
 from agentfactory.executor.v1 import executor_service_pb2 as pb
-from tests.integration.executor.conftest import Executor, Stack, finished, kinds, output
+from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
+from tests.integration.conftest import start_ready
+from tests.integration.executor.conftest import EXECUTOR_SERVICE, Executor, Stack, finished, kinds, output, started
 
 OK = grpc.StatusCode.OK
 
@@ -85,3 +87,62 @@ def test_parallel_callers(executor: Executor) -> None:
     for t in threads:
         t.join()
     assert set(codes) <= {OK, grpc.StatusCode.RESOURCE_EXHAUSTED} and OK in codes
+
+
+# --- what survives a restart (last in this file: it restarts the module's executor) ----------------
+
+
+def _run_ok(addr: str, name: str, data: bytes = b"", agent_id: str = "agent-restart") -> list[pb.RunResponse]:
+    client = Executor(addr)
+    try:
+        events, code, details = client.run_retrying(name, data=data, agent_id=agent_id)
+    finally:
+        client.close()
+    assert code == OK, details
+    assert finished(events).outcome == pb.RUN_OUTCOME_SUCCEEDED
+    return events
+
+
+def _kv_count(addr: str) -> int:
+    return json.loads(output(_run_ok(addr, "kv-counter", b'{"key": "restarts"}')))["count"]
+
+
+def _cache_level(addr: str, name: str) -> str:
+    return started(_run_ok(addr, name)).cache
+
+
+def test_restart_serves_compiled_modules_from_disk_and_keeps_kv_state(stack: Stack) -> None:
+    addr = stack.executor.addr
+    count_before = _kv_count(addr)
+    assert _cache_level(addr, "cache-probe") == "memory"  # compiled by the start-up warm-up
+    with stack.client() as client:
+        request = reg_pb.DeprecateTemplateRequest(name="cache-probe", version="1.0.0", reason="cache test")
+        client.registry.DeprecateTemplate(request, timeout=10)
+    # Hot reload: the deprecation event drops the module from memory; the serialized copy on disk stays.
+    deadline = time.monotonic() + 5
+    while (level := _cache_level(addr, "cache-probe")) != "disk" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert level == "disk"
+
+    stack.restart_executor()
+    # Deprecated versions are not warmed at start-up, so its first run after the restart shows the level.
+    assert _cache_level(addr, "cache-probe") == "disk"
+    assert _cache_level(addr, "cache-probe") == "memory"
+    # Everything the warm-up loaded came from disk: nothing was compiled again.
+    assert stack.metric("agentfactory_executor_compile_seconds_count") == 0
+    assert stack.metric("agentfactory_executor_module_cache_total", level="disk", result="hit") >= 10
+    assert stack.metric("agentfactory_executor_module_cache_total", level="registry") == 0
+    assert _cache_level(addr, "echo-upper") == "memory"
+    assert _kv_count(addr) == count_before + 1  # the kv store is on disk too
+
+    # A damaged artifact (it is native code) is discarded and the module compiled again from the registry.
+    digest = started(_run_ok(addr, "cache-probe")).module_sha256
+    assert stack.executor.stop() == 0
+    [artifact] = (stack.workdir / "executor-data" / "modules").glob(f"{digest}-*.cwasm")
+    damaged = bytearray(artifact.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    artifact.write_bytes(bytes(damaged))
+    start_ready(stack.executor, EXECUTOR_SERVICE)
+    assert _cache_level(addr, "cache-probe") == "registry"
+    assert f"dropping unusable compiled module {artifact.name}: checksum mismatch" in stack.executor.logs()
+    assert artifact.read_bytes() != bytes(damaged)  # rewritten by the recompile
