@@ -42,7 +42,10 @@ def connect(
     token: Annotated[str, typer.Option(envvar="AF_TOKEN", help="JWT bearer token (role claim)")] = "",
     timeout: Annotated[float, typer.Option(help="per-call deadline in seconds")] = 10.0,
 ) -> None:
-    tls = Tls(ca, cert, key) if ca and cert and key else None
+    if (cert is None) != (key is None):
+        raise typer.BadParameter("give both --cert and --key, or neither (JWT over TLS with --ca and --token)")
+    # --ca alone is TLS without a client certificate: the gateway then needs a JWT (--token).
+    tls = Tls(ca, cert, key) if ca else None
     endpoints = (
         Endpoints.gateway(gateway, tls, token or None)
         if gateway

@@ -30,11 +30,14 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Tls:
-    """Client mTLS material: the mesh CA and this client's certificate and key (PEM files)."""
+    """Client TLS material: the mesh CA and this client's certificate and key (PEM files).
+
+    Without a certificate and key the channel is still TLS (the server is verified against the CA);
+    the caller then authenticates with a JWT."""
 
     ca: Path
-    cert: Path
-    key: Path
+    cert: Path | None = None
+    key: Path | None = None
     server_name: str = ""
 
 
@@ -60,8 +63,8 @@ def open_channel(addr: str, tls: Tls | None) -> grpc.Channel:
         return grpc.insecure_channel(addr, options=options)
     creds = grpc.ssl_channel_credentials(
         root_certificates=tls.ca.read_bytes(),
-        private_key=tls.key.read_bytes(),
-        certificate_chain=tls.cert.read_bytes(),
+        private_key=tls.key.read_bytes() if tls.key else None,
+        certificate_chain=tls.cert.read_bytes() if tls.cert else None,
     )
     if tls.server_name:
         options.append(("grpc.ssl_target_name_override", tls.server_name))

@@ -68,6 +68,7 @@ def render_conf(
     envoy_only: bool = False,
     python: str = sys.executable,
     prometheus_config: Path | None = None,
+    prometheus_addr: str = PROMETHEUS_ADDR,
 ) -> Path:
     out_dir, var_dir = out_dir.resolve(), var_dir.resolve()
     run, logs, data = var_dir / "run", var_dir / "log", var_dir / "data"
@@ -145,7 +146,7 @@ def render_conf(
             "[program:prometheus]",
             f"command=prometheus --config.file={prometheus_config.resolve()}"
             f" --storage.tsdb.path={var_dir / 'prometheus'} --storage.tsdb.retention.time=2d"
-            f" --web.listen-address={PROMETHEUS_ADDR}",
+            f" --web.listen-address={prometheus_addr}",
             "priority=400",
             "autostart=true",
             "autorestart=true",
@@ -243,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=["render", "up", "status", "down"])
     parser.add_argument("--envoy-only", action="store_true", help="supervise the Envoys but no service processes")
     parser.add_argument("--prometheus", type=Path, help="also supervise Prometheus with this config file")
+    # The same address given to `observability.render --prometheus-addr` (it scrapes itself there).
+    parser.add_argument("--prometheus-addr", default=PROMETHEUS_ADDR, help="Prometheus listen address")
     args = parser.parse_args(argv)
     topo = load(args.topology)
     conf = args.out_dir.resolve() / "supervisord.conf"
@@ -253,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             var_dir=args.var_dir,
             envoy_only=args.envoy_only,
             prometheus_config=args.prometheus,
+            prometheus_addr=args.prometheus_addr,
         )
         print(f"wrote {conf}")
     if args.command == "up":

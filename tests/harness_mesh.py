@@ -1,0 +1,234 @@
+"""The whole system of `make run`, isolated for end-to-end tests.
+
+`start_mesh(root)` does what `make run` does, with the same functions its commands call
+(`mesh.ca issue`, `mesh.render`, `observability.render`, `mesh.supervisor up --prometheus`,
+`afctl.quickstart`), but on a copy of ``mesh/topology.yaml`` whose every port is shifted (gateway
+28443 instead of 8443, Prometheus 29090) and with certificates, rendered configs and runtime state
+under ``root``. A developer's running `make run` is untouched, and a second run of the suite on the
+same host takes the next free port block.
+
+Nothing is faked: real supervisord, seven real Envoys, the four services (two executors, two
+schedulers), Prometheus. `E2EMesh.stop()` shuts supervisord and everything it runs down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from afctl import quickstart
+from afctl.client import Client, Endpoints, Tls
+from mesh import DEFAULT_TOPOLOGY, REPO
+from mesh.ca import issue_all, mint_token
+from mesh.render import render
+from mesh.supervisor import _ctl, down, render_conf, up
+from mesh.topology import Topology, load
+from mesh.weights import set_weights, wait_applied
+from observability import render as observability
+
+BIN = REPO / "build" / "bin"
+PROTOSET = REPO / "build" / "agentfactory.protoset"
+# Port blocks tried in order: +20000 keeps every port (71xx-75xx, 8443, 9090) below Linux's
+# ephemeral range (32768+), so no outgoing connection can be sitting on one of ours.
+PORT_OFFSETS = (20000, 21000, 22000, 23000)
+PROMETHEUS_PORT = 9090
+START_TIMEOUT = 60.0
+
+
+def _ports(raw: dict[str, Any]) -> Iterator[int]:
+    for svc in raw["services"].values():
+        for inst in svc["instances"]:
+            yield from inst["ports"].values()
+            yield from inst["outbound"].values()
+    yield raw["gateway"]["listen"]["port"]
+    yield raw["gateway"]["admin"]
+    yield PROMETHEUS_PORT
+
+
+def shifted_topology(offset: int, source: Path = DEFAULT_TOPOLOGY) -> dict[str, Any]:
+    """The repository's topology with every port moved up by ``offset``; nothing else changes."""
+    raw = copy.deepcopy(yaml.safe_load(source.read_text()))
+    for svc in raw["services"].values():
+        for inst in svc["instances"]:
+            inst["ports"] = {k: p + offset for k, p in inst["ports"].items()}
+            inst["outbound"] = {k: p + offset for k, p in inst["outbound"].items()}
+    raw["gateway"]["listen"]["port"] += offset
+    raw["gateway"]["admin"] += offset
+    return raw
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        # As the servers do: a port whose old connections linger in TIME_WAIT is free to listen on.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_offset() -> int:
+    base = list(_ports(yaml.safe_load(DEFAULT_TOPOLOGY.read_text())))
+    for offset in PORT_OFFSETS:
+        if all(_free(p + offset) for p in base):
+            return offset
+    raise RuntimeError(f"no free port block for the e2e mesh (tried offsets {PORT_OFFSETS})")
+
+
+@dataclass
+class E2EMesh:
+    root: Path
+    topo: Topology
+    topology_path: Path
+    certs: Path
+    out: Path
+    var: Path
+    conf: Path
+    prometheus_addr: str
+    quickstart_output: str = ""
+    _clients: list[Client] = field(default_factory=list)
+
+    # --- where things are -----------------------------------------------------------------------
+
+    @property
+    def gateway(self) -> str:
+        return f"localhost:{self.topo.gateway.port}"
+
+    @property
+    def logs(self) -> Path:
+        return self.var / "log"
+
+    def status(self) -> str:
+        return _ctl(self.conf, "status").stdout
+
+    def describe(self) -> str:
+        """What a failing test prints: where the logs are and what supervisord sees."""
+        return f"e2e mesh logs: {self.logs}\nsupervisorctl status:\n{self.status()}"
+
+    # --- credentials ----------------------------------------------------------------------------
+
+    def tls(self, role: str) -> Tls:
+        d = self.certs / "clients" / role
+        return Tls(self.certs / "ca" / "bundle.pem", d / "cert.pem", d / "key.pem")
+
+    def token(self, role: str, **kw: Any) -> str:
+        return mint_token(self.certs, self.topo, role=role, subject=f"e2e-{role}", **kw)
+
+    def client(self, role: str | None = None, *, token: str | None = None, timeout: float = 10.0) -> Client:
+        """A gateway client authenticated by the role's certificate, a JWT, both or neither.
+
+        Without a role the channel is still TLS (server verified against the mesh CA), just
+        without a client certificate.
+        """
+        tls = self.tls(role) if role else Tls(self.certs / "ca" / "bundle.pem")
+        c = Client(Endpoints.gateway(self.gateway, tls, token), timeout=timeout)
+        self._clients.append(c)
+        return c
+
+    # --- live changes -----------------------------------------------------------------------------
+
+    def set_weights(self, service: str, **split: int) -> None:
+        """Shift blue/green like `make mesh-weights`, and wait until every affected Envoy applied it."""
+        changed = set_weights(self.topo, self.out, service, split)
+        late = wait_applied(self.topo, changed, timeout=10)
+        if late:
+            raise AssertionError(f"route update for {service} {split} not applied by {late}")
+
+    def run_tool(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+    def stop(self) -> None:
+        for c in self._clients:
+            c.close()
+        down(self.conf)
+
+
+def start_mesh(root: Path) -> E2EMesh:
+    """`make run` into ``root``. On any failure the mesh is stopped and the error names the log dir."""
+    offset = pick_offset()
+    topology_path = root / "topology.yaml"
+    topology_path.write_text(yaml.safe_dump(shifted_topology(offset), sort_keys=False))
+    topo = load(topology_path)
+    certs, out, var = root / "certs", root / "mesh", root / "var"
+    prometheus_addr = f"127.0.0.1:{PROMETHEUS_PORT + offset}"
+    issue_all(topo, certs)  # make certs
+    render(topo, certs_dir=certs, out_dir=out)  # make mesh
+    prom = observability.render(topo, root / "observability", prometheus_addr=prometheus_addr)
+    conf = render_conf(topo, out_dir=out, var_dir=var, prometheus_config=prom, prometheus_addr=prometheus_addr)
+    mesh = E2EMesh(root, topo, topology_path, certs, out, var, conf, prometheus_addr)
+    try:
+        late = up(conf, topo, out, timeout=START_TIMEOUT)
+        if late:
+            raise RuntimeError(f"not ready after {START_TIMEOUT:.0f} s: {', '.join(late)}")
+        printed = io.StringIO()
+        args = ["--gateway", mesh.gateway, "--certs-dir", str(certs), "--prometheus-addr", prometheus_addr]
+        with contextlib.redirect_stdout(printed):
+            rc = quickstart.main(args)
+        mesh.quickstart_output = printed.getvalue()
+        (root / "quickstart.txt").write_text(mesh.quickstart_output)
+        if rc != 0:
+            raise RuntimeError(f"afctl.quickstart exited {rc}:\n{mesh.quickstart_output}")
+    except BaseException as exc:
+        detail = mesh.describe()
+        mesh.stop()
+        raise RuntimeError(f"the e2e mesh did not come up: {exc}\n{detail}") from exc
+    return mesh
+
+
+def attach_mesh(root: Path) -> E2EMesh:
+    """A mesh that `start_mesh(root)` brought up earlier and left running (for iterating on tests:
+    ``python -m tests.harness_mesh up DIR`` then ``AF_E2E_MESH_DIR=DIR pytest tests/e2e``)."""
+    topo = load(root / "topology.yaml")
+    offset = topo.gateway.port - yaml.safe_load(DEFAULT_TOPOLOGY.read_text())["gateway"]["listen"]["port"]
+    out = root / "mesh"
+    mesh = E2EMesh(
+        root,
+        topo,
+        root / "topology.yaml",
+        root / "certs",
+        out,
+        root / "var",
+        out / "supervisord.conf",
+        f"127.0.0.1:{PROMETHEUS_PORT + offset}",
+    )
+    mesh.quickstart_output = (root / "quickstart.txt").read_text()
+    return mesh
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("up", "down"):
+        print("usage: python -m tests.harness_mesh up|down DIR", file=sys.stderr)
+        return 2
+    root = Path(argv[1]).resolve()
+    if argv[0] == "up":
+        root.mkdir(parents=True, exist_ok=True)
+        mesh = start_mesh(root)
+        print(f"e2e mesh up: gateway {mesh.gateway}, logs {mesh.logs}; AF_E2E_MESH_DIR={root} pytest tests/e2e")
+    else:
+        attach_mesh(root).stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
