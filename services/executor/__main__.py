@@ -86,6 +86,9 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
         tasks.append(asyncio.create_task(refresh_keys_periodically()))
 
     async def on_started(readiness: Readiness) -> None:
+        # grpc's aio HealthServicer starts with the overall "" entry SERVING; until the keys are fetched and
+        # the cache is warm, nothing (mesh health checks, the test harness) may route runs here.
+        await readiness.set_not_serving()
         tasks.append(asyncio.create_task(become_ready(readiness)))
 
     async def on_stopping() -> None:
