@@ -1,0 +1,71 @@
+"""CPU and memory of every process supervisord runs, read from /proc (no sampling overhead in between).
+
+CPU is utime+stime of the whole process (all threads) in clock ticks; a run's cost is the difference
+between a snapshot before and one after it. RSS is VmRSS.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SUPERVISOR_CONF = REPO / "build" / "mesh" / "supervisord.conf"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def supervised_pids(conf: Path = SUPERVISOR_CONF) -> dict[str, int]:
+    """Program name (without the group) → pid, for every RUNNING program (`supervisorctl status`)."""
+    ctl = Path(sys.executable).parent / "supervisorctl"
+    out = subprocess.run([str(ctl), "-c", str(conf), "status"], capture_output=True, text=True, check=False).stdout
+    pids: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[1] == "RUNNING" and parts[2] == "pid":
+            pids[parts[0].split(":")[-1]] = int(parts[3].rstrip(","))
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process, in seconds (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the ")" the fields start at index 3 of stat(5): utime is field 14, stime 15
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    pids: dict[str, int]
+    cpu: dict[str, float]
+
+    @classmethod
+    def take(cls, pids: dict[str, int]) -> Snapshot:
+        return cls(dict(pids), {name: cpu_seconds(pid) for name, pid in pids.items()})
+
+    def since(self, before: Snapshot) -> dict[str, float]:
+        """CPU seconds each process used between `before` and this snapshot (a restarted process: None→skip)."""
+        return {
+            name: self.cpu[name] - before.cpu[name]
+            for name in self.cpu
+            if name in before.cpu and before.pids.get(name) == self.pids[name]
+        }
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
