@@ -1,6 +1,7 @@
 """Real processes on loopback: signer → registry (templates published through its API) → executors →
-scheduler. Signer, registry and executors are shared by a module; each test gets its own scheduler
-(its own journal), started by the `scheduler` factory."""
+scheduler. Signer, registry and executors are shared by a module (`workdir` and `signer` come from
+tests/integration/conftest.py); each test gets its own scheduler (its own journal), started by the
+`scheduler` factory."""
 
 from __future__ import annotations
 
@@ -76,17 +77,6 @@ def publish(registry_addr: str, manifest: dict[str, object], module: bytes) -> N
 
     with grpc.insecure_channel(registry_addr) as channel:
         reg_grpc.RegistryServiceStub(channel).PublishTemplate(requests(), timeout=TIMEOUT)
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("scheduler-it")
-
-
-@pytest.fixture(scope="module")
-def signer(workdir: Path) -> Iterator[ServiceProcess]:
-    with ServiceProcess("signer", workdir, {"AF_SIGNER_BACKEND": "local"}) as proc:
-        yield proc
 
 
 @pytest.fixture(scope="module")
