@@ -155,7 +155,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             try:
                 yield Stack(workdir, signer, registry, executor, metrics_addr, fast, slow)
             finally:
-                executor.stop()
+                code = executor.stop()
+            assert code == 0, f"the executor did not stop cleanly ({code}):\n{executor.logs()[-3000:]}"
     finally:
         fast.close()
         slow.close()
