@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from afctl import audit, traces
 from afctl.client import Client, Endpoints, Tls
 from afctl.examples import catalogue
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
@@ -24,6 +25,9 @@ keys_app = typer.Typer(help="Signing keys: list, rotate, revoke.", no_args_is_he
 app.add_typer(templates_app, name="templates")
 app.add_typer(agents_app, name="agents")
 app.add_typer(keys_app, name="keys")
+# Local files of a run (var/), no connection needed.
+app.add_typer(traces.app, name="traces")
+app.command("audit")(audit.audit)
 
 console = Console()
 err = Console(stderr=True)

@@ -231,6 +231,7 @@ def _sidecar(
         "rbac_rules": sidecar_rbac(topo, policies[inst.service]),
         "timeouts": topo.timeouts,
         "resilience": topo.resilience,
+        "otlp": topo.otlp_endpoint,
     }
     return env.get_template("sidecar.yaml.j2").render(**ctx)
 
@@ -258,6 +259,7 @@ def _gateway(env: jinja2.Environment, topo: Topology, certs_dir: Path, out_dir: 
         "rbac_rules": gateway_rbac(topo, load_gateway_policy(topo, gateway_policy)),
         "timeouts": topo.timeouts,
         "resilience": topo.resilience,
+        "otlp": topo.otlp_endpoint,
     }
     return env.get_template("envoy.yaml.j2").render(**ctx)
 

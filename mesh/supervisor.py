@@ -44,6 +44,10 @@ def service_env(topo: Topology, inst: Instance, data_root: Path) -> dict[str, st
         "AF_DATA_DIR": str(data_root / inst.id),
         "PYTHONUNBUFFERED": "1",
     }
+    if topo.otlp_endpoint:
+        env["AF_OTLP_ENDPOINT"] = topo.otlp_endpoint
+        # Export every second (the SDK waits 5 s), like the Envoys: a trace is whole soon after the call.
+        env["OTEL_BSP_SCHEDULE_DELAY"] = "1000"
     # Upstreams are the caller's own sidecar: plaintext on loopback, mTLS from there on.
     for up, port in inst.outbound.items():
         key = "AF_EXECUTOR_ADDRS" if up == "executor" else f"AF_{up.upper()}_ADDR"
@@ -69,6 +73,7 @@ def render_conf(
     python: str = sys.executable,
     prometheus_config: Path | None = None,
     prometheus_addr: str = PROMETHEUS_ADDR,
+    trace_sink: bool = False,
 ) -> Path:
     out_dir, var_dir = out_dir.resolve(), var_dir.resolve()
     run, logs, data = var_dir / "run", var_dir / "log", var_dir / "data"
@@ -140,6 +145,24 @@ def render_conf(
                 "stdout_logfile_maxbytes=20MB",
                 "",
             ]
+    if trace_sink and topo.otlp_endpoint:
+        # The OTLP receiver every Envoy and service exports to (observability/trace_sink.py); first, so
+        # the first spans have somewhere to go. `afctl traces` reads its file.
+        lines += [
+            "[program:trace-sink]",
+            f"command={python} -m observability.trace_sink --listen {topo.otlp_endpoint}"
+            f" --out {var_dir / 'traces' / 'spans.jsonl'}",
+            f"directory={REPO}",
+            "priority=50",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=1",
+            "stopsignal=TERM",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / 'trace-sink.log'}",
+            "stdout_logfile_maxbytes=5MB",
+            "",
+        ]
     if prometheus_config is not None:
         # Prometheus (Debian package) scrapes every app and Envoy; see observability/render.py.
         lines += [
@@ -246,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prometheus", type=Path, help="also supervise Prometheus with this config file")
     # The same address given to `observability.render --prometheus-addr` (it scrapes itself there).
     parser.add_argument("--prometheus-addr", default=PROMETHEUS_ADDR, help="Prometheus listen address")
+    parser.add_argument(
+        "--trace-sink", action="store_true", help="also supervise the OTLP trace sink on the topology's telemetry.otlp"
+    )
     args = parser.parse_args(argv)
     topo = load(args.topology)
     conf = args.out_dir.resolve() / "supervisord.conf"
@@ -257,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             envoy_only=args.envoy_only,
             prometheus_config=args.prometheus,
             prometheus_addr=args.prometheus_addr,
+            trace_sink=args.trace_sink,
         )
         print(f"wrote {conf}")
     if args.command == "up":

@@ -105,6 +105,8 @@ class Topology:
     resilience: Mapping[str, Any]
     envoy: Mapping[str, Any]
     source: Path | None = field(default=None, compare=False)
+    # Where every Envoy and service exports OTLP/gRPC traces, "host:port" ("" = tracing off).
+    otlp_endpoint: str = ""
 
     def instances(self) -> list[Instance]:
         return [inst for svc in self.services.values() for inst in svc.instances]
@@ -196,6 +198,7 @@ def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
         resilience=dict(raw["resilience"]),
         envoy=dict(raw.get("envoy") or {}),
         source=path,
+        otlp_endpoint=str((raw.get("telemetry") or {}).get("otlp") or ""),
     )
 
 
@@ -263,6 +266,10 @@ def _check(topo: Topology) -> None:
     for svc in topo.services.values():
         if svc.colors and svc.name not in topo.weights:
             raise TopologyError(f"service {svc.name} is split by color but has no weights")
+    if topo.otlp_endpoint:
+        host, _, port = topo.otlp_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise TopologyError(f"telemetry.otlp: {topo.otlp_endpoint!r} is not host:port (an OTLP/gRPC collector)")
     for client in topo.clients:
         if client.role not in ROLES:
             raise TopologyError(f"client {client.name}: unknown role {client.role!r}; expected one of {ROLES}")

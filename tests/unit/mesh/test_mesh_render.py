@@ -82,10 +82,14 @@ def test_sidecar_inbound_requires_client_certificates_and_rbac(rendered: Rendere
                 assert "transport_socket" not in li["filter_chains"][0]
 
 
+# Plaintext loopback clusters: the local app, and the OTLP trace collector (telemetry.otlp).
+NOT_MESH = ("local_app", "otlp_collector")
+
+
 def test_upstream_clusters_pin_the_exact_spiffe_id(rendered: Rendered) -> None:
     for envoy_id, cfg in rendered.configs.items():
         for cluster in _doc(cfg)["static_resources"]["clusters"]:
-            if cluster["name"] == "local_app":
+            if cluster["name"] in NOT_MESH:
                 continue
             service = cluster["name"].split("-")[0]
             ctx = cluster["transport_socket"]["typed_config"]["common_tls_context"]
@@ -98,7 +102,7 @@ def test_upstream_clusters_pin_the_exact_spiffe_id(rendered: Rendered) -> None:
 def test_upstream_clusters_are_resilient(rendered: Rendered) -> None:
     for cfg in rendered.configs.values():
         for cluster in _doc(cfg)["static_resources"]["clusters"]:
-            if cluster["name"] == "local_app":
+            if cluster["name"] in NOT_MESH:
                 continue
             assert cluster["lb_policy"] == "LEAST_REQUEST"
             od = cluster["outlier_detection"]
