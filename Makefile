@@ -100,7 +100,7 @@ include perf/perf.mk
 run: setup $(STAMP)/gen examples tools mesh ## bring the whole mesh up locally, publish the examples, run an agent
 	$(PY) -m observability.render --out build/observability
 	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) up \
-		--prometheus build/observability/prometheus.yml
+		--prometheus build/observability/prometheus.yml --trace-sink
 	$(PY) -m afctl.quickstart
 
 stop: ## stop everything `make run` started

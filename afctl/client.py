@@ -164,10 +164,19 @@ class Client:
     # --- scheduler --------------------------------------------------------------------------------
 
     def run_agent(
-        self, name: str, input_bytes: bytes = b"", version: str = "", timeout: float | None = None, **kw: object
+        self,
+        name: str,
+        input_bytes: bytes = b"",
+        version: str = "",
+        timeout: float | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
+        **kw: object,
     ) -> Iterator[sch_pb.RunAgentResponse]:
+        """`metadata` is sent with the call (e.g. a W3C `traceparent`, to know the trace id of the run)."""
         request = sch_pb.RunAgentRequest(template_name=name, template_version=version, input=input_bytes, **kw)  # type: ignore[arg-type]
-        return self.scheduler.RunAgent(request, timeout=timeout or self.timeout * 3, metadata=self.metadata)
+        return self.scheduler.RunAgent(
+            request, timeout=timeout or self.timeout * 3, metadata=self.metadata + tuple(metadata)
+        )
 
     def run_to_end(self, name: str, input_bytes: bytes = b"", **kw: object) -> tuple[sch_pb.Agent, bytes]:
         """Run an agent and return its final state and its whole output."""

@@ -24,6 +24,7 @@ chain through its outbound sidecar to the registry. The scheduler admits no way 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -146,6 +147,23 @@ def test_one_call_at_the_gateway_is_one_trace_through_every_hop(traced_mesh: Tra
         assert needle in shown, shown
     listed = _afctl("traces", "list", "--file", str(traced_mesh.spans_file), "--contains", "RunAgent")
     assert gateway.trace_id in listed, listed
+
+
+def test_a_clients_traceparent_is_continued_by_the_gateway(traced_mesh: TracedMesh) -> None:
+    """What `make run`'s quickstart relies on to print its run's trace id."""
+    trace_id, edge = os.urandom(16).hex(), os.urandom(8).hex()
+    operator = traced_mesh.mesh.client("operator", timeout=30)
+    _, output = operator.run_to_end("echo-upper", b"x", metadata=(("traceparent", f"00-{trace_id}-{edge}-01"),))
+    assert output == b"X"
+
+    def arrived(spans: list[Span]) -> bool:
+        trace = traces(spans).get(trace_id, [])
+        gateway = next((s for s in trace if _is(s, "gateway", "server", RUN_AGENT)), None)
+        return gateway is not None and _complete(_tree(trace, gateway))
+
+    spans = traced_mesh.receiver.wait_for(arrived, timeout=15)
+    gateway = next(s for s in traces(spans)[trace_id] if _is(s, "gateway", "server", RUN_AGENT))
+    assert gateway.parent_span_id == edge
 
 
 def _afctl(*args: str) -> str:
