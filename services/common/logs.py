@@ -8,6 +8,8 @@ import logging
 import sys
 import time
 
+from services.common.telemetry import tracing_enabled
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # Who made the RPC being served (see services.common.audit); set by the server interceptor.
 caller_var: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="")
@@ -15,6 +17,8 @@ AUDIT_LOGGER = "agentfactory.audit"
 
 
 def _trace_id() -> str:
+    if not tracing_enabled():  # no spans without tracing: skip the context lookup on every line
+        return ""
     try:
         from opentelemetry import trace
 
@@ -55,6 +59,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(service: str, level: str = "info") -> None:
+    # The JSON lines carry none of these; without them a record costs no stack walk (findCaller), no
+    # thread, process or multiprocessing lookups.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()

@@ -7,9 +7,11 @@ batches every request waiting in its queue into one transaction, so under load m
 one fsync: throughput comes from batching, not from weakening durability.
 
 Writes go through `submit()`: the op runs on the writer thread inside the batch's transaction (in
-its own savepoint, so one failing op does not undo the others), and the caller's future resolves only
-after COMMIT returned. Reads use a separate connection on the caller's thread; WAL lets them run
-while the writer commits.
+its own savepoint, so one failing op does not undo the others; ops with a single write statement skip
+the savepoint, since SQLite undoes a failed statement by itself), and the caller's future resolves only
+after COMMIT returned. The writer hands a whole batch's results to the event loop in one callback:
+one wake-up of the loop per fsync rather than one per op. Reads use a separate connection on the
+caller's thread; WAL lets them run while the writer commits.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,22 +128,25 @@ def _row_to_agent(row: sqlite3.Row) -> Agent:
     )
 
 
-def _settle(future: Future[Any], value: Any, exc: BaseException | None) -> None:
-    """Hand the result to the waiting coroutine. Its caller may have gone (the future was cancelled);
-    the write is committed all the same, and the writer thread must not die of it."""
-    try:
+def _settle_batch(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """On the event loop: hand each op its result. A caller may have gone (its future was cancelled);
+    the write is committed all the same."""
+    for future, value, exc in results:
+        if future.done():
+            continue
         if exc is not None:
             future.set_exception(exc)
         else:
             future.set_result(value)
-    except InvalidStateError:
-        pass
 
 
 @dataclass
 class _Op:
     fn: Callable[[sqlite3.Connection], Any]
-    future: Future[Any]
+    future: asyncio.Future[Any]
+    # True when fn writes with at most one statement: a failing statement changes nothing, so the
+    # op needs no savepoint of its own (two fewer statements per op on the writer thread).
+    atomic: bool = False
 
 
 _STOP = object()
@@ -213,49 +217,67 @@ class Journal:
                 self._commit(conn, batch)
             except Exception:  # the writer is the journal's only way in: it must outlive any one batch
                 log.exception("journal batch failed", extra={"fields": {"batch": len(batch)}})
-                for op in batch:
-                    _settle(op.future, None, Unavailable("the agent journal failed to write; retry"))
+                failure = Unavailable("the agent journal failed to write; retry")
+                self._deliver([(op.future, None, failure) for op in batch])
             if stop_after:
                 break
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         started = time.perf_counter()
-        results: list[tuple[_Op, Any, BaseException | None]] = []
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
+                if op.atomic:
+                    try:
+                        results.append((op.future, op.fn(conn), None))
+                    except Exception as exc:  # the failed statement was undone; the batch goes on
+                        if not conn.in_transaction:  # an error that aborted the transaction (disk full, I/O)
+                            raise
+                        results.append((op.future, None, exc))
+                    continue
                 conn.execute("SAVEPOINT op")
                 try:
                     value = op.fn(conn)
                 except Exception as exc:  # one bad op must not undo the batch
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((op, None, exc))
+                    results.append((op.future, None, exc))
                 else:
                     conn.execute("RELEASE op")
-                    results.append((op, value, None))
+                    results.append((op.future, value, None))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("journal commit failed", extra={"fields": {"batch": len(batch)}})
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = Unavailable(f"the agent journal could not commit ({exc}); nothing was recorded, retry")
-            for op in batch:
-                _settle(op.future, None, failure)
+            self._deliver([(op.future, None, failure) for op in batch])
             return
         metrics.JOURNAL_COMMIT.observe(time.perf_counter() - started)
         metrics.JOURNAL_BATCH.observe(len(batch))
-        for op, value, exc in results:
-            _settle(op.future, value, exc)
+        self._deliver(results)
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Run `fn` in the next batch; the returned future resolves after the batch committed."""
+    def _deliver(self, results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        """From the writer thread: one callback per event loop for the whole batch."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        for item in results:
+            by_loop.setdefault(item[0].get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_batch, items)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> asyncio.Future[T]:
+        """Run `fn` in the next batch; the returned future resolves after the batch committed. Pass
+        atomic=True only when fn writes with at most one statement."""
         if self._closed:
             raise Unavailable("the scheduler is shutting down; retry on another instance")
-        future: Future[T] = Future()
-        self._queue.put(_Op(fn, future))
-        return asyncio.wrap_future(future)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Op(fn, future, atomic))
+        return future
 
     def close(self) -> None:
         if self._closed:
@@ -285,7 +307,7 @@ class Journal:
             cur = conn.execute(_INSERT_SQL, values)
             return dataclasses.replace(agent, seq=cur.lastrowid), True
 
-        return await self.submit(op)
+        return await self.submit(op, atomic=True)  # one INSERT (the SELECT writes nothing)
 
     async def update(self, agent: Agent) -> None:
         """Journal an agent's new state (every mutable column; the row is small)."""
@@ -295,7 +317,7 @@ class Journal:
             if cur.rowcount != 1:
                 raise KeyError(f"agent {agent.id} is not in the journal")
 
-        await self.submit(op)
+        await self.submit(op, atomic=True)
 
     # --- reads -----------------------------------------------------------------------------------
 
