@@ -17,6 +17,7 @@ caller's thread; WAL lets them run while the writer commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -265,10 +266,8 @@ class Journal:
         for item in results:
             by_loop.setdefault(item[0].get_loop(), []).append(item)
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle_batch, items)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
 
     def submit(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> asyncio.Future[T]:
         """Run `fn` in the next batch; the returned future resolves after the batch committed. Pass
