@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from observability import traces as store
 
@@ -48,7 +48,9 @@ def list_traces(
     if contains:
         keep = {s.trace_id for s in spans if contains in store.span_label(s)}
         spans = [s for s in spans if s.trace_id in keep]
-    table = Table("trace id", "started (UTC)", "root", "duration", "spans", "errors", "services")
+    table = Table("started (UTC)", "root", "duration", "spans", "errors", "services")
+    # Never cut the id: it is what `afctl traces show` takes.
+    table.columns.insert(0, Column("trace id", no_wrap=True, min_width=32))
     for t in store.recent(spans, limit):
         root = f"{t.root.service}: {store.span_label(t.root)}"
         table.add_row(
