@@ -95,6 +95,7 @@ clean: ## remove everything built
 include examples/examples.mk
 include mesh/mesh.mk
 include perf/perf.mk
+include helm/helm.mk
 
 # --- The local platform -----------------------------------------------------------------------
 run: setup $(STAMP)/gen examples tools mesh ## bring the whole mesh up locally, publish the examples, run an agent

@@ -95,6 +95,33 @@ def envoy_paths(out_dir: Path, envoy_id: str) -> Paths:
     return Paths(out_dir.resolve() / envoy_id)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where one Envoy finds its files at run time (the paths written into its config).
+
+    Locally everything is under ``build/``; in Kubernetes (``mesh.kubernetes``) the same files are
+    ConfigMap and Secret volumes under /etc/envoy, and ``probe`` adds the kubelet's listener.
+    """
+
+    paths: Paths
+    workload_dir: Path  # certificate + key, published by swapping a ``..data`` symlink
+    trust_bundle: Path
+    jwks: Path
+    cert_file: str = "cert.pem"
+    key_file: str = "key.pem"
+    probe: Mapping[str, Any] | None = None
+
+
+def local_layout(certs_dir: Path, out_dir: Path, envoy_id: str) -> Layout:
+    certs = certs_dir.resolve()
+    return Layout(
+        paths=envoy_paths(out_dir, envoy_id),
+        workload_dir=workload_dir(certs, envoy_id),
+        trust_bundle=certs / "ca" / "bundle.pem",
+        jwks=certs / "jwt" / "jwks.json",
+    )
+
+
 # --- weights state ------------------------------------------------------------------------------
 
 
@@ -121,7 +148,7 @@ def save_weights(out_dir: Path, weights: Mapping[str, Mapping[str, int]]) -> Non
 # --- rendering ----------------------------------------------------------------------------------
 
 
-def _env() -> jinja2.Environment:
+def template_env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in TEMPLATE_DIRS]),
         undefined=jinja2.StrictUndefined,
@@ -143,19 +170,21 @@ def _cluster_specs(topo: Topology, upstreams: Sequence[str]) -> list[dict[str, A
                     "service": up,
                     "san": topo.spiffe_id(up),
                     "endpoints": [{"id": i.id, "host": i.host, "port": i.inbound} for i in instances],
+                    "dns": any(i.dns for i in instances),
                 }
             )
     return specs
 
 
-def _sds_files(topo: Topology, certs_dir: Path, envoy_id: str, paths: Paths) -> None:
-    wl = workload_dir(certs_dir.resolve(), envoy_id)
+def sds_documents(layout: Layout) -> dict[Path, dict[str, Any]]:
+    """The two file-based SDS resources of one Envoy: its certificate+key and the trust bundle."""
+    wl = layout.workload_dir
     workload = {
         "@type": SECRET_TYPE,
         "name": "workload",
         "tls_certificate": {
-            "certificate_chain": {"filename": str(wl / "cert.pem")},
-            "private_key": {"filename": str(wl / "key.pem")},
+            "certificate_chain": {"filename": str(wl / layout.cert_file)},
+            "private_key": {"filename": str(wl / layout.key_file)},
             # mesh.ca swaps the ..data symlink in this directory: Envoy re-reads the pair together.
             "watched_directory": {"path": str(wl)},
         },
@@ -163,11 +192,15 @@ def _sds_files(topo: Topology, certs_dir: Path, envoy_id: str, paths: Paths) -> 
     trust = {
         "@type": SECRET_TYPE,
         "name": "trust_bundle",
-        "validation_context": {"trusted_ca": {"filename": str(certs_dir.resolve() / "ca" / "bundle.pem")}},
+        "validation_context": {"trusted_ca": {"filename": str(layout.trust_bundle)}},
     }
-    sds = paths.sds()
-    write_atomic(Path(sds["workload"]), dump(discovery_file(workload)))
-    write_atomic(Path(sds["trust"]), dump(discovery_file(trust)))
+    sds = layout.paths.sds()
+    return {Path(sds["workload"]): discovery_file(workload), Path(sds["trust"]): discovery_file(trust)}
+
+
+def _sds_files(layout: Layout) -> None:
+    for path, doc in sds_documents(layout).items():
+        write_atomic(path, dump(doc))
 
 
 def load_policies(topo: Topology, policy_dir: Path = POLICY_DIR) -> dict[str, ServicePolicy]:
@@ -201,10 +234,10 @@ def write_routes(
     return changed
 
 
-def _sidecar(
-    env: jinja2.Environment, topo: Topology, inst: Instance, policies: Mapping[str, ServicePolicy], out_dir: Path
+def sidecar_config(
+    env: jinja2.Environment, topo: Topology, inst: Instance, policies: Mapping[str, ServicePolicy], layout: Layout
 ) -> str:
-    p = envoy_paths(out_dir, inst.id)
+    p = layout.paths
     svc = topo.services[inst.service]
     ctx = {
         "node_id": inst.id,
@@ -215,7 +248,7 @@ def _sidecar(
         "admin_port": inst.admin,
         "app_port": inst.app,
         "app_addr": inst.app_addr,
-        "inbound": {"host": inst.host, "port": inst.inbound, "rds_path": str(p.rds("inbound"))},
+        "inbound": {"host": inst.listen_host, "port": inst.inbound, "rds_path": str(p.rds("inbound"))},
         "outbound": [
             {
                 "name": f"outbound_{up}",
@@ -232,13 +265,14 @@ def _sidecar(
         "timeouts": topo.timeouts,
         "resilience": topo.resilience,
         "otlp": topo.otlp_endpoint,
+        "probe": layout.probe,
     }
     return env.get_template("sidecar.yaml.j2").render(**ctx)
 
 
-def _gateway(env: jinja2.Environment, topo: Topology, certs_dir: Path, out_dir: Path, gateway_policy: Path) -> str:
+def gateway_config(env: jinja2.Environment, topo: Topology, layout: Layout, gateway_policy: Path) -> str:
     gw = topo.gateway
-    p = envoy_paths(out_dir, gw.id)
+    p = layout.paths
     upstreams = list(dict.fromkeys([*gw.upstreams, gw.reflection_upstream]))
     ctx = {
         "node_id": gw.id,
@@ -253,13 +287,14 @@ def _gateway(env: jinja2.Environment, topo: Topology, certs_dir: Path, out_dir: 
         "jwt": {
             "issuer": gw.jwt_issuer,
             "audience": gw.jwt_audience,
-            "jwks": str(certs_dir.resolve() / "jwt" / "jwks.json"),
+            "jwks": str(layout.jwks),
         },
         "clusters": _cluster_specs(topo, upstreams),
         "rbac_rules": gateway_rbac(topo, load_gateway_policy(topo, gateway_policy)),
         "timeouts": topo.timeouts,
         "resilience": topo.resilience,
         "otlp": topo.otlp_endpoint,
+        "probe": layout.probe,
     }
     return env.get_template("envoy.yaml.j2").render(**ctx)
 
@@ -273,19 +308,19 @@ def render(
     gateway_policy: Path = GATEWAY_POLICY,
 ) -> dict[str, Path]:
     """Render every Envoy of ``topo``; returns envoy id -> bootstrap path."""
-    env = _env()
+    env = template_env()
     policies = load_policies(topo, policy_dir)
     weights = current_weights(topo, out_dir)
     out: dict[str, Path] = {}
     for inst in topo.instances():
-        p = envoy_paths(out_dir, inst.id)
-        _sds_files(topo, certs_dir, inst.id, p)
-        write_atomic(p.bootstrap, _sidecar(env, topo, inst, policies, out_dir))
-        out[inst.id] = p.bootstrap
-    gw = envoy_paths(out_dir, topo.gateway.id)
-    _sds_files(topo, certs_dir, topo.gateway.id, gw)
-    write_atomic(gw.bootstrap, _gateway(env, topo, certs_dir, out_dir, gateway_policy))
-    out[topo.gateway.id] = gw.bootstrap
+        layout = local_layout(certs_dir, out_dir, inst.id)
+        _sds_files(layout)
+        write_atomic(layout.paths.bootstrap, sidecar_config(env, topo, inst, policies, layout))
+        out[inst.id] = layout.paths.bootstrap
+    layout = local_layout(certs_dir, out_dir, topo.gateway.id)
+    _sds_files(layout)
+    write_atomic(layout.paths.bootstrap, gateway_config(env, topo, layout, gateway_policy))
+    out[topo.gateway.id] = layout.paths.bootstrap
     # Routes last: each bootstrap above already names them, and the files must exist at start.
     write_routes(topo, out_dir, weights, policy_dir)
     save_weights(out_dir, weights)

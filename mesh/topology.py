@@ -37,7 +37,8 @@ class Instance:
     metrics: int
     admin: int
     outbound: Mapping[str, int]
-    host: str = LOOPBACK
+    host: str = LOOPBACK  # what callers dial: an IP, or a DNS name (Kubernetes Services)
+    bind: str | None = None  # the inbound listener's IP when ``host`` is a name (e.g. 0.0.0.0)
 
     @property
     def app_addr(self) -> str:
@@ -46,6 +47,16 @@ class Instance:
     @property
     def inbound_addr(self) -> str:
         return f"{self.host}:{self.inbound}"
+
+    @property
+    def listen_host(self) -> str:
+        """The address the inbound listener binds (Envoy listeners need a literal IP)."""
+        return self.bind or self.host
+
+    @property
+    def dns(self) -> bool:
+        """Callers resolve ``host`` by DNS (STRICT_DNS clusters) instead of using it as is."""
+        return not _is_ip(self.host)
 
 
 @dataclass(frozen=True)
@@ -165,6 +176,7 @@ def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
                 admin=int(i["ports"]["admin"]),
                 outbound={str(k): int(v) for k, v in (i.get("outbound") or {}).items()},
                 host=str(i.get("host", LOOPBACK)),
+                bind=str(i["bind"]) if i.get("bind") is not None else None,
             )
             for i in spec["instances"]
         )
@@ -240,7 +252,7 @@ def _check(topo: Topology) -> None:
             if inst.id in ids or inst.id == topo.gateway.id:
                 raise TopologyError(f"duplicate instance id {inst.id!r}")
             ids.add(inst.id)
-            _require_ip(inst.host, f"{inst.id}.host")
+            _require_host(inst, f"{inst.id}.host")
             claim(inst.app, f"{inst.id}.app")
             claim(inst.inbound, f"{inst.id}.inbound")
             claim(inst.metrics, f"{inst.id}.metrics")
@@ -283,9 +295,32 @@ def check_weights(svc: Service, split: Mapping[str, int]) -> None:
         raise TopologyError(f"{svc.name}: weights must be >= 0 and total 100, got {dict(split)}")
 
 
-def _require_ip(host: str, what: str) -> None:
-    # Envoy STATIC clusters and listeners need literal addresses; DNS is a Kubernetes concern.
+def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise TopologyError(f"{what}: {host!r} is not an IP address") from exc
+    except ValueError:
+        return False
+    return True
+
+
+def _require_ip(host: str, what: str) -> None:
+    # Envoy listeners and STATIC clusters need literal addresses.
+    if not _is_ip(host):
+        raise TopologyError(f"{what}: {host!r} is not an IP address")
+
+
+# RFC 1123 labels; "_" is allowed too (legal in DNS, and the Helm render uses __PLACEHOLDER__ labels).
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def _require_host(inst: Instance, what: str) -> None:
+    """An instance is dialled at an IP, or at a DNS name (Kubernetes) if it says where to bind."""
+    if inst.bind is not None:
+        _require_ip(inst.bind, f"{inst.id}.bind")
+    if _is_ip(inst.host):
+        return
+    if inst.bind is None:
+        raise TopologyError(f"{what}: {inst.host!r} is not an IP address (a DNS name needs `bind`, the listener's IP)")
+    labels = inst.host.rstrip(".").split(".")
+    if len(inst.host) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise TopologyError(f"{what}: {inst.host!r} is neither an IP address nor a DNS name")
