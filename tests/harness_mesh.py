@@ -1,11 +1,11 @@
 """The whole system of `make run`, isolated for end-to-end tests.
 
 `start_mesh(root)` does what `make run` does, with the same functions its commands call
-(`mesh.ca issue`, `mesh.render`, `observability.render`, `mesh.supervisor up --prometheus`,
-`afctl.quickstart`), but on a copy of ``mesh/topology.yaml`` whose every port is shifted (gateway
+(`mesh.ca issue`, `mesh.render`, `observability.render`, `mesh.supervisor up --prometheus
+--trace-sink`, `afctl.quickstart`), but on a copy of ``mesh/topology.yaml`` whose every port is shifted (gateway
 28443 instead of 8443, Prometheus 29090) and with certificates, rendered configs and runtime state
-under ``root``. A developer's running `make run` is untouched, and a second run of the suite on the
-same host takes the next free port block.
+under ``root`` (the OTLP trace sink moves too). A developer's running `make run` is untouched,
+and a second run of the suite on the same host takes the next free port block.
 
 Nothing is faked: real supervisord, seven real Envoys, the four services (two executors, two
 schedulers), Prometheus. `E2EMesh.stop()` shuts supervisord and everything it runs down.
@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +56,9 @@ def _ports(raw: dict[str, Any]) -> Iterator[int]:
     yield raw["gateway"]["listen"]["port"]
     yield raw["gateway"]["admin"]
     yield PROMETHEUS_PORT
+    otlp = (raw.get("telemetry") or {}).get("otlp")
+    if otlp:
+        yield int(otlp.rsplit(":", 1)[1])
 
 
 def shifted_topology(offset: int, source: Path = DEFAULT_TOPOLOGY) -> dict[str, Any]:
@@ -65,7 +70,21 @@ def shifted_topology(offset: int, source: Path = DEFAULT_TOPOLOGY) -> dict[str, 
             inst["outbound"] = {k: p + offset for k, p in inst["outbound"].items()}
     raw["gateway"]["listen"]["port"] += offset
     raw["gateway"]["admin"] += offset
+    otlp = (raw.get("telemetry") or {}).get("otlp")
+    if otlp:
+        # Our traces go to our own trace sink, never into a developer's.
+        host, port = otlp.rsplit(":", 1)
+        raw["telemetry"]["otlp"] = f"{host}:{int(port) + offset}"
     return raw
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a daemonized supervisord's parent may never reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _free(port: int) -> bool:
@@ -149,10 +168,27 @@ class E2EMesh:
     def run_tool(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
+        """Shut supervisord and everything it runs down, and make sure of it.
+
+        A loaded machine can take longer than `mesh.supervisor down` waits (services drain, exporters
+        flush); a test session must not end with half the mesh still running, so wait for every
+        process supervisord ran and SIGKILL what outlives ``timeout``.
+        """
         for c in self._clients:
             c.close()
-        down(self.conf)
+        pids = [
+            int(p)
+            for p in (_ctl(self.conf, "pid").stdout + _ctl(self.conf, "pid", "all").stdout).split()
+            if p.isdigit()
+        ]
+        down(self.conf, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in filter(_alive, pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def start_mesh(root: Path) -> E2EMesh:
@@ -166,7 +202,9 @@ def start_mesh(root: Path) -> E2EMesh:
     issue_all(topo, certs)  # make certs
     render(topo, certs_dir=certs, out_dir=out)  # make mesh
     prom = observability.render(topo, root / "observability", prometheus_addr=prometheus_addr)
-    conf = render_conf(topo, out_dir=out, var_dir=var, prometheus_config=prom, prometheus_addr=prometheus_addr)
+    conf = render_conf(
+        topo, out_dir=out, var_dir=var, prometheus_config=prom, prometheus_addr=prometheus_addr, trace_sink=True
+    )
     mesh = E2EMesh(root, topo, topology_path, certs, out, var, conf, prometheus_addr)
     try:
         late = up(conf, topo, out, timeout=START_TIMEOUT)
