@@ -59,16 +59,24 @@ class Trust:
 
     async def refresh(self, *, only_if_stale: bool = False) -> None:
         """Fetch the keys and swap the keyring (a reference swap: readers never see a half-built one)."""
+        requested = time.monotonic()
         async with self._refresh_lock:
-            if only_if_stale and time.monotonic() - self._last_refresh < self.min_refresh_seconds:
-                return
+            if only_if_stale:
+                if self._last_refresh >= requested:
+                    return  # a fetch that started after we asked already brought keys at least this new
+                # Rate-limit by delaying, not by skipping: a key minted a moment after the last fetch
+                # must still be seen, or its first signatures would be refused as unknown.
+                wait = self.min_refresh_seconds - (time.monotonic() - self._last_refresh)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            started = time.monotonic()
             try:
                 keys, min_versions = await self._fetch_keys()
             except AgentFactoryError:
                 metrics.KEY_REFRESHES.labels("error").inc()
                 raise
             finally:
-                self._last_refresh = time.monotonic()
+                self._last_refresh = started
             keyring = Keyring(keys, min_versions)
             if keyring.min_versions != self.keyring.min_versions:
                 self._verified.clear()  # revocation: nothing verified under the old bounds is trusted

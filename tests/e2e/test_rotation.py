@@ -7,9 +7,6 @@ import json
 import uuid
 from collections.abc import Callable
 
-import grpc
-import pytest
-
 from afctl.client import Client
 from afctl.examples import catalogue
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
@@ -52,13 +49,6 @@ def test_admin_rotates_the_signing_key(e2e_mesh: E2EMesh, as_role: Callable[[str
                 assert output == b"ROTATED"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=grpc.RpcError,
-    reason="executor bug: Trust.refresh(only_if_stale=True) skips the refresh when the last one was under 1 s ago, "
-    "so a template signed by a key version minted within a second of the executor's previous key refresh is "
-    "refused (FAILED_PRECONDITION 'no public key ... is known') instead of waiting out the rate limit",
-)
 def test_two_rotations_within_a_second(as_role: Callable[[str], Client]) -> None:
     admin, publisher, operator = as_role("admin"), as_role("publisher"), as_role("operator")
     (echo,) = [t for t in catalogue("agents") if t.name == "echo-upper"]

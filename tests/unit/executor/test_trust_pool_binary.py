@@ -66,6 +66,16 @@ async def test_verifies_and_caches_without_calling_the_signer_again() -> None:
     assert keys.calls == 1
 
 
+async def test_a_key_minted_just_after_a_refresh_is_waited_for_not_refused() -> None:
+    # The rate limit delays the refresh an unknown version asks for; it never skips it.
+    keys = Keys([1])
+    trust = Trust(keys, Policy.load(), min_refresh_seconds=0.3)
+    await trust.refresh()
+    keys.versions = [1, 2]  # a rotation right after our refresh
+    verified = await trust.verify(template(version=2), "echo", "1.0.0")
+    assert verified.key_version == 2 and keys.calls == 2
+
+
 async def test_tampered_manifest_and_swapped_signature_are_refused() -> None:
     trust = await trust_with(Keys([1]))
     good, other = template("echo"), template("other")
