@@ -10,7 +10,9 @@ Variants, each on the same module and one Engine built from the executor's Engin
 - executor-inline:  ExecutorService.ready() (template + verification + module + link, all cached)
               + Sandbox.run with event collection, on the calling thread;
 - executor-stream:  ExecutorService.run() end to end minus gRPC: the worker pool, events crossing to the
-              event loop through call_soon_threadsafe and an asyncio.Queue.
+              event loop through call_soon_threadsafe and an asyncio.Queue (inline fast path off);
+- executor-run:     ExecutorService.run() as the executor runs it (AF_EXECUTOR_INLINE_FUEL's default): a pure
+              run under the fuel budget stays on the event loop's thread; a longer one goes to the pool.
 Reports the median and p95 per run; prints a markdown table.
 """
 
@@ -34,11 +36,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from services.common.config import Env  # noqa: E402
 from services.executor.kvstore import KvStore  # noqa: E402
 from services.executor.modules import ModuleCache  # noqa: E402
 from services.executor.pool import WorkerPool  # noqa: E402
 from services.executor.sandbox import EngineSettings, RunState, Sandbox  # noqa: E402
 from services.executor.service import ExecutorService, RunCommand  # noqa: E402
+from services.executor.settings import ExecutorSettings  # noqa: E402
 from services.executor.trust import Trust  # noqa: E402
 from services.spec.manifest import Limits, Manifest  # noqa: E402
 from services.spec.policy import Policy  # noqa: E402
@@ -165,6 +169,9 @@ def bare_host(sandbox: Sandbox, module: wasmtime.Module, data: bytes, limits: Li
     return once
 
 
+INLINE_FUEL = ExecutorSettings.from_env(Env({})).inline_fuel
+
+
 def stats(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered) * 1e6, ordered[int(len(ordered) * 0.95)] * 1e6
@@ -205,7 +212,8 @@ async def main(runs: int, sieve_runs: int) -> None:
             assert finished.outcome.value == "succeeded", finished
             return time.perf_counter() - began
 
-        async def executor_stream(name: str = name, data: bytes = data) -> float:
+        async def executor_stream(name: str = name, data: bytes = data, inline_fuel: int = 0) -> float:
+            service.inline_fuel = inline_fuel
             began = time.perf_counter()
             async for _event in service.run(RunCommand("a", name, "1.0.0", data)):
                 pass
@@ -216,6 +224,7 @@ async def main(runs: int, sieve_runs: int) -> None:
             "bare-host": timed(bare_host(sandbox, module, data, limits), n),
             "executor-inline": [await executor_inline() for _ in range(n)],
             "executor-stream": [await executor_stream() for _ in range(n)],
+            "executor-run": [await executor_stream(inline_fuel=INLINE_FUEL) for _ in range(n)],
         }
         # Interleave a second pass so drift (CPU frequency, other load) hits every variant alike.
         variants["bare-host"] += timed(bare_host(sandbox, module, data, limits), n)

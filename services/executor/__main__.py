@@ -63,6 +63,7 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
         pool=WorkerPool(settings.min_workers, settings.max_workers, settings.max_queue, settings.idle_seconds),
         kv=KvStore(settings.data_dir / "kv.sqlite3"),
         policy=policy,
+        inline_fuel=settings.inline_fuel,
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []

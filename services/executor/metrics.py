@@ -41,3 +41,9 @@ VERIFICATION_FAILURES = Counter(
 )
 TOOL_CALLS = Counter("agentfactory_executor_tool_calls_total", "Tool calls by tool and result.", ["tool", "result"])
 KEY_REFRESHES = Counter("agentfactory_executor_key_refreshes_total", "Public key refreshes by result.", ["result"])
+INLINE_RUNS = Counter(
+    "agentfactory_executor_inline_runs_total",
+    "Runs tried on the event loop's thread under the inline fuel budget: inline (ran there) or outgrown "
+    "(over the budget: discarded and run again through the pool).",
+    ["result"],
+)

@@ -70,6 +70,14 @@ class WorkerPool:
             metrics.QUEUE_DEPTH.set(len(self._queue))
             self._cond.notify()
 
+    def has_room(self) -> bool:
+        """Whether submit() would take a job now (the same rule, without taking one)."""
+        with self._cond:
+            if self._closed:
+                return False
+            waiting = len(self._queue) - self._idle
+            return waiting < 0 or self._workers < self.max_workers or waiting < self.max_queue
+
     def _work(self) -> None:
         while True:
             with self._cond:

@@ -392,12 +392,19 @@ def _tool_func(name: str) -> Callable[..., int]:
     return call
 
 
+# WASI calls that can make the calling thread wait (poll_oneoff sleeps on a clock subscription).
+BLOCKING_WASI_IMPORTS = frozenset({"poll_oneoff"})
+
+
 @dataclass
 class Prepared:
     """A compiled module linked for one tool set: what a run instantiates."""
 
     module: wasmtime.Module
     pre: wasmtime.InstancePre
+    # True when a run can only compute and use in-memory stdio: no granted tool, no WASI call that can
+    # wait. Such a run may go on the event loop's thread under a small fuel budget (see service.py).
+    pure: bool = False
 
 
 class Sandbox:
@@ -478,7 +485,10 @@ class Sandbox:
             pre = self.linker(tools).instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
             raise FailedPrecondition(f"{ref}: module cannot be linked: {' '.join(str(exc).split())}") from exc
-        return Prepared(module, pre)
+        pure = not tools and not any(
+            imp.module == WASI_MODULE and imp.name in BLOCKING_WASI_IMPORTS for imp in module.imports
+        )
+        return Prepared(module, pre, pure)
 
     # -- run --
     def run(self, prepared: Prepared, run: RunState) -> Finished:

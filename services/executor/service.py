@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,7 +28,7 @@ from services.common.errors import (
     ResourceExhausted,
 )
 from services.executor import metrics
-from services.executor.events import Accepted, Finished, Outcome, RunEvent, Started
+from services.executor.events import Accepted, Finished, LimitKind, Outcome, RunEvent, Started
 from services.executor.kvstore import KvStore
 from services.executor.modules import Compiled, ModuleCache
 from services.executor.pool import Capacity, WorkerPool
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 MAX_INPUT_BYTES = 1024 * 1024
 MAX_AGENT_ID = 256
 TEMPLATE_TTL_SECONDS = 300.0
+# A template whose run outgrew the inline fuel budget goes through the pool for this long, then gets
+# another inline try (templates change their inputs; a rare long run should not pin it forever).
+INLINE_RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class ExecutorService:
         kv: KvStore,
         policy: Policy,
         template_cache_entries: int = 1024,
+        inline_fuel: int = 0,
     ) -> None:
         self.executor_id = executor_id
         self.source = source
@@ -105,6 +111,8 @@ class ExecutorService:
         )
         self._inflight: dict[str, asyncio.Future[tuple[Compiled, str]]] = {}
         self.last_revision = 0
+        self.inline_fuel = inline_fuel
+        self._pool_only_until: dict[str, float] = {}  # template ref -> monotonic time of its next inline try
 
     # --- run ---------------------------------------------------------------------------------------
 
@@ -126,6 +134,15 @@ class ExecutorService:
         except AgentFactoryError as exc:
             metrics.REFUSALS.labels(exc.code_name.lower()).inc()
             raise
+        if self._inline_candidate(ready):
+            events = self._run_inline(cmd, ready)
+            if events is not None:
+                yield Accepted(self.executor_id)
+                for event in events:
+                    yield event
+                    if isinstance(event, Finished):
+                        _raise_status(event)
+                return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[list[RunEvent]] = asyncio.Queue()
         state = RunState(self._spec(cmd, ready, lambda batch: None), 0.0)
@@ -159,6 +176,39 @@ class ExecutorService:
                         return
         finally:
             state.cancel()  # the caller went away (or we are done): stop within one epoch tick
+
+    # --- the inline fast path ----------------------------------------------------------------------
+    #
+    # A pool run costs two thread hand-offs (loop -> worker, worker -> loop), each a wake-up and a GIL
+    # transfer: for a tiny agent that is more than the run itself (perf/NOTES.md). A run that cannot
+    # wait on anything (Prepared.pure: no tool, no poll_oneoff) and needs little fuel is bounded by its
+    # fuel: under `inline_fuel` it runs in well under a millisecond, so it runs right here on the event
+    # loop's thread. Events are collected, not streamed: if the run outgrows the budget it is thrown
+    # away (it had no effect outside its own store and buffers) and run again through the pool with the
+    # template's real limits, and the template goes through the pool for INLINE_RETRY_SECONDS.
+
+    def _inline_candidate(self, ready: Ready) -> bool:
+        if self.inline_fuel <= 0 or not ready.prepared.pure or not self.pool.has_room():
+            return False
+        until = self._pool_only_until.get(ready.verified.manifest.ref)
+        return until is None or until <= time.monotonic()
+
+    def _run_inline(self, cmd: RunCommand, ready: Ready) -> list[RunEvent] | None:
+        manifest = ready.verified.manifest
+        events: list[RunEvent] = []
+        spec = self._spec(cmd, ready, events.extend)
+        budget = min(self.inline_fuel, manifest.limits.fuel)
+        spec.limits = dataclasses.replace(manifest.limits, fuel=budget)
+        finished = self.sandbox.run(ready.prepared, RunState(spec, 0.0))
+        if finished.limit is LimitKind.FUEL and budget < manifest.limits.fuel:
+            if len(self._pool_only_until) > 4096:
+                self._pool_only_until.clear()
+            self._pool_only_until[manifest.ref] = time.monotonic() + INLINE_RETRY_SECONDS
+            metrics.INLINE_RUNS.labels("outgrown").inc()
+            return None
+        metrics.INLINE_RUNS.labels("inline").inc()
+        _record(finished)
+        return events
 
     def _spec(self, cmd: RunCommand, ready: Ready, sink: object) -> RunSpec:
         manifest = ready.verified.manifest

@@ -25,6 +25,7 @@ class ExecutorSettings:
     module_cache_entries: int
     keys_refresh_seconds: float
     engine: EngineSettings
+    inline_fuel: int = 0
 
     @classmethod
     def from_env(cls, env: Env) -> ExecutorSettings:
@@ -40,6 +41,9 @@ class ExecutorSettings:
             idle_seconds=env.float("AF_EXECUTOR_IDLE_SECONDS", 30.0),
             module_cache_entries=env.int("AF_EXECUTOR_MODULE_CACHE", 256),
             keys_refresh_seconds=env.float("AF_EXECUTOR_KEYS_REFRESH_SECONDS", 60.0),
+            # Fuel budget of a run on the event loop's thread (see ExecutorService); 0 sends every run
+            # through the pool.
+            inline_fuel=env.int("AF_EXECUTOR_INLINE_FUEL", 100_000),
             engine=EngineSettings(
                 epoch_tick_ms=env.int("AF_EXECUTOR_EPOCH_TICK_MS", 10),
                 memory_reservation=env.int("AF_EXECUTOR_MEMORY_RESERVATION_BYTES", 64 * 1024 * 1024),
@@ -47,6 +51,8 @@ class ExecutorSettings:
         )
         if not 0 <= settings.min_workers <= settings.max_workers or settings.max_workers < 1:
             raise ConfigError("need 0 <= AF_EXECUTOR_MIN_WORKERS <= AF_EXECUTOR_MAX_WORKERS and MAX_WORKERS >= 1")
+        if settings.inline_fuel < 0:
+            raise ConfigError("AF_EXECUTOR_INLINE_FUEL must be >= 0")
         if settings.max_queue < 0:
             raise ConfigError("AF_EXECUTOR_QUEUE must be >= 0")
         if not 1 <= settings.engine.epoch_tick_ms <= 1000:
