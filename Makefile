@@ -16,7 +16,7 @@ PROTOS := $(shell find protos -name '*.proto')
 GHZ_VERSION     := v0.120.0
 GRPCURL_VERSION := v1.9.3
 
-.PHONY: help setup gen lint test test-unit test-integration test-e2e run stop examples certs clean tools perf
+.PHONY: inotify help setup gen lint test test-unit test-integration test-e2e run stop examples certs clean tools perf
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -52,7 +52,19 @@ $(BIN)/grpcurl:
 	go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 tools: $(BIN)/ghz $(BIN)/grpcurl ## build ghz and grpcurl from pinned versions
 
-setup: $(STAMP)/venv $(STAMP)/apt ## install everything that is missing
+# Every Envoy watches its certificate and route directories with inotify (5-7 instances each). The
+# common default of 128 instances per user runs out with `make run` and a test mesh up together, and
+# Envoy then aborts at start-up; raise it when we may (root) and say so.
+INOTIFY_MIN := 1024
+inotify:
+	@cur=$$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo $(INOTIFY_MIN)); \
+	if [ "$$cur" -lt $(INOTIFY_MIN) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "raising fs.inotify.max_user_instances $$cur -> $(INOTIFY_MIN) for Envoy"; \
+	    sysctl -qw fs.inotify.max_user_instances=$(INOTIFY_MIN) || echo "could not raise it: keep few meshes up at once"; \
+	  else echo "fs.inotify.max_user_instances=$$cur: a test mesh and make run together may exhaust it"; fi; \
+	fi
+
+setup: $(STAMP)/venv $(STAMP)/apt inotify ## install everything that is missing
 
 # --- Contracts ----------------------------------------------------------------------------------
 $(STAMP)/gen: $(PROTOS) $(STAMP)/venv

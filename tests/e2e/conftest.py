@@ -21,7 +21,7 @@ LOG_TAIL_LINES = 15
 _MESH: list[E2EMesh] = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     attach = os.environ.get("AF_E2E_MESH_DIR")
     if attach:
@@ -40,7 +40,7 @@ def e2e_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         mesh.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def as_role(e2e_mesh: E2EMesh) -> Callable[[str], Client]:
     """A gateway client with a role's client certificate (closed at the end of the session)."""
     clients: dict[str, Client] = {}

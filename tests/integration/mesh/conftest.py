@@ -154,7 +154,7 @@ def peer_cert(addr: str, server_name: str, certs: Path, as_instance: str) -> x50
     return x509.load_der_x509_certificate(der)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     root = tmp_path_factory.mktemp("mesh")
     topo = load(mesh_topology_dict())
