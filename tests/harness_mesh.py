@@ -143,7 +143,8 @@ class E2EMesh:
         return Tls(self.certs / "ca" / "bundle.pem", d / "cert.pem", d / "key.pem")
 
     def token(self, role: str, **kw: Any) -> str:
-        return mint_token(self.certs, self.topo, role=role, subject=f"e2e-{role}", **kw)
+        kw.setdefault("subject", f"e2e-{role}")
+        return mint_token(self.certs, self.topo, role=role, **kw)
 
     def client(self, role: str | None = None, *, token: str | None = None, timeout: float = 10.0) -> Client:
         """A gateway client authenticated by the role's certificate, a JWT, both or neither.

@@ -24,6 +24,7 @@ from services.common.logs import AUDIT_LOGGER, caller_var, log_event
 
 XFCC_HEADER = "x-forwarded-client-cert"
 PRINCIPAL_HEADER = "x-agentfactory-principal"
+JWT_SUBJECT_HEADER = "x-agentfactory-jwt-subject"
 UNAUTHENTICATED = "local"
 
 _log = logging.getLogger(AUDIT_LOGGER)
@@ -42,9 +43,13 @@ def peer_identity(metadata: Mapping[str, str]) -> str:
 
 def caller_from_metadata(metadata: Mapping[str, str]) -> str:
     peer = peer_identity(metadata)
-    principal = metadata.get(PRINCIPAL_HEADER, "")
-    if principal and peer.endswith("/sa/gateway"):
-        return f"{principal} via {peer}"
+    if peer.endswith("/sa/gateway"):
+        # The gateway names the end user: its client certificate's SAN, or the JWT's subject.
+        principal = metadata.get(PRINCIPAL_HEADER, "")
+        if not principal and (subject := metadata.get(JWT_SUBJECT_HEADER, "")):
+            principal = f"jwt:{subject}"
+        if principal:
+            return f"{principal} via {peer}"
     return peer or UNAUTHENTICATED
 
 

@@ -165,11 +165,19 @@ def test_gateway_authenticates_and_authorises_before_routing(rendered: Rendered)
     listener = doc["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     names = [f["name"] for f in hcm["http_filters"]]
-    assert names[:2] == ["envoy.filters.http.jwt_authn", "envoy.filters.http.rbac"]
+    # Identity headers are reset first (a client cannot forge them), then authentication, then RBAC.
+    assert names[:3] == [
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.rbac",
+    ]
     assert names[-1] == "envoy.filters.http.router"
-    jwt = hcm["http_filters"][0]["typed_config"]["providers"]["agentfactory"]
+    removed = {m.get("remove") for m in hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"]}
+    assert {"x-agentfactory-principal", "x-agentfactory-jwt-subject"} <= removed
+    jwt = hcm["http_filters"][1]["typed_config"]["providers"]["agentfactory"]
     assert Path(jwt["local_jwks"]["filename"]).exists()
     assert jwt["forward"] is False
+    assert jwt["claim_to_headers"] == [{"header_name": "x-agentfactory-jwt-subject", "claim_name": "sub"}]
     routed = {r["match"]["path"] for r in _routes(rendered, "gateway")["gateway"]["virtual_hosts"][0]["routes"]}
     every_method = {m.path for methods in contracts().values() for m in methods.values()}
     assert every_method <= routed

@@ -89,3 +89,10 @@ def test_trace_helpers_are_free_no_ops_without_tracing() -> None:
     assert telemetry.current_traceparent() == ""
     with telemetry.resumed("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), telemetry.span("x", a=1):
         pass
+
+
+def test_jwt_subject_names_the_user_when_no_certificate_did() -> None:
+    jwt_only = {"x-forwarded-client-cert": f"URI={GATEWAY}", "x-agentfactory-jwt-subject": "alice"}
+    assert audit.caller_from_metadata(jwt_only) == f"jwt:alice via {GATEWAY}"
+    forged = {"x-forwarded-client-cert": f"URI={SCHEDULER}", "x-agentfactory-jwt-subject": "alice"}
+    assert audit.caller_from_metadata(forged) == SCHEDULER
