@@ -19,7 +19,7 @@ GRPCURL_VERSION := v1.9.3
 .PHONY: inotify help setup gen lint test test-unit test-integration test-e2e run stop examples certs clean tools perf
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP):
 	@mkdir -p $@
