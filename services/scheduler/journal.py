@@ -1,17 +1,20 @@
-"""The agent journal: SQLite in WAL mode, written by one thread with group commit.
+"""The agent journal: SQLite in WAL mode with group commit; fsyncs happen on a committer thread.
 
 Durability: `synchronous=FULL` by default. In WAL mode that fsyncs the log on every commit, so an
 acknowledged create survives power loss, not only a process kill (NORMAL would survive kill -9 but
-could lose the last commits on power loss). FULL costs one fsync per *transaction*, and the writer
-batches every request waiting in its queue into one transaction, so under load many creates share
+could lose the last commits on power loss). FULL costs one fsync per *transaction*, and every write that
+arrives while a commit is in flight goes into the next transaction, so under load many creates share
 one fsync: throughput comes from batching, not from weakening durability.
 
-Writes go through `submit()`: the op runs on the writer thread inside the batch's transaction (in
-its own savepoint, so one failing op does not undo the others; ops with a single write statement skip
-the savepoint, since SQLite undoes a failed statement by itself), and the caller's future resolves only
-after COMMIT returned. The writer hands a whole batch's results to the event loop in one callback:
-one wake-up of the loop per fsync rather than one per op. Reads use a separate connection on the
-caller's thread; WAL lets them run while the writer commits.
+Writes go through `submit()` from the event loop. The op's statements run at once on the loop's thread
+inside the open transaction (each op in its own savepoint, so one failing op does not undo the others;
+ops with a single write statement skip it, since SQLite undoes a failed statement by itself); ops
+submitted in the same loop iteration share the transaction. Then the committer thread runs COMMIT
+(the fsync) and hands the whole batch's results back in one loop callback; the caller's future resolves
+only after COMMIT returned. Ops submitted while a commit is in flight wait in memory and form the next
+transaction. Statements are microseconds of page-cache work; only the fsync is slow, and only it leaves
+the loop: one thread hand-off per batch instead of one GIL round trip per statement (perf/NOTES.md).
+Reads use a separate connection; WAL lets them run while a commit is in progress.
 """
 
 from __future__ import annotations
@@ -146,15 +149,16 @@ class _Op:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     # True when fn writes with at most one statement: a failing statement changes nothing, so the
-    # op needs no savepoint of its own (two fewer statements per op on the writer thread).
+    # op needs no savepoint of its own (two fewer statements per op).
     atomic: bool = False
 
 
 _STOP = object()
+_Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
 class Journal:
-    """Open with `Journal.open(dir)`; close with `close()` (drains queued writes first)."""
+    """Open with `Journal.open(dir)`; close with `close()` (commits what was submitted first)."""
 
     def __init__(self, path: Path, synchronous: str = "FULL", max_batch: int = 512) -> None:
         if synchronous.upper() not in _SYNC_MODES:
@@ -162,12 +166,17 @@ class Journal:
         self.path = path
         self.synchronous = synchronous.upper()
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._writer_conn = self._connect()
         self._init_schema(self._writer_conn)
         self._reader = self._connect()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        # Loop-side state (touched only on the event loop's thread, or by close() once the committer is gone).
+        self._batch: list[_Result] = []  # ops executed into the open transaction
+        self._waiting: list[_Op] = []  # ops submitted while a commit is in flight
+        self._committing = False
+        self._commit_scheduled = False
+        self._commits: queue.SimpleQueue[tuple[list[_Result], asyncio.AbstractEventLoop] | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="journal-committer", daemon=True)
         self._thread.start()
 
     @classmethod
@@ -194,96 +203,130 @@ class Journal:
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    # --- the writer thread ----------------------------------------------------------------------
+    # --- executing ops (event loop thread) -------------------------------------------------------
 
-    def _run(self) -> None:
+    def submit(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> asyncio.Future[T]:
+        """Run `fn` in the open transaction (or the next one, if a commit is in flight); the returned
+        future resolves after that transaction committed. Pass atomic=True only when fn writes with at
+        most one statement. Call from the event loop's thread."""
+        if self._closed:
+            raise Unavailable("the scheduler is shutting down; retry on another instance")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        op = _Op(fn, future, atomic)
+        if self._committing:
+            self._waiting.append(op)
+            return future
+        self._execute([op])
+        if not self._commit_scheduled:
+            # Commit after this loop iteration: ops submitted by the other ready tasks join this transaction.
+            self._commit_scheduled = True
+            loop.call_soon(self._start_commit, loop)
+        return future
+
+    def _execute(self, ops: list[_Op]) -> None:
+        """Run ops into the open transaction (BEGIN if none). The committer must not be using the connection."""
         conn = self._writer_conn
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch: list[_Op] = [first]  # type: ignore[list-item]
-            stop_after = False
-            # Group commit: everything that queued up while the previous batch was fsyncing goes in this one.
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop_after = True
-                    break
-                batch.append(item)  # type: ignore[arg-type]
+        for op in ops:
             try:
-                self._commit(conn, batch)
-            except Exception:  # the writer is the journal's only way in: it must outlive any one batch
-                log.exception("journal batch failed", extra={"fields": {"batch": len(batch)}})
-                failure = Unavailable("the agent journal failed to write; retry")
-                self._deliver([(op.future, None, failure) for op in batch])
-            if stop_after:
-                break
-        conn.close()
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        started = time.perf_counter()
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
+                if not conn.in_transaction:
+                    conn.execute("BEGIN IMMEDIATE")
                 if op.atomic:
                     try:
-                        results.append((op.future, op.fn(conn), None))
-                    except Exception as exc:  # the failed statement was undone; the batch goes on
+                        self._batch.append((op.future, op.fn(conn), None))
+                    except Exception as exc:  # the failed statement was undone; the transaction goes on
                         if not conn.in_transaction:  # an error that aborted the transaction (disk full, I/O)
                             raise
-                        results.append((op.future, None, exc))
+                        self._batch.append((op.future, None, exc))
                     continue
                 conn.execute("SAVEPOINT op")
                 try:
                     value = op.fn(conn)
                 except Exception as exc:  # one bad op must not undo the batch
+                    if not conn.in_transaction:
+                        raise
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((op.future, None, exc))
+                    self._batch.append((op.future, None, exc))
                 else:
                     conn.execute("RELEASE op")
-                    results.append((op.future, value, None))
+                    self._batch.append((op.future, value, None))
+            except sqlite3.Error as exc:
+                # The transaction is gone (or never began): everything in it was lost, this op included.
+                log.exception("journal transaction aborted", extra={"fields": {"batch": len(self._batch) + 1}})
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                failure = Unavailable(f"the agent journal could not write ({exc}); nothing was recorded, retry")
+                _settle_batch([(f, None, failure) for f, _, _ in self._batch] + [(op.future, None, failure)])
+                self._batch = []
+
+    def _start_commit(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._commit_scheduled = False
+        if self._committing or self._closed:
+            return
+        batch, self._batch = self._batch, []
+        if not self._writer_conn.in_transaction:  # every op failed and rolled back: nothing to commit
+            _settle_batch(batch)
+            return
+        self._committing = True
+        self._commits.put((batch, loop))
+
+    def _committed(self, loop: asyncio.AbstractEventLoop, results: list[_Result]) -> None:
+        """On the loop, after the committer finished a batch: answer it, then start the next one."""
+        self._committing = False
+        _settle_batch(results)
+        if self._closed or not self._waiting:
+            return
+        ops, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+        self._execute(ops)
+        self._start_commit(loop)
+
+    # --- the committer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._commits.get()
+            if item is _STOP:
+                return
+            batch, loop = item  # type: ignore[misc]
+            results = self._commit(batch)
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(self._committed, loop, results)
+
+    def _commit(self, batch: list[_Result]) -> list[_Result]:
+        conn = self._writer_conn
+        started = time.perf_counter()
+        try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("journal commit failed", extra={"fields": {"batch": len(batch)}})
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = Unavailable(f"the agent journal could not commit ({exc}); nothing was recorded, retry")
-            self._deliver([(op.future, None, failure) for op in batch])
-            return
+            return [(future, None, failure) for future, _, _ in batch]
         metrics.JOURNAL_COMMIT.observe(time.perf_counter() - started)
         metrics.JOURNAL_BATCH.observe(len(batch))
-        self._deliver(results)
-
-    def _deliver(self, results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-        """From the writer thread: one callback per event loop for the whole batch."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-        for item in results:
-            by_loop.setdefault(item[0].get_loop(), []).append(item)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle_batch, items)
-
-    def submit(self, fn: Callable[[sqlite3.Connection], T], *, atomic: bool = False) -> asyncio.Future[T]:
-        """Run `fn` in the next batch; the returned future resolves after the batch committed. Pass
-        atomic=True only when fn writes with at most one statement."""
-        if self._closed:
-            raise Unavailable("the scheduler is shutting down; retry on another instance")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Op(fn, future, atomic))
-        return future
+        return batch
 
     def close(self) -> None:
+        """Commit what was submitted, stop the committer, close the connections. Futures of ops committed
+        here resolve if their loop still runs."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join()
+        self._commits.put(_STOP)
+        self._thread.join()  # after the commit in flight, if any
+        if self._waiting:
+            self._execute(self._waiting)
+            self._waiting = []
+        batch, self._batch = self._batch, []
+        if self._writer_conn.in_transaction:
+            results = self._commit(batch)
+            if results:
+                loop = results[0][0].get_loop()
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle_batch, results)
+        self._writer_conn.close()
         self._reader.close()
 
     # --- writes ----------------------------------------------------------------------------------
