@@ -46,11 +46,11 @@ class ServerSettings:
     log_level: str
     grace_seconds: float
     otlp_endpoint: str | None = None
-    # How long a thread may hold the GIL while another waits for it. CPython's 5 ms default is a
-    # latency floor for every hand-off between the event loop and a helper thread (gRPC's completion
-    # poller, the journal writer, sandbox workers): under load each hand-off waited up to 5 ms. 0.5 ms
-    # cut RunAgent's p50 at 200/s several-fold for the same CPU (perf/NOTES.md).
-    switch_interval_ms: float = 0.5
+    # How long a thread may hold the GIL while another waits for it (AF_GIL_SWITCH_INTERVAL_MS; 0 keeps
+    # CPython's 5 ms). Measured with the scheduler under RunAgent load (perf/NOTES.md): 0.5 ms and 2 ms
+    # gave no lower latency and less throughput than 5 ms once the journal stopped bouncing the GIL per
+    # statement, so the default stays CPython's.
+    switch_interval_ms: float = 0.0
 
     @classmethod
     def from_env(cls, env: Env, default_service_id: str, default_port: int) -> ServerSettings:
@@ -61,7 +61,7 @@ class ServerSettings:
             log_level=env.str("AF_LOG_LEVEL", "info"),
             grace_seconds=env.float("AF_SHUTDOWN_GRACE_SECONDS", 5.0),
             otlp_endpoint=env.optional("AF_OTLP_ENDPOINT"),
-            switch_interval_ms=env.float("AF_GIL_SWITCH_INTERVAL_MS", 0.5),
+            switch_interval_ms=env.float("AF_GIL_SWITCH_INTERVAL_MS", 0.0),
         )
         # Composition roots open their upstream channels before serve() runs setup_tracing; telling
         # telemetry now is what gives those channels their client spans.
