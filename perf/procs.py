@@ -18,7 +18,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def supervised_pids(conf: Path = SUPERVISOR_CONF) -> dict[str, int]:
-    """Program name (without the group) → pid, for every RUNNING program (`supervisorctl status`)."""
+    """Program name (without the group) → pid, for every RUNNING program (`supervisorctl status`), plus
+    supervisord itself: it reads every program's stdout (Envoy access logs, service logs) and writes the
+    log files, so it works per request too."""
     ctl = Path(sys.executable).parent / "supervisorctl"
     out = subprocess.run([str(ctl), "-c", str(conf), "status"], capture_output=True, text=True, check=False).stdout
     pids: dict[str, int] = {}
@@ -26,6 +28,9 @@ def supervised_pids(conf: Path = SUPERVISOR_CONF) -> dict[str, int]:
         parts = line.split()
         if len(parts) >= 4 and parts[1] == "RUNNING" and parts[2] == "pid":
             pids[parts[0].split(":")[-1]] = int(parts[3].rstrip(","))
+    pidfile = REPO / "var" / "run" / "supervisord.pid"
+    if pidfile.exists():
+        pids["supervisord"] = int(pidfile.read_text().strip())
     return pids
 
 

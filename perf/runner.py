@@ -1,6 +1,7 @@
 """`make perf` / `make perf-soak`: ghz scenarios against the running mesh, CPU and memory of every
 supervised process, ghz JSON results in perf/results/ and the report perf/REPORT.md.
 
+    python -m perf.runner traced [--seconds 8]            # RunAgent with make run's 100 % tracing (make perf)
     python -m perf.runner sweep [--seconds 8] [--quick]   # the whole benchmark (make perf)
     python -m perf.runner soak [--seconds 300 --rps 500]  # memory over a long run (make perf-soak)
     python -m perf.runner report                          # re-render REPORT.md from perf/results/
@@ -34,6 +35,7 @@ RESULTS = REPO / "perf" / "results"
 GENERATED_DATA = RESULTS / "data"
 SWEEP_FILE = RESULTS / "sweep.json"
 SOAK_FILE = RESULTS / "soak.json"
+TRACED_FILE = RESULTS / "traced.json"
 REPORT = REPO / "perf" / "REPORT.md"
 NOTES = REPO / "perf" / "NOTES.md"
 SCHEDULER_METRICS = "http://127.0.0.1:7305/metrics"  # scheduler-blue (mesh/topology.yaml)
@@ -274,6 +276,8 @@ def sweep_steps(seconds: float, data: dict[str, str], quick: bool) -> list[Step]
     steps += [
         Step("run-agent-direct", "run-agent-direct-500rps", 64, rps=500, seconds=s),
         Step("run-agent-direct", "run-agent-direct-saturation-c32", 32, seconds=s),
+        # Every created agent also runs: 500 creates/s is 500 runs/s behind them. 250/s is within capacity.
+        Step("create-agent", "create-agent-250rps", 64, rps=250, seconds=s, drain=True),
         Step("create-agent", "create-agent-500rps", 64, rps=500, seconds=s, drain=True),
         # Unthrottled creates pile up runs behind them: a fixed total keeps the backlog bounded.
         Step("create-agent", "create-agent-saturation-c32", 32, total=int(s * 600), drain=True),
@@ -335,6 +339,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def traced_steps(seconds: float) -> list[Step]:
+    return [
+        Step("run-agent", "traced-warmup-run-agent", 16, seconds=3.0),
+        Step("run-agent", "traced-run-agent-500rps", 64, rps=500, seconds=seconds),
+        Step("run-agent", "traced-run-agent-saturation-c32", 32, seconds=seconds),
+    ]
+
+
+def cmd_traced(args: argparse.Namespace) -> int:
+    """RunAgent on the mesh as `make run` has it (every request traced), for the cost of tracing."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pin_scheduler_weights()
+    print(f"traced RunAgent (make run's mesh), load average {procs.load_average()}", flush=True)
+    results = [run_step(step) for step in traced_steps(args.seconds)]
+    TRACED_FILE.write_text(json.dumps({"machine": machine(), "results": [asdict(r) for r in results]}, indent=1) + "\n")
+    return 0
+
+
 # --- the soak --------------------------------------------------------------------------------------
 
 
@@ -342,6 +364,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     pin_scheduler_weights()
     pids = procs.supervised_pids()
+    if args.quick:
+        args.seconds = 60.0
     step = Step("run-agent", "soak-run-agent", 64, rps=args.rps, seconds=args.seconds)
     output = RESULTS / f"{step.label}.json"
     cmd = ghz_command(step, output)
@@ -397,13 +421,16 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 PROCESS_ORDER = (
     "envoy-gateway", "envoy-scheduler-blue", "envoy-executor-blue", "envoy-executor-green", "envoy-registry",
-    "envoy-signer", "scheduler-blue", "executor-blue", "executor-green", "registry", "signer",
+    "envoy-signer", "scheduler-blue", "executor-blue", "executor-green", "registry", "signer", "supervisord",
+    "prometheus",
 )  # fmt: skip
 SHORT = {
     "envoy-gateway": "gw", "envoy-scheduler-blue": "sch sc", "envoy-executor-blue": "ex-b sc",
     "envoy-executor-green": "ex-g sc", "envoy-registry": "reg sc", "envoy-signer": "sig sc",
     "scheduler-blue": "sched", "executor-blue": "ex-b", "executor-green": "ex-g", "registry": "reg", "signer": "sig",
+    "supervisord": "supd", "prometheus": "prom",
 }  # fmt: skip
+INFRA = ("supervisord", "prometheus")
 
 
 def _target_rows(results: dict[str, dict[str, Any]], first_run: dict[str, Any] | None) -> list[str]:
@@ -434,6 +461,20 @@ def _target_rows(results: dict[str, dict[str, Any]], first_run: dict[str, Any] |
             "RunAgent at 500/s: zero errors",
             f"{r500['count'] - r500['ok']} errors of {r500['count']}",
             r500["count"] == r500["ok"],
+        )
+    r250 = results.get("run-agent-250rps")
+    if r250:
+        row(
+            "(context) RunAgent at 250/s: p95 ≤ 15 ms, p99 ≤ 30 ms",
+            f"p95 {r250['p95_ms']} ms, p99 {r250['p99_ms']} ms ({r250['rps']:.0f}/s)",
+            None,
+        )
+    c250 = results.get("create-agent-250rps")
+    if c250:
+        row(
+            "(context) CreateAgent at 250/s: p95 ≤ 10 ms",
+            f"p95 {c250['p95_ms']} ms ({c250['rps']:.0f}/s, {c250['count'] - c250['ok']} errors)",
+            None,
         )
     c500 = results.get("create-agent-500rps")
     if c500:
@@ -473,14 +514,14 @@ def _cpu_table(results: list[dict[str, Any]]) -> list[str]:
         cpu = r["cpu_seconds"]
         per = [1000 * cpu.get(c, 0.0) / n for c in cols]
         envoys = sum(v for k, v in cpu.items() if k.startswith("envoy-")) * 1000 / n
-        services = sum(v for k, v in cpu.items() if not k.startswith("envoy-") and k not in ("ghz", "prometheus"))
-        services = services * 1000 / n
-        total = sum(v for k, v in cpu.items() if k != "prometheus") * 1000 / n
+        services = sum(v for k, v in cpu.items() if not k.startswith("envoy-") and k != "ghz" and k not in INFRA)
+        total = sum(cpu.values()) * 1000 / n
         busy = sum(cpu.values()) / r["wall_seconds"]
         lines.append(
             f"| {r['label']} | {r['count']} | "
             + " | ".join(f"{v:.2f}" for v in per)
-            + f" | {envoys:.2f} | {services:.2f} | {1000 * cpu.get('ghz', 0) / n:.2f} | {total:.2f} | {busy:.2f} |"
+            + f" | {envoys:.2f} | {services * 1000 / n:.2f} | {1000 * cpu.get('ghz', 0) / n:.2f} | {total:.2f} |"
+            + f" {busy:.2f} |"
         )
     return lines
 
@@ -531,8 +572,9 @@ def write_report() -> None:
             "## CPU per call, by process (ms of CPU per completed call)",
             "",
             "From /proc/<pid>/stat (utime+stime) of every supervised process before and after each run (pids from "
-            "`supervisorctl status`); ghz from its own rusage. gw = gateway Envoy, sc = sidecar Envoy. "
-            "`busy cores` = all CPU (mesh + ghz + Prometheus) / wall time: 2.0 is the whole machine.",
+            "`supervisorctl status`, plus supervisord, which reads every program's output and writes the logs); ghz "
+            "from its own rusage. gw = gateway Envoy, sc = sidecar Envoy, supd = supervisord, prom = Prometheus. "
+            "`busy cores` = all of it / wall time: 2.0 is the whole machine.",
             "",
             *_cpu_table(results),
             "",
@@ -548,6 +590,35 @@ def write_report() -> None:
         for t in sweep["publish_to_first_run"]["trials"]:
             out.append(f"| {t['version']} | {t['publish_ms']} | {t['ack_to_first_run_ms']} | "
                        f"{t['publish_to_first_run_ms']} | {t['succeeded']} |")  # fmt: skip
+        if TRACED_FILE.exists():
+            traced = json.loads(TRACED_FILE.read_text())
+            out += [
+                "",
+                "## The cost of tracing every request (`make run`'s mesh)",
+                "",
+                "`make run` traces 100 % of requests (every Envoy and service exports spans to a local trace sink). "
+                "The sweep above ran on the same mesh with the topology's `telemetry` section removed "
+                "(`build/perf/topology.yaml`, from `python -m perf.topology`). The same RunAgent runs with "
+                f"tracing on, measured {traced['machine']['date']}:",
+                "",
+                "| run | tracing | achieved/s | p50 ms | p95 ms | p99 ms | errors | CPU ms/call (all) "
+                "| trace sink ms/call |",
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            ]
+            for t in traced["results"]:
+                if "warmup" in t["label"]:
+                    continue
+                base = by_label.get(t["label"].removeprefix("traced-"))
+                for row, mode in ((t, "on (100 %)"), (base, "off")):
+                    if row is None:
+                        continue
+                    n = max(row["count"], 1)
+                    out.append(
+                        f"| {t['label'].removeprefix('traced-')} | {mode} | {row['rps']:.0f} | {row['p50_ms']} | "
+                        f"{row['p95_ms']} | {row['p99_ms']} | {row['count'] - row['ok']} | "
+                        f"{1000 * sum(row['cpu_seconds'].values()) / n:.2f} | "
+                        f"{1000 * row['cpu_seconds'].get('trace-sink', 0.0) / n:.2f} |"
+                    )
         out += ["", "## Bare wasmtime baseline (perf/sandbox)", "", sweep["sandbox_baseline"]]
     if SOAK_FILE.exists():
         soak = json.loads(SOAK_FILE.read_text())
@@ -584,12 +655,18 @@ def main(argv: list[str] | None = None) -> int:
     soak.add_argument("--seconds", type=float, default=300.0)
     soak.add_argument("--rps", type=int, default=500)
     soak.add_argument("--sample-seconds", type=float, default=5.0)
+    soak.add_argument("--quick", action="store_true", help="60 s instead of --seconds")
+    traced = sub.add_parser("traced", help="RunAgent with make run's 100 % tracing (for its cost)")
+    traced.add_argument("--seconds", type=float, default=8.0)
+    traced.add_argument("--quick", action="store_true", help="accepted for PERF_ARGS; no effect")
     sub.add_parser("report", help="re-render perf/REPORT.md from perf/results/")
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return cmd_sweep(args)
     if args.command == "soak":
         return cmd_soak(args)
+    if args.command == "traced":
+        return cmd_traced(args)
     write_report()
     return 0
 
