@@ -27,6 +27,7 @@ from services.common.errors import (
     InvalidArgument,
     ResourceExhausted,
 )
+from services.common.telemetry import current_traceparent, resumed, span
 from services.executor import metrics
 from services.executor.events import Accepted, Finished, LimitKind, Outcome, RunEvent, Started
 from services.executor.kvstore import KvStore
@@ -155,11 +156,14 @@ class ExecutorService:
 
         state.spec.sink = sink
 
+        traceparent = current_traceparent()  # the worker thread joins this request's trace
+
         def job() -> None:
             if state.cancelled:
                 return
             sink([Accepted(self.executor_id)])
-            finished = self.sandbox.run(ready.prepared, state)
+            with resumed(traceparent), span("sandbox_run", template=ready.verified.manifest.ref):
+                finished = self.sandbox.run(ready.prepared, state)
             _record(finished)
 
         try:
@@ -199,7 +203,8 @@ class ExecutorService:
         spec = self._spec(cmd, ready, events.extend)
         budget = min(self.inline_fuel, manifest.limits.fuel)
         spec.limits = dataclasses.replace(manifest.limits, fuel=budget)
-        finished = self.sandbox.run(ready.prepared, RunState(spec, 0.0))
+        with span("sandbox_run", template=manifest.ref, inline=True):
+            finished = self.sandbox.run(ready.prepared, RunState(spec, 0.0))
         if finished.limit is LimitKind.FUEL and budget < manifest.limits.fuel:
             if len(self._pool_only_until) > 4096:
                 self._pool_only_until.clear()
@@ -246,10 +251,13 @@ class ExecutorService:
         return found
 
     async def ready(self, name: str, version: str) -> Ready:
-        template = await self.template(name, version)
-        verified = await self.trust.verify(template, name, version)
+        with span("template_lookup", template=f"{name}@{version}"):
+            template = await self.template(name, version)
+        with span("verify_signature", template=f"{name}@{version}", key_version=template.signature.key_version):
+            verified = await self.trust.verify(template, name, version)
         manifest = verified.manifest
-        compiled, level = await self._compiled(manifest.module_sha256, template.module_size)
+        with span("module_lookup", module_sha256=manifest.module_sha256):
+            compiled, level = await self._compiled(manifest.module_sha256, template.module_size)
         try:
             prepared = self.modules.link(compiled, frozenset(manifest.tools), manifest.ref)
         except FailedPrecondition:

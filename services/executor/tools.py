@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import wasmtime
 
+from services.common.telemetry import span
 from services.executor import guest
 from services.executor.kvstore import MAX_KEY_BYTES, MAX_VALUE_BYTES, KvFull, KvStore
 from services.executor.sandbox import RunState, ToolHost, stop_now
@@ -54,7 +55,8 @@ class AgentTools(ToolHost):
         self.ctx = context
 
     def call(self, run: RunState, caller: wasmtime.Caller, name: str, args: tuple[int, ...]) -> tuple[int, bool, str]:
-        return getattr(self, f"_{name}")(run, caller, *args)
+        with span("tool_call", tool=name):
+            return getattr(self, f"_{name}")(run, caller, *args)
 
     # -- log --
     def _log(self, run: RunState, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> tuple[int, bool, str]:

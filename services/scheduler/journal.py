@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from services.common.errors import Unavailable
+from services.common.telemetry import span
 from services.scheduler import metrics
 from services.scheduler.domain import Agent, AgentState, ListFilter
 
@@ -349,7 +350,8 @@ class Journal:
             cur = conn.execute(_INSERT_SQL, values)
             return dataclasses.replace(agent, seq=cur.lastrowid), True
 
-        return await self.submit(op, atomic=True)  # one INSERT (the SELECT writes nothing)
+        with span("journal_write", op="create", agent=agent.id):
+            return await self.submit(op, atomic=True)  # one INSERT (the SELECT writes nothing)
 
     async def update(self, agent: Agent) -> None:
         """Journal an agent's new state (every mutable column; the row is small)."""
@@ -359,7 +361,8 @@ class Journal:
             if cur.rowcount != 1:
                 raise KeyError(f"agent {agent.id} is not in the journal")
 
-        await self.submit(op, atomic=True)
+        with span("journal_write", op="update", agent=agent.id, state=agent.state.name):
+            await self.submit(op, atomic=True)
 
     # --- reads -----------------------------------------------------------------------------------
 

@@ -41,3 +41,14 @@ def test_run_agent_traces_scheduler_to_executor(stack: Stack) -> None:
     spans = stack.receiver.wait_for(complete, timeout=5)
     root = next(s for s in spans if s.trace_id == TRACE_ID and s.name == RUN_AGENT and s.kind == "server")
     assert root.service == "scheduler" and root.parent_span_id == EDGE_SPAN
+
+    # Domain spans sit under the service spans of the same trace: where the time went inside each hop.
+    def has_domain_spans(spans: list[ReceivedSpan]) -> bool:
+        names = {(s.service, s.name) for s in spans if s.trace_id == TRACE_ID and s.kind == "internal"}
+        wanted = {("executor", n) for n in ("template_lookup", "verify_signature", "module_lookup", "sandbox_run")}
+        return wanted | {("scheduler", "journal_write")} <= names
+
+    spans = stack.receiver.wait_for(has_domain_spans, timeout=5)
+    (run_server,) = [s for s in spans if s.trace_id == TRACE_ID and s.service == "executor" and s.name == RUN]
+    for name in ("verify_signature", "sandbox_run"):
+        assert _under(spans, run_server, "executor", "internal", name), f"{name} is not under the executor's Run span"
