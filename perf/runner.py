@@ -541,8 +541,9 @@ def write_report() -> None:
         out += [
             f"Measured {m['date']} on {m['cpus']} × {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, "
             f"commit {m['commit']}. ghz runs on the same two cores as the mesh. Load average (1 min) at the start "
-            f"of each run: {min(loads):.2f}–{max(loads):.2f} (other engineers' tests share this machine; see the "
-            "per-run figures in perf/results/sweep.json).",
+            f"of each run: {min(loads):.2f}–{max(loads):.2f} (it counts the mesh's threads from the run before, and "
+            "other engineers' tests, which share this machine; per run in the table below and in "
+            "perf/results/sweep.json).",
             "",
             "## Targets",
             "",
