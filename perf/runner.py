@@ -495,7 +495,8 @@ def _target_rows(results: dict[str, dict[str, Any]], first_run: dict[str, Any] |
         worst = max(soak["rss"].items(), key=lambda kv: abs(kv[1]["drift_pct"]))
         row(
             f"RSS flat ±10 % over {soak['seconds'] / 60:g} min at {soak['rps_target']}/s (make perf-soak)",
-            f"worst drift {worst[0]} {worst[1]['drift_pct']:+.1f} % (max spread {worst[1]['spread_pct']} %)",
+            f"worst drift {worst[0]} {worst[1]['drift_pct']:+.1f} % (max spread {worst[1]['spread_pct']} %); "
+            f"{soak['rps']:.0f}/s achieved (capacity), {soak['count'] - soak['ok']} errors",
             all(abs(d["drift_pct"]) <= 10 for d in soak["rss"].values()),
         )
     return rows
