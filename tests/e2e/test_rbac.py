@@ -21,27 +21,10 @@ from afctl.examples import catalogue
 from mesh.methods import contracts
 from tests.harness_mesh import E2EMesh
 from tests.integration.mesh.tinyapp import call
+from tests.role_matrix import END_TO_END_ALLOWS as ALLOWS
+from tests.role_matrix import ROLES
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
-ROLES = ("admin", "publisher", "operator", "viewer")
-ALL = {f"{svc}.{name}" for svc, methods in contracts().items() for name in methods}
-VIEWS = {
-    "registry.GetTemplate",
-    "registry.ListTemplates",
-    "registry.WatchTemplates",
-    "scheduler.GetAgent",
-    "scheduler.ListAgents",
-    "scheduler.WatchAgent",
-    "signer.GetPublicKeys",
-    "executor.GetCapacity",
-}
-READS = VIEWS | {"registry.FetchModule", "signer.Verify"}
-ALLOWS = {
-    "admin": ALL - {"signer.Sign", "executor.Run"},  # the mesh's matrix, under the gateway's
-    "publisher": READS | {"registry.PublishTemplate", "registry.DeprecateTemplate"},
-    "operator": READS | {f"scheduler.{name}" for name in contracts()["scheduler"]},
-    "viewer": VIEWS,
-}
 # How the real services answer an empty request: they validate it (or list, or watch).
 ANSWERED_BY_SERVICE = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
 # A watch stays open until the deadline. Envoy also enforces the client's grpc-timeout on the stream and,

@@ -23,29 +23,8 @@ from mesh.ca import CertificateAuthority, mint_token
 from mesh.methods import contracts
 from tests.integration.mesh.conftest import Mesh
 from tests.integration.mesh.tinyapp import call
-
-ROLES = ("admin", "publisher", "operator", "viewer")
-ALL = {f"{svc}.{name}" for svc, methods in contracts().items() for name in methods}
-VIEWS = {
-    "registry.GetTemplate",
-    "registry.ListTemplates",
-    "registry.WatchTemplates",
-    "scheduler.GetAgent",
-    "scheduler.ListAgents",
-    "scheduler.WatchAgent",
-    "signer.GetPublicKeys",
-    "executor.GetCapacity",
-}
-READS = VIEWS | {"registry.FetchModule", "signer.Verify"}
-ROLE_ALLOWS = {
-    "admin": ALL,
-    "publisher": READS | {"registry.PublishTemplate", "registry.DeprecateTemplate"},
-    "operator": READS | {f"scheduler.{name}" for name in contracts()["scheduler"]},
-    "viewer": VIEWS,
-}
-# Even an admin cannot reach these: the sidecars only admit the registry (Sign) and the
-# scheduler (Run). The gateway lets admin through; the mesh says no.
-MESH_DENIES_GATEWAY = {"signer.Sign", "executor.Run"}
+from tests.role_matrix import GATEWAY_ALLOWS as ROLE_ALLOWS
+from tests.role_matrix import MESH_DENIES_GATEWAY, ROLES
 
 
 def _reached(mesh: Mesh, path: str) -> int:
