@@ -75,8 +75,11 @@ $(STAMP)/gen: $(PROTOS) $(STAMP)/venv
 gen: $(STAMP)/gen ## generate Python stubs and the grpcurl protoset from protos/
 
 PY_DIRS = $(wildcard services tests mesh gateway perf examples afctl)
-lint: $(STAMP)/gen ## buf lint + ruff (check and format)
+lint: $(STAMP)/gen ## buf lint + buf breaking (vs main) + ruff (check and format)
 	buf lint
+	# The contracts in the work tree against main's (FILE rules): an edit that would break a released
+	# client fails here before it is committed or merged.
+	buf breaking --against '.git#branch=main'
 	$(PY) -m ruff check $(PY_DIRS)
 	$(PY) -m ruff format --check $(PY_DIRS)
 
