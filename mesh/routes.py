@@ -80,7 +80,9 @@ def route(mp: MethodPolicy, target: Target, topo: Topology, *, retries: bool) ->
                     "typed_config": {"@type": PREVIOUS_HOSTS},
                 }
             ],
-            "host_selection_retry_max_attempts": 3,
+            # Each selection is a fresh (random) balancing pick; with two hosts, 3 picks still land on
+            # the failed one 1 time in 8, which let a retry hit the same failing executor.
+            "host_selection_retry_max_attempts": 10,
             "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
         }
     return {"name": mp.method.path.lstrip("/"), "match": {"path": mp.method.path, "grpc": {}}, "route": action}
