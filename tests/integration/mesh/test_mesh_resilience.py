@@ -75,11 +75,27 @@ def _stat(mesh: Mesh, envoy_id: str, name: str) -> int:
     return mesh.admin(envoy_id).stats(name).get(name, 0)
 
 
+def _health_flags(mesh: Mesh, envoy_id: str, cluster: str) -> dict[str, str]:
+    """host -> health flags ("healthy", "/failed_outlier_check", ...) as the caller's sidecar sees them."""
+    return {
+        line.split("::")[1]: line.rsplit("::", 1)[-1]
+        for line in mesh.admin(envoy_id).get("/clusters").splitlines()
+        if line.startswith(f"{cluster}::") and "::health_flags::" in line
+    }
+
+
+def _all_healthy(mesh: Mesh, envoy_id: str, cluster: str) -> bool:
+    flags = _health_flags(mesh, envoy_id, cluster)
+    return bool(flags) and all(f == "healthy" for f in flags.values())
+
+
 def test_resource_exhausted_executor_is_retried_on_another_host(mesh: Mesh) -> None:
     # executor-blue answers "full" (RESOURCE_EXHAUSTED) to everything; the scheduler's sidecar
     # retries Run on executor-blue-2, so the scheduler app never sees a refusal.
     retries = "cluster.executor-blue.upstream_rq_retry"
     before = _stat(mesh, "scheduler-blue", retries)
+    # Start from a cluster the caller sees whole (an earlier test's faults may still be wearing off).
+    assert wait_until(lambda: _all_healthy(mesh, "scheduler-blue", "executor-blue"), 20)
     try:
         chaos.abort(mesh.admin("executor-blue"), 100, grpc_status=8)
         results = [call(mesh.outbound("scheduler-blue", "executor"), RUN) for _ in range(20)]
@@ -114,15 +130,12 @@ def test_failing_executor_is_ejected(mesh: Mesh) -> None:
     def taken_out() -> bool:
         # The caller's own view: the failing host is flagged (failed_outlier_check or failed_active_hc)
         # while the other blue host is healthy, so the balancer has somewhere else to send calls.
-        flags = {
-            line.split("::")[1]: line.rsplit("::", 1)[-1]
-            for line in mesh.admin("scheduler-green").get("/clusters").splitlines()
-            if line.startswith("executor-blue::") and "::health_flags::" in line
-        }
+        flags = _health_flags(mesh, "scheduler-green", "executor-blue")
         others = [f for host, f in flags.items() if host != failing]
         return flags.get(failing, "healthy") != "healthy" and bool(others) and all(f == "healthy" for f in others)
 
     outbound = mesh.outbound("scheduler-green", "executor")
+    assert wait_until(lambda: _all_healthy(mesh, "scheduler-green", "executor-blue"), 20)
     try:
         chaos.abort(mesh.admin("executor-blue"), 100, grpc_status=14)
         during = [call(outbound, RUN)[0] for _ in range(20)]
