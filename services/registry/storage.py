@@ -38,6 +38,7 @@ from pathlib import Path
 import zstandard
 
 from services.common.errors import DataLoss, InvalidArgument, NotFound
+from services.common.files import fsync_dir, write_durably
 from services.common.logs import log_event
 from services.spec.manifest import SHA256_RE, manifest_from_canonical
 from services.spec.published import PublishedTemplate
@@ -123,24 +124,9 @@ def sortable_version_key(text: str) -> str:
 # --- small file helpers ---------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
-    """Write tmp, fsync, rename into place, fsync the directory: the file is whole or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write a tmp file in `tmp_dir`, fsync, rename into place, fsync the directory: whole or absent."""
+    write_durably(path, data, tmp_dir / f"{uuid.uuid4().hex}.part")
 
 
 def bounded_decompress(data: bytes, max_output: int, what: str) -> bytes:
@@ -190,7 +176,7 @@ class BlobWriter:
         final = self._store.blob_path(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return digest
 
     def discard(self) -> None:

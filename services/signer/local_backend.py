@@ -18,7 +18,6 @@ version yet, is never used, and is replaced by the next rotation.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.errors import FailedPrecondition, Unavailable
+from services.common.files import write_durably
 from services.common.logs import log_event
 from services.signer.domain import KeySet, check_key_name
 from services.spec.signature import HASH, KEY_BITS, PADDING, PublicKeyVersion, SignatureRecord
@@ -64,29 +64,9 @@ class _State:
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` (mode 0600) so that a crash leaves the old content or the new, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    write_durably(path, data, path.with_name(f".{path.name}.tmp"), mode=0o600)
 
 
 def _check_private(path: Path, *, directory: bool) -> None:
