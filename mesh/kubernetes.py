@@ -96,20 +96,21 @@ def layout() -> Layout:
     )
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
+def walk_dicts(node: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping inside a parsed YAML/JSON document, depth first."""
     if isinstance(node, dict):
         yield node
         for v in node.values():
-            yield from _walk(v)
+            yield from walk_dicts(v)
     elif isinstance(node, list):
         for v in node:
-            yield from _walk(v)
+            yield from walk_dicts(v)
 
 
 def _routes_file(cfg: dict[str, Any]) -> str:
     doc = discovery_file(cfg)
     weighted = False
-    for node in _walk(doc):
+    for node in walk_dicts(doc):
         for c in node.get("weighted_clusters", {}).get("clusters", []):
             c["weight"] = weight_placeholder(c["name"])
             weighted = True

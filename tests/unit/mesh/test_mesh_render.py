@@ -4,7 +4,6 @@ silently drop one)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 import yaml
 
 from mesh.envoy import validate, validate_all
+from mesh.kubernetes import walk_dicts
 from mesh.methods import contracts
 from mesh.policy import load_service_policy
 from tests.unit.mesh.conftest import Rendered
@@ -27,16 +27,6 @@ def _routes(rendered: Rendered, envoy_id: str) -> dict[str, dict[str, Any]]:
         cfg = _doc(f)["resources"][0]
         out[cfg["name"]] = cfg
     return out
-
-
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v)
 
 
 def test_every_config_passes_envoy_validate(rendered: Rendered) -> None:
@@ -117,7 +107,7 @@ def test_upstream_clusters_are_resilient(rendered: Rendered) -> None:
 def test_fault_filter_is_present_but_off(rendered: Rendered) -> None:
     for inst in rendered.topo.instances():
         doc = _doc(rendered.configs[inst.id])
-        fault = next(n for n in _walk(doc) if n.get("name") == "envoy.filters.http.fault")["typed_config"]
+        fault = next(n for n in walk_dicts(doc) if n.get("name") == "envoy.filters.http.fault")["typed_config"]
         assert fault["abort"]["percentage"]["numerator"] == 0
         assert fault["delay"]["percentage"]["numerator"] == 0
         layers = [layer["name"] for layer in doc["layered_runtime"]["layers"]]
@@ -190,7 +180,7 @@ def test_certificates_come_from_watched_files(rendered: Rendered) -> None:
         cert_dir = Path(sds["watched_directory"]["path"])
         assert (cert_dir / "..data").is_symlink()
         assert Path(sds["certificate_chain"]["filename"]).parent == cert_dir
-        for src in _walk(_doc(rendered.configs[envoy_id])):
+        for src in walk_dicts(_doc(rendered.configs[envoy_id])):
             if "path_config_source" in src:
                 pcs = src["path_config_source"]
                 assert Path(pcs["path"]).parent == Path(pcs["watched_directory"]["path"])
