@@ -60,3 +60,19 @@ def scrape_metric(metrics_addr: str, name: str, **labels: str) -> float:
         if all(f'{key}="{want}"' in head for key, want in labels.items()):
             total += float(value)
     return total
+
+
+def busy_then_done_wat(iterations: int) -> str:
+    """A WAT agent that spins `iterations` times, then writes "done\\n": long enough to kill mid-run."""
+    return f"""(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "done\\n")
+  (func (export "_start")
+    (local $i i32)
+    (loop $spin
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $spin (i32.lt_u (local.get $i) (i32.const {iterations}))))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""

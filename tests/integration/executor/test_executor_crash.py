@@ -14,23 +14,12 @@ import pytest
 from afctl.client import Client, Endpoints
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from tests.harness import ServiceProcess
-from tests.integration.conftest import start_ready
+from tests.integration.conftest import busy_then_done_wat, start_ready
 from tests.integration.executor.agents import LIMITS, manifest, wasm
 from tests.integration.executor.conftest import EXECUTOR_SERVICE, SCHEDULER_SERVICE, executor_env, write_policy
 
 # Busy for about a second (1e9 iterations), then writes "done\n": long enough to be killed mid-run.
-BUSY_WAT = """(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "done\\n")
-  (func (export "_start")
-    (local $i i32)
-    (loop $spin
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $spin (i32.lt_u (local.get $i) (i32.const 1000000000))))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 5))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
+BUSY_WAT = busy_then_done_wat(1_000_000_000)
 
 BUSY_LIMITS = {**LIMITS, "fuel": 20_000_000_000, "timeout_ms": 30_000}
 TERMINAL = {sch_pb.AGENT_STATE_SUCCEEDED, sch_pb.AGENT_STATE_FAILED, sch_pb.AGENT_STATE_CANCELLED}

@@ -19,6 +19,7 @@ from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from tests.harness import REPO, ServiceProcess, free_port
+from tests.integration.conftest import busy_then_done_wat
 
 TIMEOUT = 10.0
 LIMITS = {"memory_bytes": 1 << 20, "max_output_bytes": 65536, "max_tool_calls": 10}
@@ -28,18 +29,7 @@ SPIN_WAT = """(module (memory (export "memory") 1)
   (func (export "_start") (loop $spin (br $spin))))"""
 
 # Busy for a few hundred ms (400M iterations), then writes "done\n": a run long enough to be killed mid-flight.
-WORK_WAT = """(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "done\\n")
-  (func (export "_start")
-    (local $i i32)
-    (loop $spin
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $spin (i32.lt_u (local.get $i) (i32.const 400000000))))
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 5))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
+WORK_WAT = busy_then_done_wat(400_000_000)
 
 
 def _template(name: str, wat: str, fuel: int, timeout_ms: int, retryable: bool) -> tuple[dict[str, object], bytes]:
