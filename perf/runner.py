@@ -647,6 +647,21 @@ def write_report() -> None:
     REPORT.write_text("\n".join(out))
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """One ghz run against the running mesh with CPU per call by process: for A/B comparisons while
+    changing code (results go to perf/results/probe-*.json, which the report ignores)."""
+    if args.scenario.startswith("run-agent"):
+        pin_scheduler_weights()
+    step = Step(args.scenario, f"probe-{args.scenario}", args.concurrency, args.rps, args.seconds)
+    result = run_step(step)
+    n = max(result.count, 1)
+    per = {name: 1000 * cpu / n for name, cpu in result.cpu_seconds.items() if cpu > 0}
+    print("    CPU ms/call: " + ", ".join(f"{SHORT.get(k, k)} {v:.2f}" for k, v in sorted(per.items())))
+    busy = sum(result.cpu_seconds.values()) / result.wall_seconds
+    print(f"    total {sum(per.values()):.2f} ms/call, busy cores {busy:.2f}")
+    return 0 if result.error_count == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m perf.runner", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -662,6 +677,11 @@ def main(argv: list[str] | None = None) -> int:
     traced.add_argument("--seconds", type=float, default=8.0)
     traced.add_argument("--quick", action="store_true", help="accepted for PERF_ARGS; no effect")
     sub.add_parser("report", help="re-render perf/REPORT.md from perf/results/")
+    probe = sub.add_parser("probe", help="one ghz run against the running mesh, CPU per call by process")
+    probe.add_argument("scenario", help="a perf/scenarios/<name>.json stem, e.g. run-agent")
+    probe.add_argument("-c", "--concurrency", type=int, default=64)
+    probe.add_argument("--rps", type=int, default=0, help="0: as fast as the concurrency allows")
+    probe.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return cmd_sweep(args)
@@ -669,6 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_soak(args)
     if args.command == "traced":
         return cmd_traced(args)
+    if args.command == "probe":
+        return cmd_probe(args)
     write_report()
     return 0
 

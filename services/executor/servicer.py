@@ -30,22 +30,22 @@ _LIMITS = {
 }
 
 
-def event_to_proto(event: events.RunEvent) -> pb.RunResponse:
+def event_to_proto(event: events.RunEvent) -> pb.RunEvent:
     if isinstance(event, events.Output):
-        return pb.RunResponse(output=pb.OutputChunk(data=event.data))
+        return pb.RunEvent(output=pb.OutputChunk(data=event.data))
     if isinstance(event, events.Log):
-        return pb.RunResponse(log=pb.LogLine(level=event.level, message=event.message))
+        return pb.RunEvent(log=pb.LogLine(level=event.level, message=event.message))
     if isinstance(event, events.ToolCalled):
-        return pb.RunResponse(tool_call=pb.ToolCall(tool=event.tool, allowed=event.allowed, detail=event.detail))
+        return pb.RunEvent(tool_call=pb.ToolCall(tool=event.tool, allowed=event.allowed, detail=event.detail))
     if isinstance(event, events.Accepted):
-        return pb.RunResponse(accepted=pb.RunAccepted(executor_id=event.executor_id))
+        return pb.RunEvent(accepted=pb.RunAccepted(executor_id=event.executor_id))
     if isinstance(event, events.Started):
-        return pb.RunResponse(
+        return pb.RunEvent(
             started=pb.RunStarted(module_sha256=event.module_sha256, key_version=event.key_version, cache=event.cache)
         )
     duration = duration_pb2.Duration()
     duration.FromNanoseconds(int(event.duration_seconds * 1e9))
-    return pb.RunResponse(
+    return pb.RunEvent(
         finished=pb.RunFinished(
             outcome=_OUTCOMES[event.outcome],
             exit_code=event.exit_code,
@@ -72,8 +72,8 @@ class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
             template_version=request.template_version,
             input=request.input,
         )
-        async for event in self.service.run(command):
-            yield event_to_proto(event)
+        async for batch in self.service.run(command):
+            yield pb.RunResponse(events=[event_to_proto(event) for event in batch])
 
     async def GetCapacity(
         self, request: pb.GetCapacityRequest, context: grpc.aio.ServicerContext

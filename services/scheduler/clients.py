@@ -72,7 +72,7 @@ class RegistryTemplates:
         await self._channel.close()
 
 
-def _event(resp: ex_pb.RunResponse) -> ExecutorEvent | None:
+def _event(resp: ex_pb.RunEvent) -> ExecutorEvent | None:
     kind = resp.WhichOneof("event")
     if kind == "accepted":
         return Accepted(resp.accepted.executor_id)
@@ -109,9 +109,10 @@ class GrpcRun:
         try:
             try:
                 async for resp in self._call:
-                    event = _event(resp)
-                    if event is not None:
-                        yield event
+                    for pb_event in resp.events:
+                        event = _event(pb_event)
+                        if event is not None:
+                            yield event
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if self._cancelled and not (task and task.cancelling()):

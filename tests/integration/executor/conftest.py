@@ -184,19 +184,20 @@ class Executor:
 
     def run(
         self, name: str, version: str = "1.0.0", data: bytes = b"", agent_id: str = "agent-1", timeout: float = TIMEOUT
-    ) -> tuple[list[pb.RunResponse], grpc.StatusCode, str]:
-        """(events, status code, details) of one Run call."""
+    ) -> tuple[list[pb.RunEvent], grpc.StatusCode, str]:
+        """(events, status code, details) of one Run call; events flattened out of their messages."""
         request = pb.RunRequest(agent_id=agent_id, template_name=name, template_version=version, input=data)
         call = self.stub.Run(request, timeout=timeout)
-        events: list[pb.RunResponse] = []
+        events: list[pb.RunEvent] = []
         try:
-            for event in call:
-                events.append(event)
+            for response in call:
+                assert response.events, "a RunResponse without events"
+                events.extend(response.events)
         except grpc.RpcError as exc:
             return events, exc.code(), exc.details()
         return events, grpc.StatusCode.OK, ""
 
-    def run_retrying(self, name: str, **kw: object) -> tuple[list[pb.RunResponse], grpc.StatusCode, str]:
+    def run_retrying(self, name: str, **kw: object) -> tuple[list[pb.RunEvent], grpc.StatusCode, str]:
         """As the mesh does: retry a refusal by a full pool (the only worker may still be finishing)."""
         for _ in range(50):
             events, code, details = self.run(name, **kw)  # type: ignore[arg-type]
@@ -220,32 +221,32 @@ def executor(stack: Stack) -> Iterator[Executor]:
 # --- reading a run's events ------------------------------------------------------------------------
 
 
-def kinds(events: list[pb.RunResponse]) -> list[str]:
+def kinds(events: list[pb.RunEvent]) -> list[str]:
     return [e.WhichOneof("event") for e in events]
 
 
-def finished(events: list[pb.RunResponse]) -> pb.RunFinished:
+def finished(events: list[pb.RunEvent]) -> pb.RunFinished:
     assert events and events[-1].WhichOneof("event") == "finished", kinds(events)
     return events[-1].finished
 
 
-def output(events: list[pb.RunResponse]) -> bytes:
+def output(events: list[pb.RunEvent]) -> bytes:
     return b"".join(e.output.data for e in events if e.WhichOneof("event") == "output")
 
 
-def logs(events: list[pb.RunResponse]) -> list[tuple[str, str]]:
+def logs(events: list[pb.RunEvent]) -> list[tuple[str, str]]:
     return [(e.log.level, e.log.message) for e in events if e.WhichOneof("event") == "log"]
 
 
-def tool_calls(events: list[pb.RunResponse]) -> list[pb.ToolCall]:
+def tool_calls(events: list[pb.RunEvent]) -> list[pb.ToolCall]:
     return [e.tool_call for e in events if e.WhichOneof("event") == "tool_call"]
 
 
-def started(events: list[pb.RunResponse]) -> pb.RunStarted:
+def started(events: list[pb.RunEvent]) -> pb.RunStarted:
     found = [e.started for e in events if e.WhichOneof("event") == "started"]
     assert len(found) == 1, kinds(events)
     return found[0]
 
 
-def json_output(events: list[pb.RunResponse]) -> dict[str, object]:
+def json_output(events: list[pb.RunEvent]) -> dict[str, object]:
     return json.loads(output(events))

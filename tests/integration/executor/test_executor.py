@@ -58,7 +58,7 @@ def test_pool_full_is_resource_exhausted_and_cancel_frees_the_worker(executor: E
     request = pb.RunRequest(agent_id="a", template_name="hostile-loop-start", template_version="1.0.0")
     call = executor.stub.Run(request, timeout=10)
     first = next(call)  # accepted: the only worker is now busy
-    assert first.WhichOneof("event") == "accepted"
+    assert first.events[0].WhichOneof("event") == "accepted"
     events, code, details = executor.run("echo-upper", data=b"x")
     assert (code, events) == (grpc.StatusCode.RESOURCE_EXHAUSTED, []), details
     assert "retry on another executor" in details
@@ -92,7 +92,7 @@ def test_parallel_callers(executor: Executor) -> None:
 # --- what survives a restart (last in this file: it restarts the module's executor) ----------------
 
 
-def _run_ok(addr: str, name: str, data: bytes = b"", agent_id: str = "agent-restart") -> list[pb.RunResponse]:
+def _run_ok(addr: str, name: str, data: bytes = b"", agent_id: str = "agent-restart") -> list[pb.RunEvent]:
     client = Executor(addr)
     try:
         events, code, details = client.run_retrying(name, data=data, agent_id=agent_id)

@@ -32,7 +32,7 @@ RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
 MIB = 1 << 20
 
-Events = list[pb.RunResponse]
+Events = list[pb.RunEvent]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from tests.integration.executor.conftest import (
 OK = grpc.StatusCode.OK
 
 
-def ok_run(executor: Executor, name: str, data: bytes = b"", agent_id: str = "agent-tools") -> list[pb.RunResponse]:
+def ok_run(executor: Executor, name: str, data: bytes = b"", agent_id: str = "agent-tools") -> list[pb.RunEvent]:
     events, code, details = executor.run_retrying(name, data=data, agent_id=agent_id)
     assert code == OK, details
     done = finished(events)

@@ -203,7 +203,7 @@ def test_full_executor_sends_runs_to_the_other(
     hog = ex_grpc.ExecutorServiceStub(channel).Run(
         ex_pb.RunRequest(agent_id="hog", template_name="sched-spin", template_version="1.0.0"), timeout=30
     )
-    assert next(hog).WhichOneof("event") == "accepted"
+    assert next(hog).events[0].WhichOneof("event") == "accepted"
     try:
         sched = scheduler(executors=[small_executor.addr, executor.addr])
         for i in range(4):

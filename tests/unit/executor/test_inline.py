@@ -101,8 +101,8 @@ def inline_count(result: str) -> float:
 async def run(service: ExecutorService, name: str, data: bytes) -> list[RunEvent]:
     await service.trust.refresh()
     events: list[RunEvent] = []
-    async for event in service.run(RunCommand("agent-1", name, "1.0.0", data)):
-        events.append(event)
+    async for batch in service.run(RunCommand("agent-1", name, "1.0.0", data)):
+        events.extend(batch)
     return events
 
 
