@@ -77,6 +77,8 @@ def kubernetes_topology(topo: Topology) -> Topology:
     changes: dict[str, Any] = {
         "services": services,
         "gateway": dataclasses.replace(topo.gateway, host="0.0.0.0"),
+        # A cluster logs failed requests only; successes are in the metrics (make run logs them all).
+        "access_log": "errors",
     }
     otlp = getattr(topo, "otlp_endpoint", "")
     if otlp:

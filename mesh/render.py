@@ -265,6 +265,7 @@ def sidecar_config(
         "timeouts": topo.timeouts,
         "resilience": topo.resilience,
         "otlp": topo.otlp_endpoint,
+        "access_log_errors_only": topo.access_log == "errors",
         "probe": layout.probe,
     }
     return env.get_template("sidecar.yaml.j2").render(**ctx)
@@ -294,6 +295,7 @@ def gateway_config(env: jinja2.Environment, topo: Topology, layout: Layout, gate
         "timeouts": topo.timeouts,
         "resilience": topo.resilience,
         "otlp": topo.otlp_endpoint,
+        "access_log_errors_only": topo.access_log == "errors",
         "probe": layout.probe,
     }
     return env.get_template("envoy.yaml.j2").render(**ctx)

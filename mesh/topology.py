@@ -118,6 +118,9 @@ class Topology:
     source: Path | None = field(default=None, compare=False)
     # Where every Envoy and service exports OTLP/gRPC traces, "host:port" ("" = tracing off).
     otlp_endpoint: str = ""
+    # Which requests every Envoy logs: "errors" (a non-OK gRPC status, an HTTP error or an Envoy
+    # response flag) or "all". Each logged request costs its Envoy a JSON line and supervisord a copy.
+    access_log: str = "errors"
 
     def instances(self) -> list[Instance]:
         return [inst for svc in self.services.values() for inst in svc.instances]
@@ -211,9 +214,11 @@ def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
         envoy=dict(raw.get("envoy") or {}),
         source=path,
         otlp_endpoint=str((raw.get("telemetry") or {}).get("otlp") or ""),
+        access_log=str((raw.get("telemetry") or {}).get("access_log") or "errors"),
     )
 
 
+ACCESS_LOG_MODES = ("errors", "all")
 _DURATION = re.compile(r"^\d+(\.\d+)?s$")
 DURATION_KEYS = ("connect", "stream_idle", "long_lived_idle", "unary_max", "grpc_timeout_max", "drain")
 
@@ -282,6 +287,8 @@ def _check(topo: Topology) -> None:
         host, _, port = topo.otlp_endpoint.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise TopologyError(f"telemetry.otlp: {topo.otlp_endpoint!r} is not host:port (an OTLP/gRPC collector)")
+    if topo.access_log not in ACCESS_LOG_MODES:
+        raise TopologyError(f"telemetry.access_log: {topo.access_log!r}; expected one of {ACCESS_LOG_MODES}")
     for client in topo.clients:
         if client.role not in ROLES:
             raise TopologyError(f"client {client.name}: unknown role {client.role!r}; expected one of {ROLES}")

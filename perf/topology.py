@@ -1,4 +1,5 @@
-"""The benchmark's topology: mesh/topology.yaml without its `telemetry` section (tracing off).
+"""The benchmark's topology: mesh/topology.yaml without its `telemetry` section (tracing off, and
+Envoy access logs for failed requests only, the mesh's default).
 
     python -m perf.topology mesh/topology.yaml build/perf/topology.yaml
 

@@ -152,3 +152,37 @@ def test_services_export_to_the_topology_endpoint_and_the_sink_is_supervised(tra
 def test_a_malformed_otlp_endpoint_is_refused(endpoint: str) -> None:
     with pytest.raises(TopologyError, match=r"telemetry\.otlp"):
         load(_raw(endpoint))
+
+
+def _request_logs(config: Path) -> list[dict[str, Any]]:
+    """The per-request access logs of every listener (the RBAC audit log has its own CEL filter)."""
+    return [
+        log
+        for _, hcm in _hcms(config)
+        for log in hcm["access_log"]
+        if "logger" not in log["typed_config"]["log_format"]["json_format"]
+    ]
+
+
+def test_make_run_logs_every_request_and_the_default_only_errors(tmp_path: Path, certs: Path) -> None:
+    repo = load(DEFAULT_TOPOLOGY)  # make run's topology
+    assert repo.access_log == "all"
+    everything = render(repo, certs_dir=certs, out_dir=tmp_path / "all")
+    assert all("filter" not in log for c in everything.values() for log in _request_logs(c))
+    plain = _render(tmp_path, certs, None)  # no telemetry section: errors only
+    assert plain.topo.access_log == "errors"
+    for envoy_id, config in plain.configs.items():
+        logs = _request_logs(config)
+        assert logs, envoy_id
+        for log in logs:
+            filters = log["filter"]["or_filter"]["filters"]
+            assert {"grpc_status_filter": {"statuses": ["OK"], "exclude": True}} in filters
+            assert {"response_flag_filter": {}} in filters
+    assert validate(plain.configs["gateway"]) is None and validate(plain.configs["scheduler-blue"]) is None
+
+
+def test_an_unknown_access_log_mode_is_refused() -> None:
+    raw = _raw(None)
+    raw["telemetry"] = {"access_log": "some"}
+    with pytest.raises(TopologyError, match=r"telemetry\.access_log"):
+        load(raw)
