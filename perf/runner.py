@@ -273,6 +273,11 @@ def sweep_steps(seconds: float, data: dict[str, str], quick: bool) -> list[Step]
     steps = [Step("run-agent", "warmup-run-agent", 16, seconds=max(3.0, s / 2))]
     steps += [Step("run-agent", f"run-agent-{r}rps", 64, rps=r, seconds=s) for r in rates]
     steps += [Step("run-agent", f"run-agent-saturation-c{c}", c, seconds=s) for c in (32, 96)]
+    # The same runs with RunAgentRequest.view = RESULT: two messages per call instead of four.
+    steps += [
+        Step("run-agent-result", "run-agent-result-500rps", 64, rps=500, seconds=s),
+        Step("run-agent-result", "run-agent-result-saturation-c96", 96, seconds=s),
+    ]
     steps += [
         Step("run-agent-direct", "run-agent-direct-500rps", 64, rps=500, seconds=s),
         Step("run-agent-direct", "run-agent-direct-saturation-c32", 32, seconds=s),
@@ -461,6 +466,20 @@ def _target_rows(results: dict[str, dict[str, Any]], first_run: dict[str, Any] |
             "RunAgent at 500/s: zero errors",
             f"{r500['count'] - r500['ok']} errors of {r500['count']}",
             r500["count"] == r500["ok"],
+        )
+    rsat = results.get("run-agent-result-saturation-c96")
+    if rsat:
+        row(
+            "(context) RunAgent, result view, at saturation",
+            f"{rsat['rps']:.0f} runs/s, {rsat['count'] - rsat['ok']} errors",
+            None,
+        )
+    r500v = results.get("run-agent-result-500rps")
+    if r500v:
+        row(
+            "(context) RunAgent, result view, at 500/s",
+            f"p95 {r500v['p95_ms']} ms, p99 {r500v['p99_ms']} ms ({r500v['rps']:.0f}/s achieved)",
+            None,
         )
     r250 = results.get("run-agent-250rps")
     if r250:

@@ -203,14 +203,18 @@ class SchedulerService:
             log_event(log, "cancel still in progress", logging.WARNING, agent=agent_id)
         return self.book.get(agent_id)
 
-    async def run(self, spec: CreateSpec, timeout: float | None) -> AsyncIterator[WatchEvent]:
-        """Create and follow to the end. Ends by raising the error matching how the run ended, unless
-        the agent ran (SUCCEEDED, or FAILED on its own)."""
+    async def run(
+        self, spec: CreateSpec, timeout: float | None, *, result_only: bool = False
+    ) -> AsyncIterator[WatchEvent]:
+        """Create and follow to the end: every event, or with `result_only` the agent as journaled and
+        as it ended. Ends by raising the error matching how the run ended, unless the agent ran
+        (SUCCEEDED, or FAILED on its own)."""
         deadline = None if timeout is None else time.time() + timeout
         agent, created = await self.create(spec, timeout=timeout, deadline=deadline)
         final: Agent | None = None
+        events = self._result(agent) if result_only else self.watch(agent.id)
         try:
-            async for event in self.watch(agent.id):
+            async for event in events:
                 if isinstance(event, AgentChanged) and event.agent.state.terminal:
                     final = event.agent
                 yield event
@@ -221,6 +225,18 @@ class SchedulerService:
             raise errors.Unavailable(f"agent {agent.id} is still running but its stream ended; watch it")
         if final.status and final.status != "OK":
             raise error_for_status(final.status, final.reason)
+
+    async def _result(self, agent: Agent) -> AsyncIterator[WatchEvent]:
+        """The agent as created, then as it ended: no subscription, nothing in between."""
+        yield AgentChanged(agent)
+        if agent.state.terminal:  # a repeated request_id whose agent had already ended
+            return
+        live = self.book.live.get(agent.id)
+        if live is None:  # it ended before we got here
+            yield AgentChanged(self.book.get(agent.id))
+            return
+        await live.done.wait()
+        yield AgentChanged(live.agent)
 
     def _abandon(self, agent_id: str) -> None:
         """The RunAgent caller is gone (cancelled, or its deadline passed) before the agent ended."""

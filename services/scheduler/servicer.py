@@ -9,11 +9,14 @@ import grpc
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
+from services.common.errors import InvalidArgument
 from services.common.timestamps import to_optional_timestamp
 from services.scheduler.book import AgentChanged, WatchEvent
 from services.scheduler.domain import Agent, CreateSpec
 from services.scheduler.ports import Log, Output
 from services.scheduler.service import SchedulerService
+
+_VIEWS = (pb.RUN_AGENT_VIEW_UNSPECIFIED, pb.RUN_AGENT_VIEW_EVENTS, pb.RUN_AGENT_VIEW_RESULT)
 
 
 def agent_to_pb(a: Agent) -> pb.Agent:
@@ -93,7 +96,12 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     async def RunAgent(
         self, request: pb.RunAgentRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RunAgentResponse]:
-        async for event in self.service.run(_spec(request), context.time_remaining()):
+        if request.view not in _VIEWS:
+            raise InvalidArgument(
+                f"view {request.view} is not a RunAgentView; use EVENTS (1) or RESULT (2)", field="view"
+            )
+        result_only = request.view == pb.RUN_AGENT_VIEW_RESULT
+        async for event in self.service.run(_spec(request), context.time_remaining(), result_only=result_only):
             yield pb.RunAgentResponse(**_event_fields(event))
 
 

@@ -67,6 +67,28 @@ def test_run_agent_end_to_end(scheduler: SchedulerFactory, executor: ServiceProc
     assert sched.metric("agentfactory_scheduler_agents_created_total", template="echo-upper") == 1
 
 
+def test_run_agent_result_view_is_two_messages(scheduler: SchedulerFactory) -> None:
+    sched = scheduler()
+    result = pb.RUN_AGENT_VIEW_RESULT
+    events, code, _ = run_agent(sched, "echo-upper", b"just the answer", view=result)
+    assert code == grpc.StatusCode.OK
+    assert [e.WhichOneof("event") for e in events] == ["agent", "agent"]
+    pending, final = events[0].agent, events[1].agent
+    assert (pending.state, final.state) == (S.AGENT_STATE_PENDING, S.AGENT_STATE_SUCCEEDED)
+    assert pending.id == final.id and final.output == b"JUST THE ANSWER" and final.executor == "executor-main"
+    # Statuses follow the run as in the full view.
+    events, code, details = run_agent(sched, "sched-burn", view=result)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
+    assert [e.agent.state for e in events] == [S.AGENT_STATE_PENDING, S.AGENT_STATE_FAILED]
+    # A repeated request_id whose agent has ended: that agent, once.
+    first, _, _ = run_agent(sched, "echo-upper", b"again", request_id="result-view-1", view=result)
+    again, code, _ = run_agent(sched, "echo-upper", b"again", request_id="result-view-1", view=result)
+    assert code == grpc.StatusCode.OK and [e.agent.state for e in again] == [S.AGENT_STATE_SUCCEEDED]
+    assert again[0].agent.id == first[-1].agent.id
+    events, code, details = run_agent(sched, "echo-upper", view=7)
+    assert (code, events) == (grpc.StatusCode.INVALID_ARGUMENT, []) and "RunAgentView" in details
+
+
 def test_create_returns_pending_then_watch_follows_to_the_end(scheduler: SchedulerFactory) -> None:
     sched = scheduler()
     agent = sched.create("echo-upper", b"watch me", labels={"run": "w1"})
