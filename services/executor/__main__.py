@@ -8,6 +8,7 @@ import logging
 import sys
 
 from agentfactory.executor.v1 import executor_service_pb2, executor_service_pb2_grpc
+from services.common import event_loop
 from services.common.channels import aio_channel
 from services.common.config import ConfigError, Env
 from services.common.errors import AgentFactoryError
@@ -121,7 +122,7 @@ def main() -> int:
         print(f"executor: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(server.service_id, server.log_level)
-    asyncio.run(run(server, settings, policy))
+    event_loop.run(run(server, settings, policy))
     return 0
 
 

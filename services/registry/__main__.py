@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 import grpc
 
 from agentfactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from services.common import event_loop
 from services.common.cache import LruTtlCache
 from services.common.config import ConfigError, Env
 from services.common.logs import log_event, setup_logging
@@ -112,7 +112,7 @@ def main() -> int:
             error=repr(exc),
         )
     log_event(log, "registry store open", data_dir=str(settings.data_dir), revision=store.current_revision())
-    asyncio.run(run(settings, policy, store, writable))
+    event_loop.run(run(settings, policy, store, writable))
     return 0
 
 

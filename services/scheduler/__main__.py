@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from services.common import event_loop
 from services.common.config import Env
 from services.common.server import Readiness, ServerSettings, serve
 from services.scheduler.clients import GrpcExecutors, RegistryTemplates
@@ -43,4 +42,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    event_loop.run(main())

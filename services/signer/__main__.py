@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
+from services.common import event_loop
 from services.common.config import ConfigError, Env
 from services.common.errors import AgentFactoryError
 from services.common.logs import log_event, setup_logging
@@ -65,7 +65,7 @@ def main() -> int:
         return 2
     setup_logging(server.service_id, server.log_level)
     try:
-        asyncio.run(run(server, settings))
+        event_loop.run(run(server, settings))
     except AgentFactoryError as exc:
         log_event(log, "signer cannot start", logging.CRITICAL, error=exc.message, code=exc.code_name)
         print(f"signer: cannot start: {exc.message}", file=sys.stderr)
