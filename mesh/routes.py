@@ -25,6 +25,10 @@ from mesh.policy import MethodPolicy, ServicePolicy
 from mesh.topology import Service, Topology
 
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+# A call carrying this header goes to that color of a blue/green service, whatever the weights: how
+# a scheduler reaches the color that owns an agent, and how an operator tries a color before
+# shifting traffic to it.
+COLOR_HEADER = "x-agentfactory-color"
 RETRY_ON = "unavailable,resource-exhausted,connect-failure,refused-stream"
 PREVIOUS_HOSTS = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 
@@ -88,6 +92,20 @@ def route(mp: MethodPolicy, target: Target, topo: Topology, *, retries: bool) ->
     return {"name": mp.method.path.lstrip("/"), "match": {"path": mp.method.path, "grpc": {}}, "route": action}
 
 
+def routes_for(
+    mp: MethodPolicy, svc: Service, weights: Mapping[str, Mapping[str, int]], topo: Topology, *, retries: bool
+) -> list[dict[str, Any]]:
+    """The method's route by weight, preceded (for a blue/green service) by one route per color for
+    calls that name their color in COLOR_HEADER. First match wins in Envoy."""
+    pinned = []
+    for color in svc.colors:
+        r = route(mp, Target(cluster=f"{svc.name}-{color}"), topo, retries=retries)
+        r["name"] += f"@{color}"
+        r["match"]["headers"] = [{"name": COLOR_HEADER, "string_match": {"exact": color}}]
+        pinned.append(r)
+    return [*pinned, route(mp, target_for(svc, weights), topo, retries=retries)]
+
+
 def route_config(name: str, routes: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "@type": ROUTE_TYPE,
@@ -105,23 +123,22 @@ def inbound_routes(topo: Topology, policy: ServicePolicy) -> dict[str, Any]:
 def outbound_routes(
     topo: Topology, upstream: ServicePolicy, weights: Mapping[str, Mapping[str, int]]
 ) -> dict[str, Any]:
-    target = target_for(topo.services[upstream.service], weights)
+    svc = topo.services[upstream.service]
     return route_config(
-        f"outbound_{upstream.service}", [route(mp, target, topo, retries=True) for mp in upstream.all()]
+        f"outbound_{upstream.service}",
+        [r for mp in upstream.all() for r in routes_for(mp, svc, weights, topo, retries=True)],
     )
 
 
 def gateway_routes(
     topo: Topology, policies: Mapping[str, ServicePolicy], weights: Mapping[str, Mapping[str, int]]
 ) -> dict[str, Any]:
-    routes = []
-    for svc in topo.gateway.upstreams:
-        target = target_for(topo.services[svc], weights)
-        routes += [route(mp, target, topo, retries=True) for mp in policies[svc].methods.values()]
+    routed: list[tuple[MethodPolicy, Service]] = []
+    for name in topo.gateway.upstreams:
+        routed += [(mp, topo.services[name]) for mp in policies[name].methods.values()]
     refl = policies[topo.gateway.reflection_upstream]
-    target = target_for(topo.services[refl.service], weights)
-    routes += [route(mp, target, topo, retries=True) for mp in (*refl.health, *refl.reflection)]
-    return route_config("gateway", routes)
+    routed += [(mp, topo.services[refl.service]) for mp in (*refl.health, *refl.reflection)]
+    return route_config("gateway", [r for mp, svc in routed for r in routes_for(mp, svc, weights, topo, retries=True)])
 
 
 def discovery_file(resource: dict[str, Any]) -> dict[str, Any]:

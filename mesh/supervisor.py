@@ -52,6 +52,9 @@ def service_env(topo: Topology, inst: Instance, data_root: Path) -> dict[str, st
     for up, port in inst.outbound.items():
         key = "AF_EXECUTOR_ADDRS" if up == "executor" else f"AF_{up.upper()}_ADDR"
         env[key] = f"127.0.0.1:{port}"
+    if inst.service in svc.upstreams and inst.color:
+        # Its own service's other colors, reached through AF_<SERVICE>_ADDR with x-agentfactory-color.
+        env["AF_PEER_COLORS"] = ",".join(c for c in svc.colors if c != inst.color)
     env.update(svc.env)
     return env
 

@@ -9,8 +9,9 @@ duration of each RPC.
 Who the caller is comes from the mesh. The caller's sidecar-terminated mTLS identity reaches the app in
 `x-forwarded-client-cert` (URI=spiffe://<domain>/sa/<workload>), set by the inbound sidecar, which
 strips any value a client sent. An end user behind the gateway is named by the gateway in
-`x-agentfactory-principal`; that header is believed only when the direct peer *is* the gateway, so a
-workload cannot claim to be someone else. Without a mesh (local development, tests) the caller is
+`x-agentfactory-principal`; that header is believed only when the direct peer *is* the gateway (or a
+scheduler relaying a call to the color that owns the agent), so other workloads cannot claim to be
+someone else. Without a mesh (local development, tests) the caller is
 "local" — plaintext loopback has no identity to report.
 """
 
@@ -26,6 +27,8 @@ XFCC_HEADER = "x-forwarded-client-cert"
 PRINCIPAL_HEADER = "x-agentfactory-principal"
 JWT_SUBJECT_HEADER = "x-agentfactory-jwt-subject"
 UNAUTHENTICATED = "local"
+# Workloads whose word on the end user is believed (everyone else is named by its own certificate).
+PRINCIPAL_SOURCES = ("/sa/gateway", "/sa/scheduler")
 
 _log = logging.getLogger(AUDIT_LOGGER)
 _XFCC_URI = re.compile(r'(?:^|;)URI="?([^;,"]+)"?')
@@ -43,8 +46,9 @@ def peer_identity(metadata: Mapping[str, str]) -> str:
 
 def caller_from_metadata(metadata: Mapping[str, str]) -> str:
     peer = peer_identity(metadata)
-    if peer.endswith("/sa/gateway"):
-        # The gateway names the end user: its client certificate's SAN, or the JWT's subject.
+    if peer.endswith(PRINCIPAL_SOURCES):
+        # The gateway names the end user: its client certificate's SAN, or the JWT's subject. A
+        # scheduler forwarding a call to the color that owns the agent passes on whom it served.
         principal = metadata.get(PRINCIPAL_HEADER, "")
         if not principal and (subject := metadata.get(JWT_SUBJECT_HEADER, "")):
             principal = f"jwt:{subject}"

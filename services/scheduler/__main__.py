@@ -7,6 +7,7 @@ from services.common.config import Env
 from services.common.server import Readiness, ServerSettings, serve
 from services.scheduler.clients import GrpcExecutors, RegistryTemplates
 from services.scheduler.journal import Journal
+from services.scheduler.peers import Peers
 from services.scheduler.service import SchedulerService
 from services.scheduler.servicer import register
 from services.scheduler.settings import DEFAULT_PORT, SchedulerSettings
@@ -20,6 +21,9 @@ async def main() -> None:
     templates = RegistryTemplates(settings.registry_addr, settings.template_cache_ttl_seconds)
     executors = GrpcExecutors(settings.executor_addrs)
     service = SchedulerService(journal, templates, executors, settings.service)
+    peers = None
+    if settings.peers_addr and settings.peer_colors:
+        peers = Peers(settings.peers_addr, settings.peer_colors, server_settings.service_id)
 
     async def on_started(readiness: Readiness) -> None:
         # Serving only once recovery has re-queued or failed everything the journal left unfinished.
@@ -30,11 +34,13 @@ async def main() -> None:
         await service.stop(server_settings.grace_seconds)
         await executors.close()
         await templates.close()
+        if peers is not None:
+            await peers.close()
         journal.close()
 
     await serve(
         server_settings,
-        register(service),
+        register(service, peers),
         service_name="scheduler",
         on_started=on_started,
         on_stopping=on_stopping,

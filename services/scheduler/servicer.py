@@ -9,10 +9,11 @@ import grpc
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, NotFound
 from services.common.timestamps import to_optional_timestamp
 from services.scheduler.book import AgentChanged, WatchEvent
 from services.scheduler.domain import Agent, CreateSpec
+from services.scheduler.peers import Peers, is_forwarded
 from services.scheduler.ports import Log, Output
 from services.scheduler.service import SchedulerService
 
@@ -62,8 +63,17 @@ def _event_fields(event: WatchEvent) -> dict[str, object]:
 
 
 class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
-    def __init__(self, service: SchedulerService) -> None:
+    """`peers`, when set, answers for agents another color's scheduler created (services/scheduler/peers.py)."""
+
+    def __init__(self, service: SchedulerService, peers: Peers | None = None) -> None:
         self.service = service
+        self.peers = peers
+
+    def _ask_peers(self, context: grpc.aio.ServicerContext) -> Peers | None:
+        """Peers to ask after a local NOT_FOUND: none for a call a peer already forwarded here."""
+        if self.peers is None or is_forwarded(context.invocation_metadata()):
+            return None
+        return self.peers
 
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
@@ -72,7 +82,12 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         return pb.CreateAgentResponse(agent=agent_to_pb(agent))
 
     async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> pb.GetAgentResponse:
-        return pb.GetAgentResponse(agent=agent_to_pb(self.service.get(request.id)))
+        try:
+            return pb.GetAgentResponse(agent=agent_to_pb(self.service.get(request.id)))
+        except NotFound:
+            if (peers := self._ask_peers(context)) is None:
+                raise
+        return await peers.get(request, context.time_remaining())
 
     async def ListAgents(
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
@@ -85,13 +100,25 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     async def WatchAgent(
         self, request: pb.WatchAgentRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchAgentResponse]:
-        async for event in self.service.watch(request.id):
-            yield pb.WatchAgentResponse(**_event_fields(event))
+        try:
+            async for event in self.service.watch(request.id):
+                yield pb.WatchAgentResponse(**_event_fields(event))
+            return
+        except NotFound:  # raised before the first message: nothing was sent yet
+            if (peers := self._ask_peers(context)) is None:
+                raise
+        async for response in peers.watch(request, context.time_remaining()):
+            yield response
 
     async def CancelAgent(
         self, request: pb.CancelAgentRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelAgentResponse:
-        return pb.CancelAgentResponse(agent=agent_to_pb(await self.service.cancel(request.id)))
+        try:
+            return pb.CancelAgentResponse(agent=agent_to_pb(await self.service.cancel(request.id)))
+        except NotFound:
+            if (peers := self._ask_peers(context)) is None:
+                raise
+        return await peers.cancel(request, context.time_remaining())
 
     async def RunAgent(
         self, request: pb.RunAgentRequest, context: grpc.aio.ServicerContext
@@ -105,9 +132,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             yield pb.RunAgentResponse(**_event_fields(event))
 
 
-def register(service: SchedulerService) -> Callable[[grpc.aio.Server], list[str]]:
+def register(service: SchedulerService, peers: Peers | None = None) -> Callable[[grpc.aio.Server], list[str]]:
     def add(server: grpc.aio.Server) -> list[str]:
-        pb_grpc.add_SchedulerServiceServicer_to_server(SchedulerServicer(service), server)
+        pb_grpc.add_SchedulerServiceServicer_to_server(SchedulerServicer(service, peers), server)
         return [pb.DESCRIPTOR.services_by_name["SchedulerService"].full_name]
 
     return add

@@ -20,6 +20,10 @@ class SchedulerSettings:
     journal_synchronous: str
     template_cache_ttl_seconds: float
     service: ServiceSettings
+    # Where the other colors' schedulers answer (this scheduler's sidecar) and which colors to ask
+    # about agents this one did not create; unset: no peers (one scheduler, or no mesh).
+    peers_addr: str | None = None
+    peer_colors: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Env) -> SchedulerSettings:
@@ -48,6 +52,8 @@ class SchedulerSettings:
             journal_synchronous=sync,
             template_cache_ttl_seconds=env.float("AF_TEMPLATE_CACHE_TTL_SECONDS", 2.0),
             service=service,
+            peers_addr=env.optional("AF_SCHEDULER_ADDR"),
+            peer_colors=tuple(env.list("AF_PEER_COLORS", [])),
         )
 
 

@@ -1,5 +1,6 @@
 """Blue/green through the whole mesh (issue 4, item 8): a 90/10 executor split measured over many
-RunAgent calls, then a live shift to 0/100 under load with zero failed calls.
+RunAgent calls, then a live shift to 0/100 under load with zero failed calls; a scheduler split
+where every agent answers Get/Watch/Cancel on either color.
 
 Which executor ran an agent is in the answer (Agent.executor). Which scheduler handled a call is
 not in any response (agent ids are random), so the scheduler split is measured from the two
@@ -99,8 +100,7 @@ def _scheduler_runs(e2e_mesh: E2EMesh) -> dict[str, float]:
 
 
 def test_scheduler_split_90_10(e2e_mesh: E2EMesh, as_role: Callable[[str], Client], restore_weights: None) -> None:
-    # RunAgent is one call from create to result, so a scheduler split cannot separate an agent from
-    # the scheduler that owns it (Get/Watch of an agent are only answered by its own scheduler).
+    # RunAgent is one call from create to result, so its scheduler is the one that owns the agent.
     before = _scheduler_runs(e2e_mesh)
     e2e_mesh.set_weights("scheduler", blue=90, green=10)
     seen = _run_many(as_role("operator"), CALLS)
@@ -110,3 +110,43 @@ def test_scheduler_split_90_10(e2e_mesh: E2EMesh, as_role: Callable[[str], Clien
     assert sum(ran.values()) == CALLS, ran
     green = ran["scheduler-green"] / CALLS
     assert abs(green - 0.10) <= TOLERANCE, f"90/10 scheduler split measured as {ran} over {CALLS} calls"
+
+
+def _agents_created(e2e_mesh: E2EMesh) -> dict[str, float]:
+    pattern = re.compile(r"^agentfactory_scheduler_agents_created_total\{[^}]*\} (\S+)$", re.M)
+    counts = {}
+    for inst in e2e_mesh.topo.services["scheduler"].instances:
+        with urllib.request.urlopen(f"http://127.0.0.1:{inst.metrics}/metrics", timeout=5) as reply:
+            counts[inst.id] = sum(float(v) for v in pattern.findall(reply.read().decode()))
+    return counts
+
+
+def test_during_a_scheduler_split_every_agent_answers_on_either_color(
+    e2e_mesh: E2EMesh, as_role: Callable[[str], Client], restore_weights: None
+) -> None:
+    # Each color journals the agents it created; the one a later call lands on asks the other color
+    # (through its sidecar, x-agentfactory-color) when it does not know the agent.
+    op = as_role("operator")
+    before = _agents_created(e2e_mesh)
+    e2e_mesh.set_weights("scheduler", blue=50, green=50)
+    md = op.metadata
+    agents = [
+        op.scheduler.CreateAgent(
+            sch_pb.CreateAgentRequest(template_name="echo-upper", input=f"split {i}".encode()), timeout=10, metadata=md
+        ).agent
+        for i in range(40)
+    ]
+    created = {k: v - before[k] for k, v in _agents_created(e2e_mesh).items()}
+    assert all(n >= 5 for n in created.values()), f"both colors must own agents for this test: {created}"
+    for agent in agents:
+        for _ in range(3):  # each Get lands on either color (50/50)
+            got = op.scheduler.GetAgent(sch_pb.GetAgentRequest(id=agent.id), timeout=10, metadata=md).agent
+            assert got.id == agent.id
+        watched = list(op.scheduler.WatchAgent(sch_pb.WatchAgentRequest(id=agent.id), timeout=10, metadata=md))
+        final = watched[-1].agent
+        assert final.state == sch_pb.AGENT_STATE_SUCCEEDED and final.output == agent.input.upper(), final
+        ended = op.scheduler.CancelAgent(sch_pb.CancelAgentRequest(id=agent.id), timeout=10, metadata=md).agent
+        assert ended.state == sch_pb.AGENT_STATE_SUCCEEDED  # already over: cancelling changes nothing
+    with pytest.raises(grpc.RpcError) as err:
+        op.scheduler.GetAgent(sch_pb.GetAgentRequest(id="no-such-agent"), timeout=10, metadata=md)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -41,7 +41,11 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
         "Run": frozenset({"scheduler"}),
         "GetCapacity": frozenset({"scheduler", "gateway"}),
     },
-    "scheduler": {name: frozenset({"gateway"}) for name in contracts()["scheduler"]},
+    # Clients through the gateway; the other color's scheduler only to ask about an agent it did not create.
+    "scheduler": {
+        name: frozenset({"gateway", "scheduler"} if name in ("GetAgent", "WatchAgent", "CancelAgent") else {"gateway"})
+        for name in contracts()["scheduler"]
+    },
 }
 
 
@@ -99,6 +103,8 @@ OUTBOUND_EDGES = [
     ("scheduler-blue", "executor", "Run", grpc.StatusCode.OK),
     ("scheduler-blue", "registry", "GetTemplate", grpc.StatusCode.OK),
     ("scheduler-blue", "registry", "DeprecateTemplate", grpc.StatusCode.PERMISSION_DENIED),
+    ("scheduler-blue", "scheduler", "GetAgent", grpc.StatusCode.OK),
+    ("scheduler-blue", "scheduler", "CreateAgent", grpc.StatusCode.PERMISSION_DENIED),
 ]
 
 

@@ -161,13 +161,14 @@ def inst_service(workload: str) -> str:
     return TOPO.instance(workload).service
 
 
-def test_the_executor_accepts_only_the_schedulers_and_the_gateway(rendered: Rendered) -> None:
+def test_the_executor_and_the_schedulers_accept_only_the_schedulers_and_the_gateway(rendered: Rendered) -> None:
     spec = rendered.get("NetworkPolicy", "executor-blue")["spec"]
     peers = {p["podSelector"]["matchLabels"]["agentfactory.dev/workload"] for p in spec["ingress"][0]["from"]}
     assert peers == {"scheduler-blue", "scheduler-green", "gateway"}
+    # A scheduler takes clients from the gateway, and the other color asking about an agent it owns.
     spec = rendered.get("NetworkPolicy", "scheduler-green")["spec"]
     peers = {p["podSelector"]["matchLabels"]["agentfactory.dev/workload"] for p in spec["ingress"][0]["from"]}
-    assert peers == {"gateway"}
+    assert peers == {"gateway", "scheduler-blue", "scheduler-green"}
 
 
 def test_only_the_gateway_service_is_exposed(rendered: Rendered) -> None:

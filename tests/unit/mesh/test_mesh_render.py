@@ -138,16 +138,36 @@ def test_routes_timeouts_and_retries_follow_the_policy(rendered: Rendered) -> No
 
 def test_blue_green_split_is_weighted_clusters(rendered: Rendered) -> None:
     gateway = _routes(rendered, "gateway")["gateway"]["virtual_hosts"][0]["routes"]
-    run_agent = next(r for r in gateway if r["match"]["path"].endswith("SchedulerService/RunAgent"))
+    run_agent = next(
+        r for r in gateway if r["match"]["path"].endswith("SchedulerService/RunAgent") and "headers" not in r["match"]
+    )
     clusters = run_agent["route"]["weighted_clusters"]["clusters"]
     assert [c["name"] for c in clusters] == ["scheduler-blue", "scheduler-green"]
     assert sum(c["weight"] for c in clusters) == 100
     run = next(
         r
         for r in _routes(rendered, "scheduler-blue")["outbound_executor"]["virtual_hosts"][0]["routes"]
-        if r["match"]["path"].endswith("ExecutorService/Run")
+        if r["match"]["path"].endswith("ExecutorService/Run") and "headers" not in r["match"]
     )
     assert [c["name"] for c in run["route"]["weighted_clusters"]["clusters"]] == ["executor-blue", "executor-green"]
+
+
+def test_a_call_naming_its_color_goes_to_that_color(rendered: Rendered) -> None:
+    # The scheduler asks the color that owns an agent this way; operators try a color before a shift.
+    tables = [_routes(rendered, "gateway")["gateway"], _routes(rendered, "scheduler-blue")["outbound_scheduler"],
+              _routes(rendered, "scheduler-green")["outbound_executor"]]  # fmt: skip
+    for table in tables:
+        routes = table["virtual_hosts"][0]["routes"]
+        for i, r in enumerate(routes):
+            if "weighted_clusters" not in r["route"]:
+                continue
+            service = r["route"]["weighted_clusters"]["clusters"][0]["name"].rsplit("-", 1)[0]
+            pinned = [p for p in routes[:i] if p["match"]["path"] == r["match"]["path"]]
+            assert [(p["match"]["headers"], p["route"]["cluster"]) for p in pinned] == [
+                ([{"name": "x-agentfactory-color", "string_match": {"exact": color}}], f"{service}-{color}")
+                for color in ("blue", "green")
+            ], r["match"]["path"]
+            assert all(p["route"].get("retry_policy") == r["route"].get("retry_policy") for p in pinned)
 
 
 def test_gateway_authenticates_and_authorises_before_routing(rendered: Rendered) -> None:

@@ -15,6 +15,7 @@ from services.common.logs import JsonFormatter, caller_var
 
 GATEWAY = "spiffe://agentfactory.local/sa/gateway"
 SCHEDULER = "spiffe://agentfactory.local/sa/scheduler"
+EXECUTOR = "spiffe://agentfactory.local/sa/executor"
 
 
 @pytest.fixture
@@ -74,11 +75,14 @@ def test_peer_identity_from_xfcc(xfcc: str, expected: str) -> None:
     assert audit.peer_identity({"x-forwarded-client-cert": xfcc} if xfcc else {}) == expected
 
 
-def test_principal_header_is_believed_only_from_the_gateway() -> None:
+def test_principal_header_is_believed_only_from_the_gateway_and_a_relaying_scheduler() -> None:
     from_gateway = {"x-forwarded-client-cert": f"URI={GATEWAY}", "x-agentfactory-principal": "alice (publisher)"}
     assert audit.caller_from_metadata(from_gateway) == f"alice (publisher) via {GATEWAY}"
-    forged = {"x-forwarded-client-cert": f"URI={SCHEDULER}", "x-agentfactory-principal": "admin"}
-    assert audit.caller_from_metadata(forged) == SCHEDULER
+    # A scheduler forwarding a call to the color that owns the agent passes on whom it served.
+    relayed = {"x-forwarded-client-cert": f"URI={SCHEDULER}", "x-agentfactory-principal": f"alice via {GATEWAY}"}
+    assert audit.caller_from_metadata(relayed) == f"alice via {GATEWAY} via {SCHEDULER}"
+    forged = {"x-forwarded-client-cert": f"URI={EXECUTOR}", "x-agentfactory-principal": "admin"}
+    assert audit.caller_from_metadata(forged) == EXECUTOR
     assert audit.caller_from_metadata({"x-agentfactory-principal": "admin"}) == "local"
 
 
@@ -94,5 +98,5 @@ def test_trace_helpers_are_free_no_ops_without_tracing() -> None:
 def test_jwt_subject_names_the_user_when_no_certificate_did() -> None:
     jwt_only = {"x-forwarded-client-cert": f"URI={GATEWAY}", "x-agentfactory-jwt-subject": "alice"}
     assert audit.caller_from_metadata(jwt_only) == f"jwt:alice via {GATEWAY}"
-    forged = {"x-forwarded-client-cert": f"URI={SCHEDULER}", "x-agentfactory-jwt-subject": "alice"}
-    assert audit.caller_from_metadata(forged) == SCHEDULER
+    forged = {"x-forwarded-client-cert": f"URI={EXECUTOR}", "x-agentfactory-jwt-subject": "alice"}
+    assert audit.caller_from_metadata(forged) == EXECUTOR

@@ -1,0 +1,109 @@
+"""The other colors' schedulers, asked about agents this one does not own.
+
+Each scheduler owns the agents it created (its own journal). While traffic is split blue/green, a
+GetAgent, WatchAgent or CancelAgent can reach the color that did not create the agent: that scheduler
+does not know it, so it asks its peers, one color at a time, through its sidecar (the mesh routes a
+call carrying `x-agentfactory-color: <color>` to that color alone). A forwarded call carries
+`x-agentfactory-forwarded-by` and is never forwarded again, so two schedulers cannot bounce a call
+between them. The end user's identity travels in `x-agentfactory-principal` (believed from a
+scheduler as from the gateway: services/common/audit.py), so the owner's audit names them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import grpc
+
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
+from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
+from services.common.audit import PRINCIPAL_HEADER
+from services.common.channels import aio_channel
+from services.common.errors import NotFound, Unavailable
+from services.common.logs import caller_var
+from services.scheduler.service import error_for_status
+
+COLOR_HEADER = "x-agentfactory-color"
+FORWARDED_HEADER = "x-agentfactory-forwarded-by"
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+def is_forwarded(metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
+    return any(key == FORWARDED_HEADER for key, _ in metadata or ())
+
+
+class Peers:
+    def __init__(self, address: str, colors: Sequence[str], self_id: str) -> None:
+        self.colors = tuple(colors)
+        self._self_id = self_id
+        self._channel = aio_channel(address)
+        self._stub = pb_grpc.SchedulerServiceStub(self._channel)
+
+    def _metadata(self, color: str) -> tuple[tuple[str, str], ...]:
+        md = [(COLOR_HEADER, color), (FORWARDED_HEADER, self._self_id)]
+        caller = caller_var.get()
+        if caller:
+            md.append((PRINCIPAL_HEADER, caller))
+        return tuple(md)
+
+    async def _first(self, agent_id: str, ask: Callable[[str], Awaitable[T]]) -> T:
+        """The first peer's answer that is not NOT_FOUND. NotFound when every peer says so;
+        Unavailable when some peer could not be asked (it may own the agent)."""
+        unreachable = []
+        for color in self.colors:
+            try:
+                return await ask(color)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    continue
+                unreachable.append(f"{color}: {exc.code().name}: {exc.details() or ''}".rstrip(": "))
+        if unreachable:
+            raise Unavailable(
+                f"agent {agent_id!r} is not on this scheduler and the other color could not be asked "
+                f"({'; '.join(unreachable)}); retry"
+            )
+        raise NotFound(f"agent {agent_id!r} does not exist")
+
+    async def get(self, request: pb.GetAgentRequest, timeout: float | None) -> pb.GetAgentResponse:
+        budget = timeout or DEFAULT_TIMEOUT_SECONDS
+
+        async def ask(color: str) -> pb.GetAgentResponse:
+            return await self._stub.GetAgent(request, timeout=budget, metadata=self._metadata(color))
+
+        return await self._first(request.id, ask)
+
+    async def cancel(self, request: pb.CancelAgentRequest, timeout: float | None) -> pb.CancelAgentResponse:
+        budget = timeout or DEFAULT_TIMEOUT_SECONDS
+
+        async def ask(color: str) -> pb.CancelAgentResponse:
+            return await self._stub.CancelAgent(request, timeout=budget, metadata=self._metadata(color))
+
+        return await self._first(request.id, ask)
+
+    async def watch(self, request: pb.WatchAgentRequest, timeout: float | None) -> AsyncIterator[pb.WatchAgentResponse]:
+        """The owner's WatchAgent stream, relayed. The owner is found by its first message (a watch
+        always starts with the agent as it is now)."""
+
+        async def ask(color: str) -> tuple[grpc.aio.UnaryStreamCall, pb.WatchAgentResponse]:
+            call = self._stub.WatchAgent(request, timeout=timeout, metadata=self._metadata(color))
+            first = await call.read()
+            if first is grpc.aio.EOF:  # a watch always starts with the agent; treat as a broken peer
+                raise Unavailable(f"scheduler {color} ended a watch of {request.id!r} without a message")
+            return call, first
+
+        call, first = await self._first(request.id, ask)
+        try:
+            yield first
+            # read(), not `async for`: grpc.aio refuses to mix the two on one call.
+            while (response := await call.read()) is not grpc.aio.EOF:
+                yield response
+        except grpc.aio.AioRpcError as exc:  # the owner ended the watch with an error: pass it on
+            raise error_for_status(exc.code().name, exc.details() or "") from None
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self._channel.close()

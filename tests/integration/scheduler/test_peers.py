@@ -1,0 +1,84 @@
+"""Two schedulers, each with its own journal (two colors): the one that did not create an agent
+answers GetAgent, WatchAgent and CancelAgent for it by asking the other. Here the peers are wired
+to each other's app port directly; through the mesh the same call goes via the sidecar, which
+routes on x-agentfactory-color (tests/e2e/test_bluegreen.py)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
+from tests.integration.scheduler.conftest import TIMEOUT, Scheduler, SchedulerFactory
+
+S = pb.AgentState
+
+
+@pytest.fixture
+def pair(scheduler: SchedulerFactory, tmp_path: Path) -> tuple[Scheduler, Scheduler]:
+    """(owner, other): `other` asks `owner` about agents it does not know; `owner` has no peers."""
+    owner = scheduler(AF_SERVICE_ID="scheduler-blue", AF_DATA_DIR=str(tmp_path / "blue"))
+    other = scheduler(
+        AF_SERVICE_ID="scheduler-green",
+        AF_DATA_DIR=str(tmp_path / "green"),
+        AF_SCHEDULER_ADDR=owner.proc.addr,
+        AF_PEER_COLORS="blue",
+    )
+    return owner, other
+
+
+def test_get_watch_and_cancel_reach_the_owner(pair: tuple[Scheduler, Scheduler]) -> None:
+    owner, other = pair
+    agent = owner.create("sched-spin")  # runs until cancelled
+    assert other.get(agent.id).id == agent.id
+    assert other.metric("agentfactory_scheduler_agents_created_total") == 0  # nothing copied, only asked
+
+    watched: list[pb.WatchAgentResponse] = []
+    started = threading.Event()
+
+    def watch() -> None:
+        for response in other.stub.WatchAgent(pb.WatchAgentRequest(id=agent.id), timeout=TIMEOUT):
+            watched.append(response)
+            started.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    assert started.wait(TIMEOUT), "the relayed watch sent nothing"
+    cancelled = other.stub.CancelAgent(pb.CancelAgentRequest(id=agent.id), timeout=TIMEOUT).agent
+    assert cancelled.state == S.AGENT_STATE_CANCELLED
+    watcher.join(TIMEOUT)
+    assert not watcher.is_alive(), "the relayed watch did not end with the agent"
+    states = [r.agent.state for r in watched if r.WhichOneof("event") == "agent"]
+    assert states[0] in (S.AGENT_STATE_PENDING, S.AGENT_STATE_RUNNING) and states[-1] == S.AGENT_STATE_CANCELLED
+    assert owner.get(agent.id).state == S.AGENT_STATE_CANCELLED  # the owner's journal holds the ending
+
+
+def test_an_unknown_agent_is_not_found_on_either_and_never_bounces(
+    pair: tuple[Scheduler, Scheduler], tmp_path: Path
+) -> None:
+    owner, other = pair
+    # Make it a ring: the owner now asks `other` too. A forwarded call is not forwarded again.
+    owner.proc.stop()
+    owner.proc.env.update(AF_SCHEDULER_ADDR=other.proc.addr, AF_PEER_COLORS="green")
+    owner.restart()
+    for sched in (owner, other):
+        with pytest.raises(grpc.RpcError) as err:
+            sched.get("no-such-agent")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND and "no-such-agent" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            list(sched.stub.WatchAgent(pb.WatchAgentRequest(id="no-such-agent"), timeout=TIMEOUT))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as err:
+            sched.stub.CancelAgent(pb.CancelAgentRequest(id="no-such-agent"), timeout=TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_unreachable_peer_is_unavailable_not_a_false_not_found(scheduler: SchedulerFactory, tmp_path: Path) -> None:
+    lonely = scheduler(AF_SCHEDULER_ADDR="127.0.0.1:1", AF_PEER_COLORS="blue")
+    with pytest.raises(grpc.RpcError) as err:
+        lonely.get("maybe-on-blue")
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "could not be asked" in err.value.details() and "blue" in err.value.details()
