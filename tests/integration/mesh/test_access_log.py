@@ -72,8 +72,16 @@ def test_only_failed_requests_are_logged(sidecar: Sidecar) -> None:
     with sidecar.channel("scheduler-blue") as refused:
         assert call(refused, SIGN)[0] == grpc.StatusCode.PERMISSION_DENIED
     assert sidecar.app.seen(SIGN.path) == 5
-    # Envoy flushes stdout every 10 s: wait for the denial's lines, then look at everything logged.
-    assert wait_until(lambda: any(line.get("path") == SIGN.path for line in sidecar.access_lines()), 20)
+
+    # Envoy flushes each logger's buffer on its own (at most every 10 s): wait for both lines of the
+    # denial (access and audit), then look at everything logged.
+    def both_logged() -> bool:
+        lines = sidecar.access_lines()
+        return any(line.get("path") == SIGN.path for line in lines) and any(
+            line.get("event") == "rbac_denial" for line in lines
+        )
+
+    assert wait_until(both_logged, 25)
     logged = [line for line in sidecar.access_lines() if line.get("path") == SIGN.path]
     assert [line["grpc_status"] for line in logged] == [7], logged  # PERMISSION_DENIED only; no OK line
     assert logged[0]["peer"] == sidecar.topo.spiffe_id("scheduler")
