@@ -15,8 +15,9 @@ the layout differs:
 - a ``probe`` listener on the pod IP for the kubelet (the app's gRPC health, Envoy's /ready).
 
 What only the chart knows is left as placeholders it substitutes at ``helm template`` time:
-``__NAMESPACE__``, ``__CLUSTER_DOMAIN__``, ``__OTLP_HOST__``, ``__WEIGHT_<cluster>__`` (blue/green
-weights from values) and ``__WEIGHTS_DIGEST__`` (so a weight change is a new route version).
+``__NAMESPACE__``, ``__CLUSTER_DOMAIN__``, ``__OTLP_HOST__``, ``__TRACE_SAMPLING_PERCENT__`` (trace
+sampling from values), ``__WEIGHT_<cluster>__`` (blue/green weights from values) and
+``__WEIGHTS_DIGEST__`` (so a weight change is a new route version).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ DATA_ROOT = Path("/var/lib/agentfactory")
 NAMESPACE = "__NAMESPACE__"
 CLUSTER_DOMAIN = "__CLUSTER_DOMAIN__"
 OTLP_HOST = "__OTLP_HOST__"
+TRACE_SAMPLING = "__TRACE_SAMPLING_PERCENT__"  # values.yaml tracing.samplingPercent
 WEIGHTS_DIGEST = "__WEIGHTS_DIGEST__"
 # The kubelet's port on every pod (Istio uses the same number for the same job).
 PROBE_PORT = 15021
@@ -83,6 +85,7 @@ def kubernetes_topology(topo: Topology) -> Topology:
     otlp = getattr(topo, "otlp_endpoint", "")
     if otlp:
         changes["otlp_endpoint"] = f"{OTLP_HOST}:{otlp.rpartition(':')[2]}"
+        changes["trace_sampling_percent"] = TRACE_SAMPLING
     return dataclasses.replace(topo, **changes)
 
 

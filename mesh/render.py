@@ -266,6 +266,7 @@ def sidecar_config(
         "resilience": topo.resilience,
         "otlp": topo.otlp_endpoint,
         "access_log_errors_only": topo.access_log == "errors",
+        "trace_sampling": topo.trace_sampling_percent,
         "probe": layout.probe,
     }
     return env.get_template("sidecar.yaml.j2").render(**ctx)
@@ -296,6 +297,7 @@ def gateway_config(env: jinja2.Environment, topo: Topology, layout: Layout, gate
         "resilience": topo.resilience,
         "otlp": topo.otlp_endpoint,
         "access_log_errors_only": topo.access_log == "errors",
+        "trace_sampling": topo.trace_sampling_percent,
         "probe": layout.probe,
     }
     return env.get_template("envoy.yaml.j2").render(**ctx)

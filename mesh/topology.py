@@ -121,6 +121,9 @@ class Topology:
     # Which requests every Envoy logs: "errors" (a non-OK gRPC status, an HTTP error or an Envoy
     # response flag) or "all". Each logged request costs its Envoy a JSON line and supervisord a copy.
     access_log: str = "errors"
+    # Percent of requests the gateway and the outbound listeners start a trace for (inbound listeners
+    # and services follow their caller's decision). A traced request costs about twice the CPU.
+    trace_sampling_percent: float = 100.0
 
     def instances(self) -> list[Instance]:
         return [inst for svc in self.services.values() for inst in svc.instances]
@@ -215,7 +218,18 @@ def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
         source=path,
         otlp_endpoint=str((raw.get("telemetry") or {}).get("otlp") or ""),
         access_log=str((raw.get("telemetry") or {}).get("access_log") or "errors"),
+        trace_sampling_percent=_percent((raw.get("telemetry") or {}).get("sampling_percent", 100)),
     )
+
+
+def _percent(value: object) -> float:
+    try:
+        percent = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TopologyError(f"telemetry.sampling_percent: {value!r} is not a number") from None
+    if not 0 <= percent <= 100:
+        raise TopologyError(f"telemetry.sampling_percent: {percent:g} is not between 0 and 100")
+    return percent
 
 
 ACCESS_LOG_MODES = ("errors", "all")

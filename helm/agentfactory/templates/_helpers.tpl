@@ -27,7 +27,7 @@ agentfactory.dev/workload: {{ .id }}
 {{- $text := $root.Files.Get (printf "files/envoy/%s" .path) -}}
 {{- if not $text }}{{ fail (printf "files/envoy/%s is missing: run `make helm-files`" .path) }}{{ end -}}
 {{- $otlp := $root.Values.tracing.otlpHost | default (printf "otel-collector.%s.svc.%s" $root.Release.Namespace $root.Values.clusterDomain) -}}
-{{- $text = $text | replace "__NAMESPACE__" $root.Release.Namespace | replace "__CLUSTER_DOMAIN__" $root.Values.clusterDomain | replace "__OTLP_HOST__" $otlp -}}
+{{- $text = $text | replace "__NAMESPACE__" $root.Release.Namespace | replace "__CLUSTER_DOMAIN__" $root.Values.clusterDomain | replace "__OTLP_HOST__" $otlp | replace "__TRACE_SAMPLING_PERCENT__" (toString $root.Values.tracing.samplingPercent) -}}
 {{- $mesh := include "af.mesh" $root | fromYaml -}}
 {{- $weights := dict -}}
 {{- range $svc, $colors := $mesh.splitServices -}}

@@ -16,7 +16,7 @@ from mesh import DEFAULT_TOPOLOGY
 from mesh.envoy import validate, validate_all
 from mesh.kubernetes import DEFAULT_OUT, kubernetes_topology, render_files, stale
 from mesh.topology import TopologyError, load
-from tests.unit.helm.conftest import NAMESPACE, Rendered
+from tests.unit.helm.conftest import NAMESPACE, Rendered, render
 
 TOPO = load(DEFAULT_TOPOLOGY)
 
@@ -150,3 +150,24 @@ def test_topology_accepts_dns_hosts_only_with_a_bind_address() -> None:
         raw["services"]["signer"]["instances"][0].update(bad)
         with pytest.raises(TopologyError, match=message):
             load(raw)
+
+
+def _sampling(bootstrap: dict[str, Any]) -> dict[str, float]:
+    """listener name -> the percent of requests it starts a trace for."""
+    return {
+        listener["name"]: chain["filters"][0]["typed_config"]["tracing"]["random_sampling"]["value"]
+        for listener in bootstrap["static_resources"]["listeners"]
+        for chain in listener["filter_chains"]
+        if "tracing" in chain["filters"][0].get("typed_config", {})
+    }
+
+
+def test_trace_sampling_comes_from_values(rendered: Rendered) -> None:
+    gateway = _sampling(_bootstrap(rendered, TOPO.gateway.id))
+    sidecar = _sampling(_bootstrap(rendered, "scheduler-blue"))
+    assert set(gateway.values()) == {10}  # values.yaml: a cluster samples
+    assert sidecar["inbound"] == 0 and {v for k, v in sidecar.items() if k != "inbound"} == {10}
+    proc = render(rendered.values, "--set", "tracing.samplingPercent=2.5")
+    assert proc.returncode == 0, proc.stderr
+    docs = Rendered(rendered.profile, rendered.values, [d for d in yaml.safe_load_all(proc.stdout) if d])
+    assert set(_sampling(_bootstrap(docs, TOPO.gateway.id)).values()) == {2.5}

@@ -186,3 +186,24 @@ def test_an_unknown_access_log_mode_is_refused() -> None:
     raw["telemetry"] = {"access_log": "some"}
     with pytest.raises(TopologyError, match=r"telemetry\.access_log"):
         load(raw)
+
+
+def test_sampling_percent_is_where_traces_start(tmp_path: Path, certs: Path) -> None:
+    raw = _raw("127.0.0.1:4317")
+    raw["telemetry"]["sampling_percent"] = 5
+    topo = load(raw)
+    configs = render(topo, certs_dir=certs, out_dir=tmp_path / "out")
+    for envoy_id, config in configs.items():
+        for name, hcm in _hcms(config):
+            # Inbound listeners follow their caller; the gateway and the outbound listeners decide.
+            assert hcm["tracing"]["random_sampling"]["value"] == (0 if name == "inbound" else 5), (envoy_id, name)
+    assert validate(configs["gateway"]) is None
+    assert load(DEFAULT_TOPOLOGY).trace_sampling_percent == 100  # make run follows every request
+
+
+@pytest.mark.parametrize("value", [-1, 101, "some"])
+def test_a_sampling_percent_outside_0_to_100_is_refused(value: object) -> None:
+    raw = _raw("127.0.0.1:4317")
+    raw["telemetry"]["sampling_percent"] = value
+    with pytest.raises(TopologyError, match=r"telemetry\.sampling_percent"):
+        load(raw)
