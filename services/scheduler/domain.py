@@ -420,6 +420,13 @@ class ListFilter:
     template_name: str = ""
     labels: tuple[tuple[str, str], ...] = ()
 
+    def matches(self, agent: Agent) -> bool:
+        return (
+            (self.state is None or agent.state is self.state)
+            and (not self.template_name or agent.template_name == self.template_name)
+            and all(agent.labels.get(k) == v for k, v in self.labels)
+        )
+
     def fingerprint(self) -> str:
         raw = json.dumps([self.state or 0, self.template_name, list(self.labels)]).encode()
         return hashlib.sha256(raw).hexdigest()[:16]

@@ -3,7 +3,9 @@
 Each scheduler owns the agents it created (its own journal). While traffic is split blue/green, a
 GetAgent, WatchAgent or CancelAgent can reach the color that did not create the agent: that scheduler
 does not know it, so it asks its peers, one color at a time, through its sidecar (the mesh routes a
-call carrying `x-agentfactory-color: <color>` to that color alone). A forwarded call carries
+call carrying `x-agentfactory-color: <color>` to that color alone). Likewise a CreateAgent or
+RunAgent whose request_id another color already used is forwarded whole to that color, so a client
+retry that lands on the other color does not create a second agent. A forwarded call carries
 `x-agentfactory-forwarded-by` and is never forwarded again, so two schedulers cannot bounce a call
 between them. The end user's identity travels in `x-agentfactory-principal` (believed from a
 scheduler as from the gateway: services/common/audit.py), so the owner's audit names them.
@@ -11,6 +13,7 @@ scheduler as from the gateway: services/common/audit.py), so the owner's audit n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -21,7 +24,7 @@ from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from services.common.audit import PRINCIPAL_HEADER
 from services.common.channels import aio_channel
 from services.common.errors import NotFound, Unavailable
-from services.common.logs import caller_var
+from services.common.logs import caller_var, log_event
 from services.scheduler.service import error_for_status
 
 COLOR_HEADER = "x-agentfactory-color"
@@ -29,6 +32,7 @@ FORWARDED_HEADER = "x-agentfactory-forwarded-by"
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def is_forwarded(metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
@@ -101,6 +105,54 @@ class Peers:
             while (response := await call.read()) is not grpc.aio.EOF:
                 yield response
         except grpc.aio.AioRpcError as exc:  # the owner ended the watch with an error: pass it on
+            raise error_for_status(exc.code().name, exc.details() or "") from None
+        finally:
+            call.cancel()
+
+    async def owner_of_request(self, request_id: str, timeout: float | None) -> str | None:
+        """The color whose scheduler created the agent of `request_id`, if one did. A color that
+        cannot be asked is skipped: creating here then risks a duplicate, refusing would make
+        creation depend on every color being up."""
+        request = pb.ListAgentsRequest(request_id=request_id, page_size=1)
+        for color in self.colors:
+            try:
+                found = await self._stub.ListAgents(
+                    request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
+                )
+            except grpc.aio.AioRpcError as exc:
+                log_event(log, "peer not asked about a request id", logging.WARNING, color=color,
+                          code=exc.code().name, request_id=request_id)  # fmt: skip
+                continue
+            if found.agents:
+                return color
+        return None
+
+    async def list_request(self, request: pb.ListAgentsRequest, timeout: float | None) -> pb.ListAgentsResponse:
+        """ListAgents by request_id at the color that has it (an empty page when none does)."""
+        color = await self.owner_of_request(request.request_id, timeout)
+        if color is None:
+            return pb.ListAgentsResponse()
+        return await self._stub.ListAgents(
+            request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
+        )
+
+    async def create(self, request: pb.CreateAgentRequest, color: str, timeout: float | None) -> pb.CreateAgentResponse:
+        try:
+            return await self._stub.CreateAgent(
+                request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
+            )
+        except grpc.aio.AioRpcError as exc:  # ALREADY_EXISTS for a different input, and the like
+            raise error_for_status(exc.code().name, exc.details() or "") from None
+
+    async def run(
+        self, request: pb.RunAgentRequest, color: str, timeout: float | None
+    ) -> AsyncIterator[pb.RunAgentResponse]:
+        """The owner's RunAgent stream for a repeated request_id, relayed with its final status."""
+        call = self._stub.RunAgent(request, timeout=timeout, metadata=self._metadata(color))
+        try:
+            while (response := await call.read()) is not grpc.aio.EOF:
+                yield response
+        except grpc.aio.AioRpcError as exc:
             raise error_for_status(exc.code().name, exc.details() or "") from None
         finally:
             call.cancel()

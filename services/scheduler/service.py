@@ -158,8 +158,12 @@ class SchedulerService:
     def get(self, agent_id: str) -> Agent:
         return self.book.get(_required_id(agent_id))
 
+    def knows_request(self, request_id: str) -> bool:
+        """Whether this scheduler created the agent of an idempotency key."""
+        return self.journal.get_by_request_id(request_id) is not None
+
     def list(
-        self, state: int, template_name: str, label_selector: str, page_size: int, page_token: str
+        self, state: int, template_name: str, label_selector: str, page_size: int, page_token: str, request_id: str = ""
     ) -> tuple[list[Agent], str]:
         if state and state not in AgentState._value2member_map_:
             raise errors.InvalidArgument(f"state {state} is not an AgentState", field="state")
@@ -168,6 +172,9 @@ class SchedulerService:
             template_name=template_name,
             labels=domain.parse_label_selector(label_selector),
         )
+        if request_id:  # at most one agent: no pages
+            found = self.journal.get_by_request_id(request_id)
+            return ([self.book.overlay(found)] if found is not None and flt.matches(found) else []), ""
         after = domain.decode_page_token(page_token, flt)
         size = domain.page_size(page_size)
         rows = self.journal.list(flt, after, size + 1)

@@ -69,6 +69,12 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         self.service = service
         self.peers = peers
 
+    async def _request_owner(self, request_id: str, context: grpc.aio.ServicerContext) -> str | None:
+        """The other color that already created the agent of this request_id, if any."""
+        if not request_id or (peers := self._ask_peers(context)) is None or self.service.knows_request(request_id):
+            return None
+        return await peers.owner_of_request(request_id, context.time_remaining())
+
     def _ask_peers(self, context: grpc.aio.ServicerContext) -> Peers | None:
         """Peers to ask after a local NOT_FOUND: none for a call a peer already forwarded here."""
         if self.peers is None or is_forwarded(context.invocation_metadata()):
@@ -78,6 +84,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateAgentResponse:
+        if (owner := await self._request_owner(request.request_id, context)) is not None:
+            assert self.peers is not None
+            return await self.peers.create(request, owner, context.time_remaining())
         agent, _ = await self.service.create(_spec(request), timeout=context.time_remaining())
         return pb.CreateAgentResponse(agent=agent_to_pb(agent))
 
@@ -93,8 +102,15 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentsResponse:
         agents, token = self.service.list(
-            request.state, request.template_name, request.label_selector, request.page_size, request.page_token
+            request.state,
+            request.template_name,
+            request.label_selector,
+            request.page_size,
+            request.page_token,
+            request.request_id,
         )
+        if request.request_id and not agents and (peers := self._ask_peers(context)) is not None:
+            return await peers.list_request(request, context.time_remaining())
         return pb.ListAgentsResponse(agents=[agent_to_pb(a) for a in agents], next_page_token=token)
 
     async def WatchAgent(
@@ -127,6 +143,11 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             raise InvalidArgument(
                 f"view {request.view} is not a RunAgentView; use EVENTS (1) or RESULT (2)", field="view"
             )
+        if (owner := await self._request_owner(request.request_id, context)) is not None:
+            assert self.peers is not None
+            async for response in self.peers.run(request, owner, context.time_remaining()):
+                yield response
+            return
         result_only = request.view == pb.RUN_AGENT_VIEW_RESULT
         async for event in self.service.run(_spec(request), context.time_remaining(), result_only=result_only):
             yield pb.RunAgentResponse(**_event_fields(event))

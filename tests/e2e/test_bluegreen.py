@@ -150,3 +150,7 @@ def test_during_a_scheduler_split_every_agent_answers_on_either_color(
     with pytest.raises(grpc.RpcError) as err:
         op.scheduler.GetAgent(sch_pb.GetAgentRequest(id="no-such-agent"), timeout=10, metadata=md)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # A client retrying with its request_id gets its one agent, whichever color each retry lands on.
+    request = sch_pb.CreateAgentRequest(template_name="echo-upper", input=b"only once", request_id="e2e-split-1")
+    ids = {op.scheduler.CreateAgent(request, timeout=10, metadata=md).agent.id for _ in range(12)}
+    assert len(ids) == 1, ids

@@ -41,11 +41,8 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
         "Run": frozenset({"scheduler"}),
         "GetCapacity": frozenset({"scheduler", "gateway"}),
     },
-    # Clients through the gateway; the other color's scheduler only to ask about an agent it did not create.
-    "scheduler": {
-        name: frozenset({"gateway", "scheduler"} if name in ("GetAgent", "WatchAgent", "CancelAgent") else {"gateway"})
-        for name in contracts()["scheduler"]
-    },
+    # Clients through the gateway; the other color's scheduler about agents and request ids it did not create.
+    "scheduler": {name: frozenset({"gateway", "scheduler"}) for name in contracts()["scheduler"]},
 }
 
 
@@ -104,7 +101,6 @@ OUTBOUND_EDGES = [
     ("scheduler-blue", "registry", "GetTemplate", grpc.StatusCode.OK),
     ("scheduler-blue", "registry", "DeprecateTemplate", grpc.StatusCode.PERMISSION_DENIED),
     ("scheduler-blue", "scheduler", "GetAgent", grpc.StatusCode.OK),
-    ("scheduler-blue", "scheduler", "CreateAgent", grpc.StatusCode.PERMISSION_DENIED),
 ]
 
 

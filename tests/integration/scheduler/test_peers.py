@@ -1,5 +1,6 @@
 """Two schedulers, each with its own journal (two colors): the one that did not create an agent
-answers GetAgent, WatchAgent and CancelAgent for it by asking the other. Here the peers are wired
+answers GetAgent, WatchAgent and CancelAgent for it by asking the other, and forwards a CreateAgent
+or RunAgent whose request_id the other already used (no second agent). Here the peers are wired
 to each other's app port directly; through the mesh the same call goes via the sidecar, which
 routes on x-agentfactory-color (tests/e2e/test_bluegreen.py)."""
 
@@ -82,3 +83,32 @@ def test_an_unreachable_peer_is_unavailable_not_a_false_not_found(scheduler: Sch
         lonely.get("maybe-on-blue")
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "could not be asked" in err.value.details() and "blue" in err.value.details()
+
+
+def test_a_request_id_used_on_the_other_color_creates_no_second_agent(pair: tuple[Scheduler, Scheduler]) -> None:
+    owner, other = pair
+    first = owner.create("echo-upper", b"once", request_id="retry-1")
+    again = other.create("echo-upper", b"once", request_id="retry-1")  # a client retry on the other color
+    assert again.id == first.id
+    assert other.metric("agentfactory_scheduler_agents_created_total") == 0
+    with pytest.raises(grpc.RpcError) as err:
+        other.create("echo-upper", b"different", request_id="retry-1")
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "retry-1" in err.value.details()
+    # RunAgent with the key follows the owner's agent to its end.
+    events = list(other.stub.RunAgent(pb.RunAgentRequest(template_name="echo-upper", input=b"once",
+                                                         request_id="retry-1"), timeout=TIMEOUT))  # fmt: skip
+    assert events[-1].agent.id == first.id and events[-1].agent.state == S.AGENT_STATE_SUCCEEDED
+    assert events[-1].agent.output == b"ONCE"
+    listed = other.stub.ListAgents(pb.ListAgentsRequest(request_id="retry-1"), timeout=TIMEOUT).agents
+    assert [a.id for a in listed] == [first.id]
+    # The owner's status comes back with the relay: a limit is RESOURCE_EXHAUSTED on either color.
+    with pytest.raises(grpc.RpcError) as err:
+        list(owner.stub.RunAgent(pb.RunAgentRequest(template_name="sched-burn", request_id="burn-1"), timeout=TIMEOUT))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(grpc.RpcError) as err:
+        list(other.stub.RunAgent(pb.RunAgentRequest(template_name="sched-burn", request_id="burn-1"), timeout=TIMEOUT))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+    assert other.metric("agentfactory_scheduler_agents_created_total") == 0
+    # A new key is created where the call lands.
+    fresh = other.create("echo-upper", b"new", request_id="retry-2")
+    assert fresh.id != first.id and other.metric("agentfactory_scheduler_agents_created_total") == 1

@@ -150,6 +150,18 @@ async def test_list_filters_and_paginates(make_service: Factory) -> None:
         svc.list(99, "", "", 3, "")
 
 
+async def test_list_by_request_id_finds_at_most_one(make_service: Factory) -> None:
+    svc = await make_service(start=False)
+    agent, _ = await svc.create(CreateSpec("echo", request_id="req-1", labels={"team": "a"}))
+    await svc.create(CreateSpec("echo", request_id="req-2"))
+    assert svc.knows_request("req-1") and not svc.knows_request("req-3")
+    assert [a.id for a in svc.list(0, "", "", 50, "", request_id="req-1")[0]] == [agent.id]
+    assert svc.list(0, "", "team=a", 50, "", request_id="req-1") == ([agent], "")
+    assert svc.list(0, "", "team=b", 50, "", request_id="req-1") == ([], "")  # other filters still apply
+    assert svc.list(int(AgentState.SUCCEEDED), "", "", 50, "", request_id="req-1") == ([], "")
+    assert svc.list(0, "", "", 50, "", request_id="req-3") == ([], "")
+
+
 # --- dispatch ----------------------------------------------------------------------------------------
 
 
