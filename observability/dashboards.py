@@ -116,6 +116,14 @@ FLEET = Dashboard(
             ),
         ),
         p(
+            "Calls forwarded between scheduler colors per minute",
+            (
+                f"sum by (method, result) (rate(agentfactory_scheduler_peer_calls_total[{RATE}])) * 60",
+                "{{method}} {{result}}",
+            ),
+            core=False,  # only during a blue/green split of the schedulers
+        ),
+        p(
             "Agent failure ratio by cause",
             ("agentfactory:agents_failure_ratio:rate15m", "{{cause}}"),
             unit="percentunit",

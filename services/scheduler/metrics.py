@@ -41,3 +41,9 @@ RECOVERED = Counter(
     "Unfinished agents found in the journal at start-up, by what recovery did with them.",
     ["action"],
 )
+PEER_CALLS = Counter(
+    "agentfactory_scheduler_peer_calls_total",
+    "Calls to another color's scheduler about an agent or request id this one did not create (blue/green), "
+    "by method and result: ok, not_found or unreachable.",
+    ["method", "result"],
+)

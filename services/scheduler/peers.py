@@ -25,6 +25,7 @@ from services.common.audit import PRINCIPAL_HEADER
 from services.common.channels import aio_channel
 from services.common.errors import NotFound, Unavailable
 from services.common.logs import caller_var, log_event
+from services.scheduler import metrics
 from services.scheduler.service import error_for_status
 
 COLOR_HEADER = "x-agentfactory-color"
@@ -53,17 +54,22 @@ class Peers:
             md.append((PRINCIPAL_HEADER, caller))
         return tuple(md)
 
-    async def _first(self, agent_id: str, ask: Callable[[str], Awaitable[T]]) -> T:
+    async def _first(self, method: str, agent_id: str, ask: Callable[[str], Awaitable[T]]) -> T:
         """The first peer's answer that is not NOT_FOUND. NotFound when every peer says so;
         Unavailable when some peer could not be asked (it may own the agent)."""
         unreachable = []
         for color in self.colors:
             try:
-                return await ask(color)
+                answer = await ask(color)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    metrics.PEER_CALLS.labels(method, "not_found").inc()
                     continue
+                metrics.PEER_CALLS.labels(method, "unreachable").inc()
                 unreachable.append(f"{color}: {exc.code().name}: {exc.details() or ''}".rstrip(": "))
+                continue
+            metrics.PEER_CALLS.labels(method, "ok").inc()
+            return answer
         if unreachable:
             raise Unavailable(
                 f"agent {agent_id!r} is not on this scheduler and the other color could not be asked "
@@ -77,7 +83,7 @@ class Peers:
         async def ask(color: str) -> pb.GetAgentResponse:
             return await self._stub.GetAgent(request, timeout=budget, metadata=self._metadata(color))
 
-        return await self._first(request.id, ask)
+        return await self._first("GetAgent", request.id, ask)
 
     async def cancel(self, request: pb.CancelAgentRequest, timeout: float | None) -> pb.CancelAgentResponse:
         budget = timeout or DEFAULT_TIMEOUT_SECONDS
@@ -85,7 +91,7 @@ class Peers:
         async def ask(color: str) -> pb.CancelAgentResponse:
             return await self._stub.CancelAgent(request, timeout=budget, metadata=self._metadata(color))
 
-        return await self._first(request.id, ask)
+        return await self._first("CancelAgent", request.id, ask)
 
     async def watch(self, request: pb.WatchAgentRequest, timeout: float | None) -> AsyncIterator[pb.WatchAgentResponse]:
         """The owner's WatchAgent stream, relayed. The owner is found by its first message (a watch
@@ -98,7 +104,7 @@ class Peers:
                 raise Unavailable(f"scheduler {color} ended a watch of {request.id!r} without a message")
             return call, first
 
-        call, first = await self._first(request.id, ask)
+        call, first = await self._first("WatchAgent", request.id, ask)
         try:
             yield first
             # read(), not `async for`: grpc.aio refuses to mix the two on one call.
@@ -120,9 +126,11 @@ class Peers:
                     request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
                 )
             except grpc.aio.AioRpcError as exc:
+                metrics.PEER_CALLS.labels("ListAgents", "unreachable").inc()
                 log_event(log, "peer not asked about a request id", logging.WARNING, color=color,
                           code=exc.code().name, request_id=request_id)  # fmt: skip
                 continue
+            metrics.PEER_CALLS.labels("ListAgents", "ok" if found.agents else "not_found").inc()
             if found.agents:
                 return color
         return None
@@ -137,6 +145,7 @@ class Peers:
         )
 
     async def create(self, request: pb.CreateAgentRequest, color: str, timeout: float | None) -> pb.CreateAgentResponse:
+        metrics.PEER_CALLS.labels("CreateAgent", "ok").inc()  # forwarded: the owner answers, error or not
         try:
             return await self._stub.CreateAgent(
                 request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
@@ -148,6 +157,7 @@ class Peers:
         self, request: pb.RunAgentRequest, color: str, timeout: float | None
     ) -> AsyncIterator[pb.RunAgentResponse]:
         """The owner's RunAgent stream for a repeated request_id, relayed with its final status."""
+        metrics.PEER_CALLS.labels("RunAgent", "ok").inc()
         call = self._stub.RunAgent(request, timeout=timeout, metadata=self._metadata(color))
         try:
             while (response := await call.read()) is not grpc.aio.EOF:

@@ -55,6 +55,9 @@ def test_get_watch_and_cancel_reach_the_owner(pair: tuple[Scheduler, Scheduler])
     states = [r.agent.state for r in watched if r.WhichOneof("event") == "agent"]
     assert states[0] in (S.AGENT_STATE_PENDING, S.AGENT_STATE_RUNNING) and states[-1] == S.AGENT_STATE_CANCELLED
     assert owner.get(agent.id).state == S.AGENT_STATE_CANCELLED  # the owner's journal holds the ending
+    for method in ("GetAgent", "WatchAgent", "CancelAgent"):
+        assert other.metric("agentfactory_scheduler_peer_calls_total", method=method, result="ok") >= 1, method
+    assert owner.metric("agentfactory_scheduler_peer_calls_total") == 0
 
 
 def test_an_unknown_agent_is_not_found_on_either_and_never_bounces(
@@ -83,6 +86,10 @@ def test_an_unreachable_peer_is_unavailable_not_a_false_not_found(scheduler: Sch
         lonely.get("maybe-on-blue")
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "could not be asked" in err.value.details() and "blue" in err.value.details()
+    assert lonely.metric("agentfactory_scheduler_peer_calls_total", method="GetAgent", result="unreachable") == 1
+    # Creation does not depend on the other color being up: the key is created here.
+    assert lonely.create("echo-upper", b"x", request_id="while-blue-is-down").id
+    assert lonely.metric("agentfactory_scheduler_peer_calls_total", method="ListAgents", result="unreachable") == 1
 
 
 def test_a_request_id_used_on_the_other_color_creates_no_second_agent(pair: tuple[Scheduler, Scheduler]) -> None:
