@@ -459,13 +459,26 @@ def page_size(requested: int) -> int:
     return min(requested, MAX_PAGE_SIZE)
 
 
-def encode_page_token(after_seq: int, flt: ListFilter) -> str:
-    raw = json.dumps({"after": after_seq, "f": flt.fingerprint()}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+@dataclass(frozen=True, order=True)
+class PageCursor:
+    """Where a listing continues: after this agent, newest first by creation time (µs), then id.
+    Every color's journal understands it, so pages from several schedulers merge."""
+
+    create_us: int
+    agent_id: str
+
+    @classmethod
+    def of(cls, create_time: float, agent_id: str) -> PageCursor:
+        return cls(round(create_time * 1_000_000), agent_id)
 
 
-def decode_page_token(token: str, flt: ListFilter) -> int | None:
-    """The seq to continue after, or None for the first page. A token from another filter is refused:
+def encode_page_token(after: PageCursor, flt: ListFilter) -> str:
+    raw = json.dumps({"t": after.create_us, "i": after.agent_id, "f": flt.fingerprint()}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, flt: ListFilter) -> PageCursor | None:
+    """Where to continue, or None for the first page. A token from another filter is refused:
     following it would silently skip or repeat agents."""
     if not token:
         return None
@@ -475,9 +488,15 @@ def decode_page_token(token: str, flt: ListFilter) -> int | None:
     )
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after, fingerprint = data["after"], data["f"]
+        create_us, agent_id, fingerprint = data["t"], data["i"], data["f"]
     except (ValueError, KeyError, TypeError):
         raise bad from None
-    if not isinstance(after, int) or isinstance(after, bool) or after < 0 or fingerprint != flt.fingerprint():
+    if (
+        not isinstance(create_us, int)
+        or isinstance(create_us, bool)
+        or create_us < 0
+        or not isinstance(agent_id, str)
+        or fingerprint != flt.fingerprint()
+    ):
         raise bad
-    return after
+    return PageCursor(create_us, agent_id)

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from services.common.errors import Unavailable
 from services.common.telemetry import span
 from services.scheduler import metrics
-from services.scheduler.domain import Agent, AgentState, ListFilter
+from services.scheduler.domain import Agent, AgentState, ListFilter, PageCursor
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS agents (
 );
 CREATE INDEX IF NOT EXISTS agents_by_state ON agents(state, seq);
 CREATE INDEX IF NOT EXISTS agents_by_template ON agents(template_name, seq);
+CREATE INDEX IF NOT EXISTS agents_by_create ON agents(create_us, id);
 """
 
 _MUTABLE = (
@@ -374,13 +375,15 @@ class Journal:
         row = self._reader.execute("SELECT * FROM agents WHERE request_id = ?", (request_id,)).fetchone()
         return None if row is None else _row_to_agent(row)
 
-    def list(self, flt: ListFilter, after_seq: int | None, limit: int) -> list[Agent]:
-        """Newest first: agents with seq below `after_seq` (the last one of the previous page)."""
+    def list(self, flt: ListFilter, after: PageCursor | None, limit: int) -> list[Agent]:
+        """Newest first (creation time, then id): the agents after `after`, the last one of the previous
+        page. A cursor of time and id, not of this journal's seq, so the pages of two colors' journals
+        merge (services/scheduler/servicer.py)."""
         where: list[str] = []
         args: list[Any] = []
-        if after_seq is not None:
-            where.append("seq < ?")
-            args.append(after_seq)
+        if after is not None:
+            where.append("(create_us, id) < (?, ?)")
+            args.extend((after.create_us, after.agent_id))
         if flt.state is not None:
             where.append("state = ?")
             args.append(int(flt.state))
@@ -393,7 +396,7 @@ class Journal:
         sql = "SELECT * FROM agents"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
+        sql += " ORDER BY create_us DESC, id DESC LIMIT ?"
         args.append(limit)
         return [_row_to_agent(row) for row in self._reader.execute(sql, args)]
 

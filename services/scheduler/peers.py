@@ -25,7 +25,9 @@ from services.common.audit import PRINCIPAL_HEADER
 from services.common.channels import aio_channel
 from services.common.errors import NotFound, Unavailable
 from services.common.logs import caller_var, log_event
+from services.common.timestamps import to_unix
 from services.scheduler import metrics
+from services.scheduler.domain import PageCursor
 from services.scheduler.service import error_for_status
 
 COLOR_HEADER = "x-agentfactory-color"
@@ -144,6 +146,24 @@ class Peers:
             request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
         )
 
+    async def list_pages(self, request: pb.ListAgentsRequest, timeout: float | None) -> list[pb.ListAgentsResponse]:
+        """The same page of the same listing from every other color; a color that cannot be asked is
+        left out (counted as unreachable), so a listing does not depend on every color being up."""
+        pages = []
+        for color in self.colors:
+            try:
+                pages.append(
+                    await self._stub.ListAgents(
+                        request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
+                    )
+                )
+            except grpc.aio.AioRpcError as exc:
+                metrics.PEER_CALLS.labels("ListAgents", "unreachable").inc()
+                log_event(log, "peer left out of a listing", logging.WARNING, color=color, code=exc.code().name)
+                continue
+            metrics.PEER_CALLS.labels("ListAgents", "ok").inc()
+        return pages
+
     async def create(self, request: pb.CreateAgentRequest, color: str, timeout: float | None) -> pb.CreateAgentResponse:
         metrics.PEER_CALLS.labels("CreateAgent", "ok").inc()  # forwarded: the owner answers, error or not
         try:
@@ -169,3 +189,19 @@ class Peers:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def merge_pages(
+    pages: Sequence[pb.ListAgentsResponse], size: int, token_after: Callable[[pb.Agent], str]
+) -> pb.ListAgentsResponse:
+    """One page, newest first, out of the same page of each color's listing. Every color continues
+    from the same cursor (creation time and id of the page's last agent), so nothing is skipped or
+    repeated however the colors' agents interleave."""
+    merged = sorted((a for page in pages for a in page.agents), key=_newest_first, reverse=True)
+    taken = merged[:size]
+    more = len(merged) > size or any(page.next_page_token for page in pages)
+    return pb.ListAgentsResponse(agents=taken, next_page_token=token_after(taken[-1]) if more and taken else "")
+
+
+def _newest_first(agent: pb.Agent) -> PageCursor:
+    return PageCursor.of(to_unix(agent.create_time), agent.id)

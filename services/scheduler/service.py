@@ -39,6 +39,20 @@ def error_for_status(status: str, message: str) -> errors.AgentFactoryError:
     return _ERRORS.get(status, errors.AgentFactoryError)(message)
 
 
+def _list_filter(state: int, template_name: str, label_selector: str) -> ListFilter:
+    if state and state not in AgentState._value2member_map_:
+        raise errors.InvalidArgument(f"state {state} is not an AgentState", field="state")
+    return ListFilter(
+        state=AgentState(state) if state else None,
+        template_name=template_name,
+        labels=domain.parse_label_selector(label_selector),
+    )
+
+
+def _cursor(agent: Agent) -> domain.PageCursor:
+    return domain.PageCursor.of(agent.create_time, agent.id)
+
+
 def _required_id(agent_id: str) -> str:
     if not agent_id:
         raise errors.InvalidArgument("id is required: the agent id CreateAgent returned", field="id")
@@ -165,21 +179,21 @@ class SchedulerService:
     def list(
         self, state: int, template_name: str, label_selector: str, page_size: int, page_token: str, request_id: str = ""
     ) -> tuple[list[Agent], str]:
-        if state and state not in AgentState._value2member_map_:
-            raise errors.InvalidArgument(f"state {state} is not an AgentState", field="state")
-        flt = ListFilter(
-            state=AgentState(state) if state else None,
-            template_name=template_name,
-            labels=domain.parse_label_selector(label_selector),
-        )
+        flt = _list_filter(state, template_name, label_selector)
         if request_id:  # at most one agent: no pages
             found = self.journal.get_by_request_id(request_id)
             return ([self.book.overlay(found)] if found is not None and flt.matches(found) else []), ""
         after = domain.decode_page_token(page_token, flt)
         size = domain.page_size(page_size)
         rows = self.journal.list(flt, after, size + 1)
-        token = domain.encode_page_token(rows[size - 1].seq, flt) if len(rows) > size else ""
+        token = domain.encode_page_token(_cursor(rows[size - 1]), flt) if len(rows) > size else ""
         return [self.book.overlay(a) for a in rows[:size]], token
+
+    @staticmethod
+    def page_token_after(state: int, template_name: str, label_selector: str, create_time: float, agent_id: str) -> str:
+        """The page token that continues a listing after this agent (for pages merged across colors)."""
+        flt = _list_filter(state, template_name, label_selector)
+        return domain.encode_page_token(domain.PageCursor.of(create_time, agent_id), flt)
 
     async def watch(self, agent_id: str) -> AsyncIterator[WatchEvent]:
         """The agent now (with its output so far), then its events until it is terminal."""

@@ -10,10 +10,10 @@ import grpc
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from services.common.errors import InvalidArgument, NotFound
-from services.common.timestamps import to_optional_timestamp
+from services.common.timestamps import to_optional_timestamp, to_unix
 from services.scheduler.book import AgentChanged, WatchEvent
-from services.scheduler.domain import Agent, CreateSpec
-from services.scheduler.peers import Peers, is_forwarded
+from services.scheduler.domain import Agent, CreateSpec, page_size
+from services.scheduler.peers import Peers, is_forwarded, merge_pages
 from services.scheduler.ports import Log, Output
 from services.scheduler.service import SchedulerService
 
@@ -109,9 +109,20 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             request.page_token,
             request.request_id,
         )
-        if request.request_id and not agents and (peers := self._ask_peers(context)) is not None:
-            return await peers.list_request(request, context.time_remaining())
-        return pb.ListAgentsResponse(agents=[agent_to_pb(a) for a in agents], next_page_token=token)
+        local = pb.ListAgentsResponse(agents=[agent_to_pb(a) for a in agents], next_page_token=token)
+        if (peers := self._ask_peers(context)) is None:
+            return local
+        if request.request_id:
+            return local if agents else await peers.list_request(request, context.time_remaining())
+        # Every color's agents, one page: each color lists from the same cursor, the pages merge.
+        others = await peers.list_pages(request, context.time_remaining())
+
+        def token_after(last: pb.Agent) -> str:
+            return self.service.page_token_after(
+                request.state, request.template_name, request.label_selector, to_unix(last.create_time), last.id
+            )
+
+        return merge_pages([local, *others], page_size(request.page_size), token_after)
 
     async def WatchAgent(
         self, request: pb.WatchAgentRequest, context: grpc.aio.ServicerContext

@@ -119,3 +119,30 @@ def test_a_request_id_used_on_the_other_color_creates_no_second_agent(pair: tupl
     # A new key is created where the call lands.
     fresh = other.create("echo-upper", b"new", request_id="retry-2")
     assert fresh.id != first.id and other.metric("agentfactory_scheduler_agents_created_total") == 1
+
+
+def test_a_listing_pages_through_both_colors_newest_first(pair: tuple[Scheduler, Scheduler]) -> None:
+    owner, other = pair
+    created = []
+    for i in range(6):  # interleaved in time across the two journals
+        sched = owner if i % 2 else other
+        created.append(sched.create("echo-upper", b"x", labels={"batch": "merge"}).id)
+    seen, token = [], ""
+    while True:
+        request = pb.ListAgentsRequest(label_selector="batch=merge", page_size=4, page_token=token)
+        page = other.stub.ListAgents(request, timeout=TIMEOUT)
+        seen += [a.id for a in page.agents]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == created[::-1]  # every agent once, newest first, across both colors
+    # The owner was given no peers: it lists its own journal only.
+    mine = owner.stub.ListAgents(pb.ListAgentsRequest(label_selector="batch=merge"), timeout=TIMEOUT).agents
+    assert [a.id for a in mine] == created[1::2][::-1]
+    # A page token from the merged listing is understood by either color (one cursor for all).
+    first = other.stub.ListAgents(pb.ListAgentsRequest(label_selector="batch=merge", page_size=3), timeout=TIMEOUT)
+    rest = owner.stub.ListAgents(
+        pb.ListAgentsRequest(label_selector="batch=merge", page_size=10, page_token=first.next_page_token),
+        timeout=TIMEOUT,
+    ).agents
+    assert [a.id for a in rest] == [i for i in created[::-1][3:] if i in created[1::2]]

@@ -225,8 +225,10 @@ def test_label_selector() -> None:
 
 def test_page_tokens_round_trip_and_are_bound_to_their_filter() -> None:
     flt = ListFilter(state=S.PENDING, template_name="echo")
-    token = domain.encode_page_token(42, flt)
-    assert domain.decode_page_token(token, flt) == 42
+    cursor = domain.PageCursor.of(1_700_000_000.123456, "agent-1")
+    assert cursor == domain.PageCursor(1_700_000_000_123_456, "agent-1")
+    token = domain.encode_page_token(cursor, flt)
+    assert domain.decode_page_token(token, flt) == cursor
     assert domain.decode_page_token("", flt) is None
     for bad_token, bad_filter in ((token, ListFilter()), ("garbage!", flt), ("e30", flt)):
         with pytest.raises(InvalidArgument) as err:

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.scheduler import domain
-from services.scheduler.domain import AgentState, Cause, CreateSpec, ListFilter, Outcome, TemplateInfo
+from services.scheduler.domain import AgentState, Cause, CreateSpec, ListFilter, Outcome, PageCursor, TemplateInfo
 from services.scheduler.journal import Journal
 
 TEMPLATE = TemplateInfo("echo", "1.0.0", retryable=False, timeout_ms=1000)
@@ -122,7 +122,7 @@ async def test_list_filters_and_pages_newest_first(journal: Journal) -> None:
         await journal.create(agent(i, template="echo" if i < 8 else "other", labels=labels))
     page = journal.list(ListFilter(), None, 5)
     assert [a.id for a in page] == [f"agent-{i:04d}" for i in (11, 10, 9, 8, 7)]
-    after = journal.list(ListFilter(), page[-1].seq, 5)
+    after = journal.list(ListFilter(), PageCursor.of(page[-1].create_time, page[-1].id), 5)
     assert [a.id for a in after] == [f"agent-{i:04d}" for i in (6, 5, 4, 3, 2)]
     by_template = journal.list(ListFilter(template_name="other"), None, 50)
     assert [a.id for a in by_template] == [f"agent-{i:04d}" for i in (11, 10, 9, 8)]
@@ -130,6 +130,16 @@ async def test_list_filters_and_pages_newest_first(journal: Journal) -> None:
     assert [a.id for a in by_labels] == [f"agent-{i:04d}" for i in (11, 9, 7, 5, 3, 1)]
     assert journal.list(ListFilter(state=AgentState.RUNNING), None, 50) == []
     assert len(journal.list(ListFilter(state=AgentState.PENDING), None, 50)) == 12
+
+
+async def test_agents_created_in_the_same_microsecond_page_by_id(journal: Journal) -> None:
+    same = [dataclasses.replace(agent(0), id=f"agent-same-{c}") for c in "bca"]
+    for a in same:
+        await journal.create(a)
+    first = journal.list(ListFilter(), None, 2)
+    assert [a.id for a in first] == ["agent-same-c", "agent-same-b"]
+    rest = journal.list(ListFilter(), PageCursor.of(first[-1].create_time, first[-1].id), 2)
+    assert [a.id for a in rest] == ["agent-same-a"]
 
 
 def test_refuses_a_newer_schema(tmp_path: Path) -> None:
