@@ -144,6 +144,9 @@ def test_during_a_scheduler_split_every_agent_answers_on_either_color(
         for _ in range(3):  # each Get lands on either color (50/50)
             got = op.scheduler.GetAgent(sch_pb.GetAgentRequest(id=agent.id), timeout=10, metadata=md).agent
             assert got.id == agent.id
+        # A client cannot switch the lookup off by claiming to be a forwarding scheduler: the gateway drops it.
+        spoofed = (*md, ("x-agentfactory-forwarded-by", "scheduler-blue"))
+        assert op.scheduler.GetAgent(sch_pb.GetAgentRequest(id=agent.id), timeout=10, metadata=spoofed).agent.id
         watched = list(op.scheduler.WatchAgent(sch_pb.WatchAgentRequest(id=agent.id), timeout=10, metadata=md))
         final = watched[-1].agent
         assert final.state == sch_pb.AGENT_STATE_SUCCEEDED and final.output == agent.input.upper(), final

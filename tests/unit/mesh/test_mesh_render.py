@@ -186,7 +186,7 @@ def test_gateway_authenticates_and_authorises_before_routing(rendered: Rendered)
     ]
     assert names[-1] == "envoy.filters.http.router"
     removed = {m.get("remove") for m in hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"]}
-    assert {"x-agentfactory-principal", "x-agentfactory-jwt-subject"} <= removed
+    assert {"x-agentfactory-principal", "x-agentfactory-jwt-subject", "x-agentfactory-forwarded-by"} <= removed
     jwt = hcm["http_filters"][1]["typed_config"]["providers"]["agentfactory"]
     assert Path(jwt["local_jwks"]["filename"]).exists()
     assert jwt["forward"] is False
