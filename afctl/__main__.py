@@ -45,15 +45,18 @@ def connect(
     key: Annotated[Path | None, typer.Option(envvar="AF_KEY", help="client private key (PEM)")] = None,
     token: Annotated[str, typer.Option(envvar="AF_TOKEN", help="JWT bearer token (role claim)")] = "",
     timeout: Annotated[float, typer.Option(help="per-call deadline in seconds")] = 10.0,
+    color: Annotated[
+        str, typer.Option(envvar="AF_COLOR", help="send every call to this color of a blue/green service (green, blue)")
+    ] = "",
 ) -> None:
     if (cert is None) != (key is None):
         raise typer.BadParameter("give both --cert and --key, or neither (JWT over TLS with --ca and --token)")
     # --ca alone is TLS without a client certificate: the gateway then needs a JWT (--token).
     tls = Tls(ca, cert, key) if ca else None
     endpoints = (
-        Endpoints.gateway(gateway, tls, token or None)
+        Endpoints.gateway(gateway, tls, token or None, color or None)
         if gateway
-        else Endpoints(registry, signer, scheduler, tls, token or None)
+        else Endpoints(registry, signer, scheduler, tls, token or None, color or None)
     )
     STATE["endpoints"] = endpoints
     STATE["timeout"] = timeout

@@ -25,6 +25,7 @@ from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord
 
 CHUNK_BYTES = 256 * 1024
 DEFAULT_TIMEOUT = 10.0
+COLOR_HEADER = "x-agentfactory-color"  # mesh/routes.py routes a call naming its color to that color
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -48,10 +49,14 @@ class Endpoints:
     scheduler: str
     tls: Tls | None = None
     token: str | None = None
+    # Every call goes to this color of a blue/green service (the mesh honours x-agentfactory-color).
+    color: str | None = None
 
     @classmethod
-    def gateway(cls, addr: str, tls: Tls | None = None, token: str | None = None) -> Endpoints:
-        return cls(addr, addr, addr, tls, token)
+    def gateway(
+        cls, addr: str, tls: Tls | None = None, token: str | None = None, color: str | None = None
+    ) -> Endpoints:
+        return cls(addr, addr, addr, tls, token, color)
 
 
 def open_channel(addr: str, tls: Tls | None) -> grpc.Channel:
@@ -87,7 +92,12 @@ class Client:
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.endpoints.token}"),) if self.endpoints.token else ()
+        md = []
+        if self.endpoints.token:
+            md.append(("authorization", f"Bearer {self.endpoints.token}"))
+        if self.endpoints.color:
+            md.append((COLOR_HEADER, self.endpoints.color))
+        return tuple(md)
 
     def close(self) -> None:
         for channel in self._channels.values():

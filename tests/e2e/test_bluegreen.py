@@ -10,6 +10,7 @@ scheduler apps' own RPC counters on their metrics endpoints.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 import urllib.request
@@ -169,3 +170,17 @@ def test_during_a_scheduler_split_every_agent_answers_on_either_color(
     request = sch_pb.CreateAgentRequest(template_name="echo-upper", input=b"only once", request_id="e2e-split-1")
     ids = {op.scheduler.CreateAgent(request, timeout=10, metadata=md).agent.id for _ in range(12)}
     assert len(ids) == 1, ids
+
+
+def test_afctl_color_sends_a_call_to_that_color_whatever_the_weights(e2e_mesh: E2EMesh) -> None:
+    # Scheduler weights are 100/0 (blue): `--color green` still creates on green, through the gateway.
+    tls = e2e_mesh.tls("operator")
+    base = [sys.executable, "-m", "afctl", "--gateway", e2e_mesh.gateway, "--ca", str(tls.ca),
+            "--cert", str(tls.cert), "--key", str(tls.key)]  # fmt: skip
+    before = _agents_created(e2e_mesh)
+    for color in ("green", "green", None):
+        args = [*base, *(["--color", color] if color else []), "agents", "create", "echo-upper", "-i", "pinned"]
+        done = e2e_mesh.run_tool(args)
+        assert done.returncode == 0 and done.stdout.strip(), done.stdout + done.stderr
+    created = {k: v - before[k] for k, v in _agents_created(e2e_mesh).items()}
+    assert created == {"scheduler-blue": 1, "scheduler-green": 2}, created
