@@ -139,6 +139,12 @@ def test_pool_full_is_resource_exhausted_and_it_shrinks_when_idle() -> None:
         pool.submit(release.wait)
     with pytest.raises(ResourceExhausted, match="retry on another executor"):
         pool.submit(release.wait)
+    # The second thread may not have taken its job yet (busy 1, queued 2): wait for it to.
+    waited = threading.Event()
+    for _ in range(100):
+        if pool.capacity().busy == 2:
+            break
+        waited.wait(0.02)
     cap = pool.capacity()
     assert (cap.workers, cap.busy, cap.queued) == (2, 2, 1)
     release.set()
