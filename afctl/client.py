@@ -21,11 +21,11 @@ from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as sch_grpc
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
 from agentfactory.signer.v1 import signer_service_pb2_grpc as sig_grpc
+from services.common import mesh_headers
 from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord
 
 CHUNK_BYTES = 256 * 1024
 DEFAULT_TIMEOUT = 10.0
-COLOR_HEADER = "x-agentfactory-color"  # mesh/routes.py routes a call naming its color to that color
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -96,7 +96,7 @@ class Client:
         if self.endpoints.token:
             md.append(("authorization", f"Bearer {self.endpoints.token}"))
         if self.endpoints.color:
-            md.append((COLOR_HEADER, self.endpoints.color))
+            md.append((mesh_headers.COLOR, self.endpoints.color))
         return tuple(md)
 
     def close(self) -> None:

@@ -21,11 +21,9 @@ import logging
 import re
 from collections.abc import Mapping
 
+from services.common import mesh_headers
 from services.common.logs import AUDIT_LOGGER, caller_var, log_event
 
-XFCC_HEADER = "x-forwarded-client-cert"
-PRINCIPAL_HEADER = "x-agentfactory-principal"
-JWT_SUBJECT_HEADER = "x-agentfactory-jwt-subject"
 UNAUTHENTICATED = "local"
 # Workloads whose word on the end user is believed (everyone else is named by its own certificate).
 PRINCIPAL_SOURCES = ("/sa/gateway", "/sa/scheduler")
@@ -36,7 +34,7 @@ _XFCC_URI = re.compile(r'(?:^|;)URI="?([^;,"]+)"?')
 
 def peer_identity(metadata: Mapping[str, str]) -> str:
     """The SPIFFE ID of the direct caller, from the nearest XFCC element; "" without a sidecar."""
-    xfcc = metadata.get(XFCC_HEADER, "")
+    xfcc = metadata.get(mesh_headers.XFCC, "")
     if not xfcc:
         return ""
     nearest = xfcc.rsplit(",", 1)[-1]  # with APPEND_FORWARD, the last element is the closest hop
@@ -49,8 +47,8 @@ def caller_from_metadata(metadata: Mapping[str, str]) -> str:
     if peer.endswith(PRINCIPAL_SOURCES):
         # The gateway names the end user: its client certificate's SAN, or the JWT's subject. A
         # scheduler forwarding a call to the color that owns the agent passes on whom it served.
-        principal = metadata.get(PRINCIPAL_HEADER, "")
-        if not principal and (subject := metadata.get(JWT_SUBJECT_HEADER, "")):
+        principal = metadata.get(mesh_headers.PRINCIPAL, "")
+        if not principal and (subject := metadata.get(mesh_headers.JWT_SUBJECT, "")):
             principal = f"jwt:{subject}"
         if principal:
             return f"{principal} via {peer}"

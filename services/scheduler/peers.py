@@ -21,7 +21,7 @@ import grpc
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
-from services.common.audit import PRINCIPAL_HEADER
+from services.common import mesh_headers
 from services.common.channels import aio_channel
 from services.common.errors import NotFound, Unavailable
 from services.common.logs import caller_var, log_event
@@ -30,8 +30,6 @@ from services.scheduler import metrics
 from services.scheduler.domain import PageCursor
 from services.scheduler.service import error_for_status
 
-COLOR_HEADER = "x-agentfactory-color"
-FORWARDED_HEADER = "x-agentfactory-forwarded-by"
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
 T = TypeVar("T")
@@ -39,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def is_forwarded(metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
-    return any(key == FORWARDED_HEADER for key, _ in metadata or ())
+    return any(key == mesh_headers.FORWARDED_BY for key, _ in metadata or ())
 
 
 class Peers:
@@ -50,10 +48,10 @@ class Peers:
         self._stub = pb_grpc.SchedulerServiceStub(self._channel)
 
     def _metadata(self, color: str) -> tuple[tuple[str, str], ...]:
-        md = [(COLOR_HEADER, color), (FORWARDED_HEADER, self._self_id)]
+        md = [(mesh_headers.COLOR, color), (mesh_headers.FORWARDED_BY, self._self_id)]
         caller = caller_var.get()
         if caller:
-            md.append((PRINCIPAL_HEADER, caller))
+            md.append((mesh_headers.PRINCIPAL, caller))
         return tuple(md)
 
     async def _first(self, method: str, agent_id: str, ask: Callable[[str], Awaitable[T]]) -> T:
