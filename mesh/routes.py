@@ -60,14 +60,12 @@ def route(mp: MethodPolicy, target: Target, topo: Topology, *, retries: bool) ->
     # ends the call at its deadline (and the server, which gets the header too, ends it there as
     # well), so the client sees DEADLINE_EXCEEDED. When Envoy enforced it on a stream whose response
     # had started, its reset raced the client's timer and about one call in four ended INTERNAL.
+    # Bounded streams (FetchModule) last as long as the work: the client's deadline, if any, is the
+    # bound, and the HCM stream idle timeout catches a peer that stopped sending.
     if mp.long_lived:
         # No cap at all; quiet for up to long_lived_idle.
         action["idle_timeout"] = t["long_lived_idle"]
-    elif mp.method.streaming:
-        # Bounded streams (FetchModule) last as long as the work: the client's deadline, if any,
-        # is the bound, and the stream idle timeout catches a peer that stopped sending.
-        pass
-    else:
+    elif not mp.method.streaming:
         action["max_stream_duration"] = {
             "max_stream_duration": t["unary_max"],
             "grpc_timeout_header_max": t["grpc_timeout_max"],

@@ -69,11 +69,12 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         self.service = service
         self.peers = peers
 
-    async def _request_owner(self, request_id: str, context: grpc.aio.ServicerContext) -> str | None:
-        """The other color that already created the agent of this request_id, if any."""
+    async def _request_owner(self, request_id: str, context: grpc.aio.ServicerContext) -> tuple[Peers, str] | None:
+        """The peers and the other color that already created the agent of this request_id, if any."""
         if not request_id or (peers := self._ask_peers(context)) is None or self.service.knows_request(request_id):
             return None
-        return await peers.owner_of_request(request_id, context.time_remaining())
+        owner = await peers.owner_of_request(request_id, context.time_remaining())
+        return None if owner is None else (peers, owner)
 
     def _ask_peers(self, context: grpc.aio.ServicerContext) -> Peers | None:
         """Peers to ask after a local NOT_FOUND: none for a call a peer already forwarded here."""
@@ -84,9 +85,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateAgentResponse:
-        if (owner := await self._request_owner(request.request_id, context)) is not None:
-            assert self.peers is not None
-            return await self.peers.create(request, owner, context.time_remaining())
+        if (found := await self._request_owner(request.request_id, context)) is not None:
+            peers, owner = found
+            return await peers.create(request, owner, context.time_remaining())
         agent, _ = await self.service.create(_spec(request), timeout=context.time_remaining())
         return pb.CreateAgentResponse(agent=agent_to_pb(agent))
 
@@ -154,9 +155,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             raise InvalidArgument(
                 f"view {request.view} is not a RunAgentView; use EVENTS (1) or RESULT (2)", field="view"
             )
-        if (owner := await self._request_owner(request.request_id, context)) is not None:
-            assert self.peers is not None
-            async for response in self.peers.run(request, owner, context.time_remaining()):
+        if (found := await self._request_owner(request.request_id, context)) is not None:
+            peers, owner = found
+            async for response in peers.run(request, owner, context.time_remaining()):
                 yield response
             return
         result_only = request.view == pb.RUN_AGENT_VIEW_RESULT
