@@ -258,10 +258,20 @@ def sidecar_config(
             }
             for up in svc.upstreams
         ],
-        "rds_dir": str(p.rds_dir),
-        "sds": p.sds(),
         "clusters": _cluster_specs(topo, svc.upstreams),
         "rbac_rules": sidecar_rbac(topo, policies[inst.service]),
+        **_every_envoy(topo, layout),
+    }
+    return env.get_template("sidecar.yaml.j2").render(**ctx)
+
+
+def _every_envoy(topo: Topology, layout: Layout) -> dict[str, Any]:
+    """What the sidecar and gateway templates take alike: watched file locations, the topology-wide
+    timeouts and resilience, telemetry (collector, access log mode, trace sampling), the probe."""
+    p = layout.paths
+    return {
+        "rds_dir": str(p.rds_dir),
+        "sds": p.sds(),
         "timeouts": topo.timeouts,
         "resilience": topo.resilience,
         "otlp": topo.otlp_endpoint,
@@ -269,7 +279,6 @@ def sidecar_config(
         "trace_sampling": topo.trace_sampling_percent,
         "probe": layout.probe,
     }
-    return env.get_template("sidecar.yaml.j2").render(**ctx)
 
 
 def gateway_config(env: jinja2.Environment, topo: Topology, layout: Layout, gateway_policy: Path) -> str:
@@ -284,8 +293,6 @@ def gateway_config(env: jinja2.Environment, topo: Topology, layout: Layout, gate
         "admin_port": gw.admin,
         "listen": {"host": gw.host, "port": gw.port},
         "rds_path": str(p.rds("gateway")),
-        "rds_dir": str(p.rds_dir),
-        "sds": p.sds(),
         "jwt": {
             "issuer": gw.jwt_issuer,
             "audience": gw.jwt_audience,
@@ -293,12 +300,7 @@ def gateway_config(env: jinja2.Environment, topo: Topology, layout: Layout, gate
         },
         "clusters": _cluster_specs(topo, upstreams),
         "rbac_rules": gateway_rbac(topo, load_gateway_policy(topo, gateway_policy)),
-        "timeouts": topo.timeouts,
-        "resilience": topo.resilience,
-        "otlp": topo.otlp_endpoint,
-        "access_log_errors_only": topo.access_log == "errors",
-        "trace_sampling": topo.trace_sampling_percent,
-        "probe": layout.probe,
+        **_every_envoy(topo, layout),
     }
     return env.get_template("envoy.yaml.j2").render(**ctx)
 

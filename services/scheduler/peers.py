@@ -115,52 +115,42 @@ class Peers:
         finally:
             call.cancel()
 
-    async def owner_of_request(self, request_id: str, timeout: float | None) -> str | None:
-        """The color whose scheduler created the agent of `request_id`, if one did. A color that
-        cannot be asked is skipped: creating here then risks a duplicate, refusing would make
-        creation depend on every color being up."""
-        request = pb.ListAgentsRequest(request_id=request_id, page_size=1)
+    async def _list_each(
+        self, request: pb.ListAgentsRequest, timeout: float | None
+    ) -> AsyncIterator[tuple[str, pb.ListAgentsResponse]]:
+        """(color, page) of the same ListAgents at each other color, in order. A color that cannot be
+        asked is left out (counted as unreachable): lookups and listings do not depend on every
+        color being up (creating after a skipped lookup risks a duplicate; refusing would not)."""
         for color in self.colors:
             try:
-                found = await self._stub.ListAgents(
+                page = await self._stub.ListAgents(
                     request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
                 )
             except grpc.aio.AioRpcError as exc:
                 metrics.PEER_CALLS.labels("ListAgents", "unreachable").inc()
-                log_event(log, "peer not asked about a request id", logging.WARNING, color=color,
-                          code=exc.code().name, request_id=request_id)  # fmt: skip
+                log_event(log, "peer left out of ListAgents", logging.WARNING, color=color, code=exc.code().name,
+                          request_id=request.request_id)  # fmt: skip
                 continue
-            metrics.PEER_CALLS.labels("ListAgents", "ok" if found.agents else "not_found").inc()
-            if found.agents:
+            metrics.PEER_CALLS.labels("ListAgents", "ok" if page.agents else "not_found").inc()
+            yield color, page
+
+    async def owner_of_request(self, request_id: str, timeout: float | None) -> str | None:
+        """The color whose scheduler created the agent of `request_id`, if one did."""
+        async for color, page in self._list_each(pb.ListAgentsRequest(request_id=request_id, page_size=1), timeout):
+            if page.agents:
                 return color
         return None
 
     async def list_request(self, request: pb.ListAgentsRequest, timeout: float | None) -> pb.ListAgentsResponse:
         """ListAgents by request_id at the color that has it (an empty page when none does)."""
-        color = await self.owner_of_request(request.request_id, timeout)
-        if color is None:
-            return pb.ListAgentsResponse()
-        return await self._stub.ListAgents(
-            request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
-        )
+        async for _, page in self._list_each(request, timeout):
+            if page.agents:
+                return page
+        return pb.ListAgentsResponse()
 
     async def list_pages(self, request: pb.ListAgentsRequest, timeout: float | None) -> list[pb.ListAgentsResponse]:
-        """The same page of the same listing from every other color; a color that cannot be asked is
-        left out (counted as unreachable), so a listing does not depend on every color being up."""
-        pages = []
-        for color in self.colors:
-            try:
-                pages.append(
-                    await self._stub.ListAgents(
-                        request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
-                    )
-                )
-            except grpc.aio.AioRpcError as exc:
-                metrics.PEER_CALLS.labels("ListAgents", "unreachable").inc()
-                log_event(log, "peer left out of a listing", logging.WARNING, color=color, code=exc.code().name)
-                continue
-            metrics.PEER_CALLS.labels("ListAgents", "ok").inc()
-        return pages
+        """The same page of the same listing from every other color that answers."""
+        return [page async for _, page in self._list_each(request, timeout)]
 
     async def create(self, request: pb.CreateAgentRequest, color: str, timeout: float | None) -> pb.CreateAgentResponse:
         metrics.PEER_CALLS.labels("CreateAgent", "ok").inc()  # forwarded: the owner answers, error or not
