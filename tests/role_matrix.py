@@ -23,7 +23,7 @@ GATEWAY_ALLOWS = {
     "admin": ALL,
     "publisher": READS | {"registry.PublishTemplate", "registry.DeprecateTemplate"},
     "operator": READS | {f"scheduler.{name}" for name in contracts()["scheduler"]},
-    "viewer": VIEWS,
+    "viewer": READS,  # issue 10: `afctl templates verify` (FetchModule, Verify) is a read
 }
 # Even an admin cannot reach these: the sidecars admit only the registry (Sign) and the scheduler (Run).
 MESH_DENIES_GATEWAY = {"signer.Sign", "executor.Run"}

@@ -2,7 +2,8 @@
 
 The matrix is written out here from the issue and gateway/policy.yaml's intent, independently of
 the policy file: admin everything; publisher publishes/deprecates and reads; operator runs
-agents and reads; viewer only views. Behind the gateway the sidecars still refuse signer.Sign
+agents and reads; viewer reads too (views, FetchModule and Verify: `afctl templates verify`).
+Behind the gateway the sidecars still refuse signer.Sign
 and executor.Run to everyone but the registry and the scheduler, so not even an admin gets them.
 """
 

@@ -85,6 +85,8 @@ def test_gateway_roles_expand() -> None:
         "WatchAgent",
         "GetPublicKeys",
         "GetCapacity",
+        "FetchModule",  # `afctl templates verify` is a read
+        "Verify",
     }
 
 
