@@ -192,11 +192,18 @@ class E2EMesh:
                 os.kill(pid, signal.SIGKILL)
 
 
-def start_mesh(root: Path) -> E2EMesh:
-    """`make run` into ``root``. On any failure the mesh is stopped and the error names the log dir."""
+def start_mesh(root: Path, *, sampling_percent: float | None = None) -> E2EMesh:
+    """`make run` into ``root``. On any failure the mesh is stopped and the error names the log dir.
+
+    ``sampling_percent`` replaces the topology's trace sampling (``make run`` traces everything; a
+    cluster samples, and the performance gate measures the mesh as the chart deploys it).
+    """
     offset = pick_offset()
     topology_path = root / "topology.yaml"
-    topology_path.write_text(yaml.safe_dump(shifted_topology(offset), sort_keys=False))
+    raw = shifted_topology(offset)
+    if sampling_percent is not None:
+        raw.setdefault("telemetry", {})["sampling_percent"] = sampling_percent
+    topology_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     topo = load(topology_path)
     certs, out, var = root / "certs", root / "mesh", root / "var"
     prometheus_addr = f"127.0.0.1:{PROMETHEUS_PORT + offset}"
