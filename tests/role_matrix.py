@@ -15,6 +15,7 @@ VIEWS = {
     "scheduler.ListAgents",
     "scheduler.WatchAgent",
     "signer.GetPublicKeys",
+    "signer.WatchPublicKeys",
     "executor.GetCapacity",
 }
 READS = VIEWS | {"registry.FetchModule", "signer.Verify"}

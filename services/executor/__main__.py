@@ -14,6 +14,7 @@ from services.common.config import ConfigError, Env
 from services.common.errors import AgentFactoryError
 from services.common.logs import log_event, setup_logging
 from services.common.server import Readiness, ServerSettings, serve
+from services.executor import metrics
 from services.executor.clients import RegistryClient, SignerClient
 from services.executor.kvstore import KvStore
 from services.executor.modules import ModuleCache
@@ -48,7 +49,8 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
     sandbox = Sandbox(settings.engine)
     registry_channel = aio_channel(settings.registry_addr)
     signer_channel = aio_channel(settings.signer_addr)
-    trust = Trust(SignerClient(signer_channel).public_keys, policy)
+    signer = SignerClient(signer_channel)
+    trust = Trust(signer.public_keys, policy)
     service = ExecutorService(
         executor_id=server.service_id,
         source=RegistryClient(registry_channel),
@@ -76,6 +78,22 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
             with contextlib.suppress(AgentFactoryError):
                 await trust.refresh()  # learns revocations without a run having to miss first
 
+    async def follow_key_pushes() -> None:
+        # The signer pushes every key-set change: a revocation reaches this executor within about a
+        # second. The periodic refresh above stays as the fallback while the stream is down.
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                async for keys, min_versions in signer.watch_keys():
+                    trust.apply(keys, min_versions)
+                    metrics.KEY_PUSHES.inc()
+                    backoff = 0.2
+            except AgentFactoryError as exc:
+                log_event(log, "signer key watch interrupted", logging.INFO, error=exc.message, retry_in=backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 5.0)
+
     async def become_ready(readiness: Readiness) -> None:
         # SERVING only once runs can be verified (keys) and published templates are precompiled.
         if not await _until_ok("fetching public keys", trust.refresh, stop):
@@ -86,6 +104,8 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
         log_event(log, "executor ready", revision=service.last_revision, fingerprint=sandbox.fingerprint)
         tasks.append(asyncio.create_task(service.watch(stop)))
         tasks.append(asyncio.create_task(refresh_keys_periodically()))
+        if settings.keys_watch:
+            tasks.append(asyncio.create_task(follow_key_pushes()))
 
     async def on_started(readiness: Readiness) -> None:
         # grpc's aio HealthServicer starts with the overall "" entry SERVING; until the keys are fetched and

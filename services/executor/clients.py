@@ -117,13 +117,32 @@ class SignerClient:
             reply = await self._stub.GetPublicKeys(sig_pb2.GetPublicKeysRequest(), timeout=UNARY_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             raise _translate("signer GetPublicKeys", exc) from exc
-        keys = [
-            PublicKeyVersion(
-                key_id=key.key_id,
-                key_version=key.key_version,
-                public_key_pem=key.public_key_pem,
-                created_unix=key.create_time.ToNanoseconds() / 1e9,
-            )
-            for key in reply.keys
-        ]
-        return keys, {key.key_id: reply.min_version for key in keys} if reply.min_version else {}
+        return _key_set(reply)
+
+    async def watch_keys(self) -> AsyncIterator[tuple[list[PublicKeyVersion], dict[str, int]]]:
+        """The signer's key set now and after every change, until the stream's planned deadline."""
+        call = self._stub.WatchPublicKeys(sig_pb2.WatchPublicKeysRequest(), timeout=WATCH_TIMEOUT_S)
+        try:
+            async for reply in call:
+                yield _key_set(reply)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return  # the planned end of one watch; the caller re-opens it
+            raise _translate("signer WatchPublicKeys", exc) from exc
+        finally:
+            call.cancel()
+
+
+def _key_set(
+    reply: sig_pb2.GetPublicKeysResponse | sig_pb2.WatchPublicKeysResponse,
+) -> tuple[list[PublicKeyVersion], dict[str, int]]:
+    keys = [
+        PublicKeyVersion(
+            key_id=key.key_id,
+            key_version=key.key_version,
+            public_key_pem=key.public_key_pem,
+            created_unix=key.create_time.ToNanoseconds() / 1e9,
+        )
+        for key in reply.keys
+    ]
+    return keys, {key.key_id: reply.min_version for key in keys} if reply.min_version else {}

@@ -41,6 +41,11 @@ VERIFICATION_FAILURES = Counter(
 )
 TOOL_CALLS = Counter("agentfactory_executor_tool_calls_total", "Tool calls by tool and result.", ["tool", "result"])
 KEY_REFRESHES = Counter("agentfactory_executor_key_refreshes_total", "Public key refreshes by result.", ["result"])
+KEY_PUSHES = Counter("agentfactory_executor_key_pushes_total", "Key sets received on the signer's WatchPublicKeys.")
+KEY_REPLACED = Counter(
+    "agentfactory_executor_key_replaced_total",
+    "Key versions refused because the signer served another public key for a version already known.",
+)
 INLINE_RUNS = Counter(
     "agentfactory_executor_inline_runs_total",
     "Runs tried on the event loop's thread under the inline fuel budget: inline (ran there) or outgrown "

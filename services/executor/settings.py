@@ -25,6 +25,7 @@ class ExecutorSettings:
     module_cache_entries: int
     keys_refresh_seconds: float
     engine: EngineSettings
+    keys_watch: bool = True
     inline_fuel: int = 0
 
     @classmethod
@@ -41,6 +42,7 @@ class ExecutorSettings:
             idle_seconds=env.float("AF_EXECUTOR_IDLE_SECONDS", 30.0),
             module_cache_entries=env.int("AF_EXECUTOR_MODULE_CACHE", 256),
             keys_refresh_seconds=env.float("AF_EXECUTOR_KEYS_REFRESH_SECONDS", 60.0),
+            keys_watch=env.bool("AF_EXECUTOR_KEYS_WATCH", True),
             # Fuel budget of a run on the event loop's thread (see ExecutorService); 0 sends every run
             # through the pool.
             inline_fuel=env.int("AF_EXECUTOR_INLINE_FUEL", 100_000),

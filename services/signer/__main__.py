@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -41,8 +42,18 @@ async def run(server: ServerSettings, settings: SignerSettings) -> None:
         latest_version=keys.latest_version,
     )
 
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
     async def on_started(readiness: Readiness) -> None:
+        # Key-set watchers hear this process's own rotations at once; this re-read brings them another
+        # replica's (several signers on one Vault key) within AF_SIGNER_KEY_CACHE_SECONDS.
+        tasks.append(asyncio.create_task(service.refresh_every(settings.key_cache_seconds, stop)))
         await readiness.set_serving()
+
+    async def on_stopping() -> None:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     try:
         await serve(
@@ -50,6 +61,7 @@ async def run(server: ServerSettings, settings: SignerSettings) -> None:
             lambda s: add_to_server(s, service),
             service_name="signer",
             on_started=on_started,
+            on_stopping=on_stopping,
         )
     finally:
         service.close()

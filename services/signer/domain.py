@@ -16,12 +16,12 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from services.common import audit
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import AgentFactoryError, FailedPrecondition, InvalidArgument
 from services.common.logs import log_event
 from services.signer import metrics
 from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion
@@ -142,6 +142,9 @@ class SignerService:
         self._loaded_at = float("-inf")
         self._admin_lock = asyncio.Lock()  # rotate and revoke one at a time, so the bounds checks hold
         self._refresh_lock = asyncio.Lock()
+        # Key-set watchers wait on this; `_generation` grows each time a refresh finds another key set.
+        self._changed = asyncio.Condition()
+        self._generation = 0
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -155,9 +158,40 @@ class SignerService:
             if unless_loaded_after is not None and self._keys is not None and self._loaded_at > unless_loaded_after:
                 return self._keys  # another caller refreshed while we waited for the lock
             keys = await self._run(self.backend.key_set)
+            changed = keys != self._keys
             self._keys, self._keyring, self._loaded_at = keys, keys.keyring(), self._clock()
             metrics.observe_key_set(keys)
-            return keys
+        if changed:
+            async with self._changed:
+                self._generation += 1
+                self._changed.notify_all()
+        return keys
+
+    async def watch_keys(self) -> AsyncIterator[KeySet]:
+        """The current key set, then the new one after every change this process sees (its own rotations
+        and revocations at once; another replica's at the next periodic refresh, see `refresh_every`)."""
+        keys = await self._current()
+        async with self._changed:
+            seen = self._generation
+        yield keys
+        while True:
+            async with self._changed:
+                while self._generation == seen:
+                    await self._changed.wait()
+                seen, keys = self._generation, self._keys
+            assert keys is not None  # set before the first notification
+            yield keys
+
+    async def refresh_every(self, seconds: float, stop: asyncio.Event) -> None:
+        """Re-read the backend periodically so watchers hear of changes made elsewhere (a shared Vault key)."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), seconds)
+            except TimeoutError:
+                try:
+                    await self.refresh()
+                except AgentFactoryError as exc:
+                    log_event(log, "periodic key refresh failed", logging.WARNING, error=exc.message)
 
     async def _current(self, *, max_age: float | None = None) -> KeySet:
         age = self._clock() - self._loaded_at

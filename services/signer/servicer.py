@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from agentfactory.signer.v1 import signer_service_pb2 as pb
@@ -9,7 +11,7 @@ from agentfactory.signer.v1 import signer_service_pb2_grpc as pb_grpc
 from services.common.errors import InvalidArgument
 from services.common.timestamps import to_timestamp
 from services.signer.domain import SignerService
-from services.spec.signature import PublicKeyVersion, SignatureRecord
+from services.spec.signature import PublicKeyVersion, SignatureRecord, fingerprint
 
 ALGORITHM = pb.SIGNATURE_ALGORITHM_RSA_PKCS1V15_SHA256
 
@@ -21,6 +23,7 @@ def public_key_pb(key: PublicKeyVersion) -> pb.PublicKey:
         algorithm=ALGORITHM,
         public_key_pem=key.public_key_pem,
         create_time=to_timestamp(key.created_unix),
+        fingerprint_sha256=fingerprint(key.public_key_pem),
     )
 
 
@@ -61,6 +64,16 @@ class SignerServicer(pb_grpc.SignerServiceServicer):
         return pb.GetPublicKeysResponse(
             keys=[public_key_pb(k) for k in keys.keys], min_version=keys.min_version, latest_version=keys.latest_version
         )
+
+    async def WatchPublicKeys(
+        self, request: pb.WatchPublicKeysRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchPublicKeysResponse]:
+        async for keys in self.service.watch_keys():
+            yield pb.WatchPublicKeysResponse(
+                keys=[public_key_pb(k) for k in keys.keys],
+                min_version=keys.min_version,
+                latest_version=keys.latest_version,
+            )
 
     async def RotateKey(self, request: pb.RotateKeyRequest, context: grpc.aio.ServicerContext) -> pb.RotateKeyResponse:
         return pb.RotateKeyResponse(key=public_key_pb(await self.service.rotate()))

@@ -7,8 +7,10 @@ backends (OpenBao transit signs PSS with salt_length=auto by default; we ask it 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,6 +37,15 @@ class PublicKeyVersion:
     key_version: int
     public_key_pem: str
     created_unix: float = 0.0
+
+
+@lru_cache(maxsize=256)
+def fingerprint(public_key_pem: str) -> str:
+    """Lower-case hex SHA-256 of the DER SubjectPublicKeyInfo: one key, one fingerprint, whatever the PEM
+    line breaks. Verifiers pin it per (key id, version) so a replaced key cannot pass for a known version."""
+    loaded = serialization.load_pem_public_key(public_key_pem.encode())
+    der = loaded.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 class UnknownKeyVersion(FailedPrecondition):

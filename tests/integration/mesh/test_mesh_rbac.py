@@ -35,6 +35,7 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
         "RotateKey": frozenset({"gateway"}),
         "SetMinimumKeyVersion": frozenset({"gateway"}),
         "GetPublicKeys": EVERYONE,
+        "WatchPublicKeys": EVERYONE,
         "Verify": EVERYONE,
     },
     "executor": {

@@ -84,6 +84,7 @@ def test_gateway_roles_expand() -> None:
         "ListAgents",
         "WatchAgent",
         "GetPublicKeys",
+        "WatchPublicKeys",
         "GetCapacity",
         "FetchModule",  # `afctl templates verify` is a read
         "Verify",
