@@ -1,0 +1,246 @@
+"""The process's one Engine, its epoch ticker, a Linker per granted tool set, and one run on one thread.
+
+Budget and how each part is enforced:
+- fuel: `Store.set_fuel(limits.fuel)`; running out traps with OUT_OF_FUEL.
+- memory: store limits (`memory_size`, tables, table elements, instances, memories). A too-large initial
+  memory fails instantiation; a refused `memory.grow` returns -1 to the guest (wasmtime's C API cannot
+  make it trap), so a run that then fails with its memory within one growth step of the limit is
+  reported as the memory limit (outcome.py).
+- wall clock and cancellation: epoch interruption. The engine's epoch is advanced by one ticker thread
+  every `epoch_tick_ms`. Each store registers an epoch deadline callback (ffi.py) and re-arms a one-tick
+  deadline. The callback runs on the guest's own thread at the next epoch check after a tick, looks at
+  the run's wall-clock deadline and its cancel flag (a plain attribute written by any thread, read under
+  the GIL) and either continues for one more tick or ends the run. So a run stops within one tick of its
+  deadline or of a cancel, also inside instantiation (the wasm start function), and no thread ever
+  touches another thread's Store (Stores are not thread-safe). Host calls, which epochs cannot reach,
+  check the same two things themselves (hostcall.py, wasi.py, stdio.py, http_fetch.py).
+- stack: `Config.max_wasm_stack`; overflow traps with STACK_OVERFLOW.
+- output bytes and tool calls: counted in host functions; a trip zeroes the store's fuel (hostcall.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import wasmtime
+
+from services.common.errors import FailedPrecondition
+from services.executor.events import Finished
+from services.executor.sandbox import ffi, stdio, wasi
+from services.executor.sandbox.abi import TOOL_FUNCTIONS, TOOL_MODULE, host_function
+from services.executor.sandbox.config import EngineSettings
+from services.executor.sandbox.outcome import classify
+from services.executor.sandbox.state import MAX_LOG_BYTES, RunState, bind, current_or_none
+
+log = logging.getLogger(__name__)
+
+WASI_MODULE = "wasi_snapshot_preview1"
+MAX_TABLE_ELEMENTS = 100_000
+MAX_TABLES = 4
+MAX_INSTANCES = 4
+MAX_MEMORIES = 1
+
+# WASI calls that can make the calling thread wait (poll_oneoff sleeps on a clock subscription). Our
+# poll_oneoff is interruptible, but a run that may wait must not run on the event loop's thread.
+BLOCKING_WASI_IMPORTS = frozenset({"poll_oneoff"})
+
+
+@ffi.EpochCallback
+def _on_epoch(_context, _data, delta, kind):  # type: ignore[no-untyped-def]
+    """Runs on the guest's thread after each tick. Returning an error ends the run."""
+    try:
+        run = current_or_none()
+        if run is None:
+            return ffi.interrupt(b"agentfactory: no run is bound to this thread")
+        if run.cancelled:
+            return ffi.interrupt(b"agentfactory: run cancelled")
+        if time.monotonic() >= run.deadline:
+            run.deadline_hit = True
+            return ffi.interrupt(b"agentfactory: wall-clock deadline passed")
+        if run.tripped is not None:
+            return ffi.interrupt(b"agentfactory: limit tripped")
+        run.maybe_flush()
+        delta[0] = 1
+        kind[0] = ffi.UPDATE_CONTINUE
+        return 0
+    except BaseException:  # a ctypes callback must not raise; stopping the run is the safe answer
+        return ffi.interrupt(b"agentfactory: internal error in the epoch callback")
+
+
+@dataclass
+class Prepared:
+    """A compiled module linked for one tool set: what a run instantiates."""
+
+    module: wasmtime.Module
+    pre: wasmtime.InstancePre
+    # True when a run can only compute and use in-memory stdio: no granted tool, no WASI call that can
+    # wait. Such a run may go on the event loop's thread under a small fuel budget (see service.py).
+    pure: bool = False
+
+
+class Sandbox:
+    """The process's one Engine, its epoch ticker and a Linker per granted tool set."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.engine = wasmtime.Engine(settings.config())
+        self.fingerprint = settings.fingerprint()
+        self._tick_s = settings.epoch_tick_ms / 1000
+        self._linkers: dict[frozenset[str], wasmtime.Linker] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="epoch-ticker", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._tick_s):
+            self.engine.increment_epoch()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._ticker.join(timeout=1)
+
+    # -- compile and link --
+    def compile(self, wasm: bytes) -> wasmtime.Module:
+        try:
+            return wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise FailedPrecondition(f"module does not compile: {str(exc).splitlines()[0]}") from exc
+
+    def deserialize(self, serialized: bytes) -> wasmtime.Module:
+        return wasmtime.Module.deserialize(self.engine, serialized)
+
+    def linker(self, tools: frozenset[str]) -> wasmtime.Linker:
+        with self._lock:
+            linker = self._linkers.get(tools)
+            if linker is None:
+                linker = wasmtime.Linker(self.engine)
+                linker.define_wasi()
+                linker.allow_shadowing = True
+                if "scratch" not in tools:
+                    linker.define_func(WASI_MODULE, "fd_write", stdio.FD_TYPE, stdio.fd_write, access_caller=True)
+                    linker.define_func(WASI_MODULE, "fd_read", stdio.FD_TYPE, stdio.fd_read, access_caller=True)
+                for name, ty, func in (
+                    ("poll_oneoff", wasi.POLL_ONEOFF_TYPE, wasi.poll_oneoff),
+                    ("random_get", wasi.RANDOM_GET_TYPE, wasi.random_get),
+                    ("clock_time_get", wasi.CLOCK_TIME_GET_TYPE, wasi.clock_time_get),
+                ):
+                    linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
+                for function in TOOL_FUNCTIONS.values():
+                    if function.tool in tools:
+                        func = host_function(function)
+                        linker.define_func(TOOL_MODULE, function.name, function.func_type(), func, access_caller=True)
+                self._linkers[tools] = linker
+            return linker
+
+    def link(self, module: wasmtime.Module, tools: frozenset[str], ref: str) -> Prepared:
+        """Refuse (FailedPrecondition naming the import) anything the signed manifest does not grant."""
+        for imp in module.imports:
+            where = f"{imp.module}.{imp.name}"
+            if imp.module == TOOL_MODULE:
+                function = TOOL_FUNCTIONS.get(imp.name or "")
+                if function is None:
+                    raise FailedPrecondition(
+                        f"{ref}: module imports {where}, which is not an agentfactory tool function "
+                        f"(known: {', '.join(sorted(TOOL_FUNCTIONS))})"
+                    )
+                if function.tool not in tools:
+                    raise FailedPrecondition(
+                        f"{ref}: module imports {where} (tool {function.tool!r}), which the signed manifest does "
+                        f"not grant (tools: {', '.join(sorted(tools)) or 'none'})"
+                    )
+            elif imp.module != WASI_MODULE:
+                raise FailedPrecondition(
+                    f"{ref}: module imports {where}; only {WASI_MODULE} and granted {TOOL_MODULE} functions are linked"
+                )
+        exports = {exp.name: exp.type for exp in module.exports}
+        if not isinstance(exports.get("_start"), wasmtime.FuncType):
+            raise FailedPrecondition(f"{ref}: module does not export a _start function (it must be a WASI command)")
+        if not isinstance(exports.get("memory"), wasmtime.MemoryType):
+            raise FailedPrecondition(f"{ref}: module does not export its linear memory as 'memory'")
+        try:
+            pre = self.linker(tools).instantiate_pre(module)
+        except wasmtime.WasmtimeError as exc:
+            raise FailedPrecondition(f"{ref}: module cannot be linked: {' '.join(str(exc).split())}") from exc
+        pure = not tools and not any(
+            imp.module == WASI_MODULE and imp.name in BLOCKING_WASI_IMPORTS for imp in module.imports
+        )
+        return Prepared(module, pre, pure)
+
+    # -- run --
+    def run(self, prepared: Prepared, run: RunState) -> Finished:
+        """Run once on the calling thread; emits events through spec.sink and returns the last one
+        (also emitted). Never raises for anything the guest does. `run` may be cancelled from any thread."""
+        spec = run.spec
+        started_at = time.monotonic()
+        run.deadline = started_at + spec.limits.timeout_ms / 1000
+        run.last_flush = started_at
+        run.tick = self._tick_s
+        store = wasmtime.Store(self.engine)
+        scratch: Path | None = None
+        instance: wasmtime.Instance | None = None
+        error: BaseException | None = None
+        bind(run)
+        try:
+            store.set_fuel(spec.limits.fuel)
+            store.set_limits(
+                memory_size=spec.limits.memory_bytes,
+                table_elements=MAX_TABLE_ELEMENTS,
+                instances=MAX_INSTANCES,
+                tables=MAX_TABLES,
+                memories=MAX_MEMORIES,
+            )
+            ffi.set_epoch_callback(store, _on_epoch)
+            store.set_epoch_deadline(1)
+            scratch = stdio.configure_wasi(store, spec, run)
+            instance = prepared.pre.instantiate(store)
+            run.emit(spec.started)
+            start = instance.exports(store)["_start"]
+            assert isinstance(start, wasmtime.Func)
+            start(store)
+        except BaseException as exc:  # classified below; the guest cannot crash the host
+            error = exc
+        finally:
+            bind(None)
+        duration = time.monotonic() - started_at
+        try:
+            peak = self._memory_size(store, instance)
+            fuel_left = run.fuel_at_trip if run.fuel_at_trip is not None else store.get_fuel()
+        except BaseException:
+            peak, fuel_left = 0, spec.limits.fuel
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+        if run.stderr_partial:
+            run.add_log("stderr", bytes(run.stderr_partial))
+        if run.logs_dropped:
+            run.add_log("warn", f"{run.logs_dropped} log lines dropped (more than {MAX_LOG_BYTES} bytes)".encode())
+        finished = classify(run, error, peak, instance is not None)
+        finished = Finished(
+            outcome=finished.outcome,
+            exit_code=finished.exit_code,
+            trap=finished.trap,
+            limit=finished.limit,
+            reason=finished.reason,
+            fuel_used=max(spec.limits.fuel - fuel_left, 0),
+            peak_memory_bytes=peak,
+            duration_seconds=duration,
+            tool_calls=run.tool_calls,
+            output_bytes=run.output_bytes,
+        )
+        run.emit(finished)
+        run.flush()
+        store.close()
+        return finished
+
+    @staticmethod
+    def _memory_size(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int:
+        if instance is None:
+            return 0
+        memory = instance.exports(store).get("memory")
+        return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0

@@ -1,0 +1,140 @@
+"""WASI calls that can wait or do unbounded work, replaced by our own interruptible implementations.
+
+wasmtime's WASI runs each call to completion: `poll_oneoff` sleeps for as long as the guest asks and
+`random_get` fills a buffer of any size, and epoch interruption cannot reach either (it only checks wasm
+code). These shadows keep each call within one epoch tick of its run's deadline and of a cancel:
+- `poll_oneoff`: fd subscriptions are ready at once (stdio is in memory; regular files always poll
+  ready); clock subscriptions wait in slices of at most one tick, checking the deadline and the cancel
+  flag between slices.
+- `random_get`: filled in 64 KiB slices with the same checks between slices.
+- `clock_time_get`: shadowed only so that `poll_oneoff`'s absolute monotonic timeouts and the guest's
+  monotonic clock are the same clock (Python's `time.monotonic_ns`); CPU-time clocks answer EBADF as
+  wasmtime's own implementation does. Every other WASI call does a small, bounded amount of work.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+import wasmtime
+
+from services.executor import guest
+from services.executor.sandbox.hostcall import host_failure, stop_if_due
+from services.executor.sandbox.state import current
+
+ERRNO_SUCCESS, ERRNO_BADF, ERRNO_FAULT, ERRNO_INTR, ERRNO_INVAL = 0, 8, 21, 27, 28
+
+CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
+CLOCK_CPUTIME_IDS = (2, 3)  # process and thread CPU time: not offered (as in wasmtime's WASI)
+SUBCLOCKFLAG_ABSTIME = 1
+EVENTTYPE_CLOCK, EVENTTYPE_FD_READ, EVENTTYPE_FD_WRITE = 0, 1, 2
+SUBSCRIPTION_BYTES, EVENT_BYTES = 48, 32
+MAX_SUBSCRIPTIONS = 1024
+RANDOM_SLICE = 64 * 1024
+
+I32 = wasmtime.ValType.i32()
+I64 = wasmtime.ValType.i64()
+POLL_ONEOFF_TYPE = wasmtime.FuncType([I32, I32, I32, I32], [I32])
+RANDOM_GET_TYPE = wasmtime.FuncType([I32, I32], [I32])
+CLOCK_TIME_GET_TYPE = wasmtime.FuncType([I32, I64, I32], [I32])
+
+
+def _clock_ns(clock_id: int) -> int | None:
+    if clock_id == CLOCK_REALTIME:
+        return time.time_ns()
+    if clock_id == CLOCK_MONOTONIC:
+        return time.monotonic_ns()
+    return None
+
+
+def clock_time_get(caller: wasmtime.Caller, clock_id: int, _precision: int, out: int) -> int:
+    run = current()
+    try:
+        now = _clock_ns(clock_id)
+        if now is None:
+            return ERRNO_BADF if clock_id in CLOCK_CPUTIME_IDS else ERRNO_INVAL
+        return ERRNO_SUCCESS if guest.write(caller, out, 8, struct.pack("<Q", now)) else ERRNO_FAULT
+    except BaseException as exc:
+        return host_failure(caller, run, "clock_time_get", exc)
+
+
+def random_get(caller: wasmtime.Caller, buf: int, length: int) -> int:
+    run = current()
+    try:
+        buf &= guest.U32
+        length &= guest.U32
+        if not guest.write(caller, buf, length, b""):
+            return ERRNO_FAULT
+        done = 0
+        while done < length:
+            if stop_if_due(caller, run):
+                return ERRNO_INTR
+            piece = os.urandom(min(RANDOM_SLICE, length - done))
+            if not guest.write(caller, buf + done, len(piece), piece):  # memory cannot shrink, but be exact
+                return ERRNO_FAULT
+            done += len(piece)
+        return ERRNO_SUCCESS
+    except BaseException as exc:
+        return host_failure(caller, run, "random_get", exc)
+
+
+def poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, nsubscriptions: int, nevents: int) -> int:
+    run = current()
+    try:
+        count = nsubscriptions & guest.U32
+        if count == 0 or count > MAX_SUBSCRIPTIONS:
+            return ERRNO_INVAL
+        raw = guest.read(caller, in_ptr, count * SUBSCRIPTION_BYTES)
+        if raw is None or not guest.write(caller, out_ptr, count * EVENT_BYTES, b""):
+            return ERRNO_FAULT
+        began = time.monotonic()
+        ready: list[bytes] = []
+        clocks: list[tuple[float, int]] = []  # (monotonic time it fires, userdata)
+        for i in range(count):
+            base = i * SUBSCRIPTION_BYTES
+            userdata, tag = struct.unpack_from("<QB", raw, base)
+            if tag == EVENTTYPE_CLOCK:
+                clock_id, timeout, _precision, flags = struct.unpack_from("<IQQH", raw, base + 16)
+                fires = _fires_at(clock_id, timeout, flags, began)
+                if fires is None:
+                    ready.append(_event(userdata, ERRNO_INVAL, tag))
+                else:
+                    clocks.append((fires, userdata))
+            elif tag in (EVENTTYPE_FD_READ, EVENTTYPE_FD_WRITE):
+                (fd,) = struct.unpack_from("<I", raw, base + 16)
+                nbytes = len(run.spec.input) - run.input_pos if (tag, fd) == (EVENTTYPE_FD_READ, 0) else 0
+                ready.append(_event(userdata, ERRNO_SUCCESS, tag, nbytes))
+            else:
+                return ERRNO_INVAL
+        if not ready:
+            wake = min(fires for fires, _ in clocks)
+            while True:
+                if stop_if_due(caller, run):
+                    return ERRNO_INTR
+                now = time.monotonic()
+                if now >= wake:
+                    break
+                time.sleep(max(min(wake - now, run.deadline - now, run.tick), 0.0))
+        now = time.monotonic()
+        ready += [_event(userdata, ERRNO_SUCCESS, EVENTTYPE_CLOCK) for fires, userdata in clocks if fires <= now]
+        if not guest.write(caller, out_ptr, len(ready) * EVENT_BYTES, b"".join(ready)):
+            return ERRNO_FAULT
+        return ERRNO_SUCCESS if guest.write_u32(caller, nevents, len(ready)) else ERRNO_FAULT
+    except BaseException as exc:
+        return host_failure(caller, run, "poll_oneoff", exc)
+
+
+def _fires_at(clock_id: int, timeout_ns: int, flags: int, began: float) -> float | None:
+    """When a clock subscription fires, on time.monotonic()'s scale; None for a clock we do not offer."""
+    if not flags & SUBCLOCKFLAG_ABSTIME:
+        return began + timeout_ns / 1e9 if clock_id in (CLOCK_REALTIME, CLOCK_MONOTONIC) else None
+    now = _clock_ns(clock_id)
+    if now is None:
+        return None
+    return began + (timeout_ns - now) / 1e9
+
+
+def _event(userdata: int, error: int, kind: int, nbytes: int = 0) -> bytes:
+    return struct.pack("<QHBxxxxxQHxxxxxx", userdata, error, kind, nbytes, 0)
