@@ -7,7 +7,10 @@ inheritance → idempotency/immutability check → policy → sign → store, an
 Decisions worth knowing:
 - A deprecated parent cannot be extended by a *new* template (it was deprecated for a reason);
   republishing an existing child of it stays idempotent.
-- Re-publishing an identical template returns the stored one (`created=False`) without re-signing.
+- Re-publishing an identical template returns the stored one (`created=False`) without re-signing,
+  unless its signature names a key version the signer no longer serves (revoked or lost): then it is
+  re-signed in place (same content, new signature, a 'published' event, a `resign` audit record).
+- `resign` does the same on demand for one template or for every template with such a signature.
 - FetchModule hashes the blob as it streams and holds back the last chunk until the digest checks
   out, so a client never receives a whole module from a damaged blob with an OK status.
 - Deprecating an already deprecated version changes nothing and emits no event.
@@ -69,6 +72,16 @@ class Signer(Protocol):
     """The signing port. The gRPC adapter raises Unavailable when the signer cannot be reached."""
 
     async def sign(self, payload: bytes) -> SignatureRecord: ...
+
+    async def live_keys(self) -> frozenset[tuple[str, int]]:
+        """(key id, version) of every key version that still verifies."""
+        ...
+
+
+@dataclass(frozen=True)
+class ResignResult:
+    templates: list[PublishedTemplate]
+    unchanged: int
 
 
 @dataclass(frozen=True)
@@ -379,7 +392,11 @@ class Registry:
 
         existing = await self._io(self._load, manifest.name, manifest.version)
         if existing is not None:
-            return self._same_or_conflict(existing, manifest)
+            result = self._same_or_conflict(existing, manifest)
+            live = await self.signer.live_keys()
+            if _signed_by(existing) not in live:  # revoked or lost key: re-sign in place (issue 10 item 9)
+                return PublishResult(await self._resign(existing, "republish"), created=False)
+            return result
 
         if manifest.extends:
             parent = parents[manifest.extends]
@@ -424,6 +441,65 @@ class Registry:
         )
         return PublishResult(stored, created=True)
 
+    # --- re-signing -------------------------------------------------------------------------------
+
+    async def resign(self, name: str, version: str, all_revoked: bool) -> ResignResult:
+        """Re-sign one template (name@version) or every template whose key version is not live."""
+        if all_revoked == bool(name or version):
+            raise InvalidArgument(
+                "give either name and version (one template) or all_revoked (every template signed by a key "
+                "version the signer no longer serves), not both",
+                field="all_revoked",
+            )
+        live = await self.signer.live_keys()
+        if not all_revoked:
+            _check_name(name)
+            if not version:
+                raise InvalidArgument("version is required: re-signing names one exact version", field="version")
+            Version(version)
+            template = await self._io(self._load, name, version)
+            if template is None:
+                raise NotFound(f"template {name}@{version} is not published")
+            if _signed_by(template) in live:
+                return ResignResult([], 1)
+            return ResignResult([await self._resign(template, "resign")], 0)
+        resigned, unchanged = [], 0
+        after: tuple[str, str] | None = None
+        while refs := await self._io(self.store.all_refs, after, REPLAY_PAGE):
+            for ref in refs:
+                template = await self._io(self._load, *ref)
+                if template is None:
+                    continue
+                if _signed_by(template) in live:
+                    unchanged += 1
+                else:
+                    resigned.append(await self._resign(template, "resign"))
+            after = refs[-1]
+        return ResignResult(resigned, unchanged)
+
+    async def _resign(self, template: PublishedTemplate, why: str) -> PublishedTemplate:
+        signature = await self.signer.sign(template.canonical_manifest)
+        async with self._write_lock:
+            revision = await self._io(
+                self.store.update_signature, template.manifest.name, template.manifest.version, signature
+            )
+            stored = await self._io(self.store.get, template.manifest.name, template.manifest.version)
+            if stored is None:  # cannot happen: update_signature raised NotFound
+                raise NotFound(f"template {template.ref} is not published")
+            self.cache.put((stored.manifest.name, stored.manifest.version), stored)
+            self.hub.publish(TemplateEvent(revision, KIND_PUBLISHED, stored))
+        audit.record(
+            "resign",
+            target=stored.ref,
+            revision=revision,
+            reason=why,
+            previous_key_id=template.signature.key_id,
+            previous_key_version=template.signature.key_version,
+            key_id=signature.key_id,
+            key_version=signature.key_version,
+        )
+        return stored
+
     @staticmethod
     def _same_or_conflict(existing: PublishedTemplate, manifest: Manifest) -> PublishResult:
         if existing.canonical_manifest == manifest.canonical_bytes():
@@ -432,3 +508,7 @@ class Registry:
             f"template {manifest.ref} is already published with different content: "
             f"{describe_difference(existing.manifest, manifest)} differs; versions are immutable, publish a new version"
         )
+
+
+def _signed_by(template: PublishedTemplate) -> tuple[str, int]:
+    return template.signature.key_id, template.signature.key_version

@@ -74,6 +74,14 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         template = await self.registry.deprecate(request.name, request.version, request.reason)
         return pb.DeprecateTemplateResponse(template=template_to_proto(template))
 
+    async def ResignTemplates(
+        self, request: pb.ResignTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResignTemplatesResponse:
+        result = await self.registry.resign(request.name, request.version, request.all_revoked)
+        return pb.ResignTemplatesResponse(
+            templates=[template_to_proto(t) for t in result.templates], unchanged=result.unchanged
+        )
+
     async def WatchTemplates(
         self, request: pb.WatchTemplatesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchTemplatesResponse]:

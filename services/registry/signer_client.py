@@ -30,5 +30,16 @@ class GrpcSigner:
             raise FailedPrecondition(f"the signer at {self.target} refused to sign ({detail})") from exc
         return signature_from_proto(reply.signature)
 
+    async def live_keys(self) -> frozenset[tuple[str, int]]:
+        """(key id, version) of every key version the signer serves now: what a stored signature needs."""
+        try:
+            reply = await self._stub.GetPublicKeys(
+                signer_service_pb2.GetPublicKeysRequest(), timeout=self.timeout_seconds
+            )
+        except grpc.aio.AioRpcError as exc:
+            detail = f"{exc.code().name}: {exc.details()}"
+            raise Unavailable(f"the signer at {self.target} did not list its keys ({detail}); retry") from exc
+        return frozenset((k.key_id, k.key_version) for k in reply.keys if k.key_version >= reply.min_version)
+
     async def close(self) -> None:
         await self._channel.close()

@@ -506,6 +506,42 @@ class RegistryStore:
                 raise
         return revision
 
+    def update_signature(self, name: str, version: str, signature: SignatureRecord) -> int:
+        """Replace a stored template's signature (a re-sign: same canonical bytes, a live key) and record a
+        'published' event in one transaction, so watchers pick the new signature up. Returns the event's
+        revision. The template's own revision (when it was first published) does not change."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                now = time.time()
+                updated = self._db.execute(
+                    "UPDATE templates SET key_id = ?, key_version = ?, signature = ?, update_time = ? "
+                    "WHERE name = ? AND version = ?",
+                    (signature.key_id, signature.key_version, signature.signature, now, name, version),
+                ).rowcount
+                if updated != 1:
+                    raise NotFound(f"template {name}@{version} is not published")
+                revision = self._db.execute(
+                    "INSERT INTO events (kind, name, version, event_time) VALUES (?, ?, ?, ?)",
+                    (KIND_PUBLISHED, name, version, now),
+                ).lastrowid
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return revision
+
+    def all_refs(self, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
+        """Every stored (name, version), deprecated ones too, in primary-key order, one page at a time."""
+        name, version = after or ("", "")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, version FROM templates WHERE name > ? OR (name = ? AND version > ?) "
+                "ORDER BY name, version LIMIT ?",
+                (name, name, version, limit),
+            ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
     # --- events -----------------------------------------------------------------------------------
 
     def events_after(self, revision: int, limit: int) -> list[EventRow]:

@@ -25,6 +25,7 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
     "registry": {
         "PublishTemplate": frozenset({"gateway"}),
         "DeprecateTemplate": frozenset({"gateway"}),
+        "ResignTemplates": frozenset({"gateway"}),
         "GetTemplate": READERS,
         "ListTemplates": READERS,
         "FetchModule": READERS,

@@ -35,31 +35,53 @@ def wasm_module(size: int) -> bytes:
     return module
 
 
-_KEY = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+_KEYS = {1: rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)}
+
+
+def _key(version: int) -> rsa.RSAPrivateKey:
+    if version not in _KEYS:
+        _KEYS[version] = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    return _KEYS[version]
 
 
 class KeySigner:
-    """A real RSA signer in memory; counts calls so tests can assert that nothing was re-signed."""
+    """A real RSA signer in memory, with versions (rotate, revoke); counts calls so tests can assert that
+    nothing was re-signed."""
 
     key_id = "templates"
 
     def __init__(self) -> None:
         self.calls = 0
         self.down = False
+        self.latest = 1
+        self.min_version = 1
 
     async def sign(self, payload: bytes) -> SignatureRecord:
         if self.down:
             raise Unavailable("the signer at test is unavailable; retry the publish")
         self.calls += 1
-        return SignatureRecord(self.key_id, 1, _KEY.sign(payload, PADDING, HASH))
+        return SignatureRecord(self.key_id, self.latest, _key(self.latest).sign(payload, PADDING, HASH))
+
+    async def live_keys(self) -> frozenset[tuple[str, int]]:
+        if self.down:
+            raise Unavailable("the signer at test did not list its keys; retry")
+        return frozenset((self.key_id, v) for v in range(self.min_version, self.latest + 1))
+
+    def rotate_and_revoke(self) -> None:
+        self.latest += 1
+        self.min_version = self.latest
 
     def keyring(self) -> Keyring:
-        pem = (
-            _KEY.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
-        )
-        return Keyring([PublicKeyVersion(self.key_id, 1, pem)])
+        keys = []
+        for version in range(self.min_version, self.latest + 1):
+            pem = (
+                _key(version)
+                .public_key()
+                .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+                .decode()
+            )
+            keys.append(PublicKeyVersion(self.key_id, version, pem))
+        return Keyring(keys, {self.key_id: self.min_version})
 
 
 def manifest(name: str = "agent", version: str = "1.0.0", **fields: object) -> bytes:
