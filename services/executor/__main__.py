@@ -25,6 +25,7 @@ from services.executor.servicer import ExecutorServicer
 from services.executor.settings import DEFAULT_PORT, ExecutorSettings
 from services.executor.trust import Trust
 from services.spec.policy import Policy, PolicyError
+from services.spec.published import PublishedTemplate
 
 log = logging.getLogger("services.executor")
 
@@ -61,6 +62,8 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
             settings.module_cache_entries,
             policy.max_module_bytes,
             policy.max_module_imports,
+            memory_bytes=settings.module_memory_bytes,
+            disk_bytes=settings.module_disk_bytes,
         ),
         sandbox=sandbox,
         pool=WorkerPool(settings.min_workers, settings.max_workers, settings.max_queue, settings.idle_seconds),
@@ -77,6 +80,21 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
                 await asyncio.wait_for(stop.wait(), settings.keys_refresh_seconds)
             with contextlib.suppress(AgentFactoryError):
                 await trust.refresh()  # learns revocations without a run having to miss first
+
+    async def follow_registry() -> None:
+        # In the background, after SERVING: what to watch from, then the watch and the warm-up side by side
+        # (a publish during a long warm-up is precompiled at once). Runs never wait for either: a module not
+        # loaded yet loads on its first run (disk, else registry), as after any eviction.
+        listed: list[list[PublishedTemplate]] = []
+
+        async def list_catalog() -> None:
+            listed.append(await service.catalog())
+
+        if not await _until_ok("listing templates", list_catalog, stop):
+            return
+        templates = listed[0]
+        tasks.append(asyncio.create_task(service.watch(stop)))
+        await service.fill(templates)
 
     async def follow_key_pushes() -> None:
         # The signer pushes every key-set change: a revocation reaches this executor within about a
@@ -95,21 +113,19 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
             backoff = min(backoff * 2, 5.0)
 
     async def become_ready(readiness: Readiness) -> None:
-        # SERVING only once runs can be verified (keys) and published templates are precompiled.
+        # SERVING as soon as runs can be verified (keys): start-up time does not grow with the catalog.
         if not await _until_ok("fetching public keys", trust.refresh, stop):
             return
-        if not await _until_ok("warming the module cache", service.warm, stop):
-            return
         await readiness.set_serving()
-        log_event(log, "executor ready", revision=service.last_revision, fingerprint=sandbox.fingerprint)
-        tasks.append(asyncio.create_task(service.watch(stop)))
+        log_event(log, "executor ready", fingerprint=sandbox.fingerprint)
+        tasks.append(asyncio.create_task(follow_registry()))
         tasks.append(asyncio.create_task(refresh_keys_periodically()))
         if settings.keys_watch:
             tasks.append(asyncio.create_task(follow_key_pushes()))
 
     async def on_started(readiness: Readiness) -> None:
-        # grpc's aio HealthServicer starts with the overall "" entry SERVING; until the keys are fetched and
-        # the cache is warm, nothing (mesh health checks, the test harness) may route runs here.
+        # grpc's aio HealthServicer starts with the overall "" entry SERVING; until the keys are fetched,
+        # nothing (mesh health checks, the test harness) may route runs here.
         await readiness.set_not_serving()
         tasks.append(asyncio.create_task(become_ready(readiness)))
 

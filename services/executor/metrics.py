@@ -52,3 +52,10 @@ INLINE_RUNS = Counter(
     "(over the budget: discarded and run again through the pool).",
     ["result"],
 )
+WARMUP_TEMPLATES = Gauge(
+    "agentfactory_executor_warmup_templates",
+    "Start-up warm-up (in the background, after SERVING): templates whose module it loaded, and those it left "
+    "to load on first use (memory budget full or module too large).",
+    ["result"],
+)
+WARMUP_DONE = Gauge("agentfactory_executor_warmup_done", "1 once the background start-up warm-up has finished.")

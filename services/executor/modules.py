@@ -1,5 +1,10 @@
 """Compiled modules, three levels deep: an in-memory LRU, serialized artifacts on disk, the registry last.
 
+Both cache levels are bounded by bytes (AF_EXECUTOR_MODULE_MEMORY_BYTES, AF_EXECUTOR_MODULE_DISK_BYTES) and
+evict least recently used first. A compiled module's memory is counted as its serialized size: that is its
+native code and metadata, which is what a loaded `wasmtime.Module` holds. Runs (demand) evict; background
+fill-ins (`evict=False`: start-up warm-up, precompilation on Watch) only take free room.
+
 Keys are module digests: a module only enters any level after its bytes hashed to the digest the signed
 manifest names, so "module sha256 matches the manifest" holds for every run that finds its digest here.
 Disk artifacts are keyed by digest *and* the engine fingerprint (wasmtime version and every setting that
@@ -20,15 +25,17 @@ from pathlib import Path
 
 import wasmtime
 
-from services.common.cache import LruTtlCache
 from services.common.errors import FailedPrecondition
+from services.common.sized_cache import SizedLru
 from services.executor import metrics
+from services.executor.disk_cache import DiskModuleStore
 from services.executor.sandbox import Prepared, Sandbox
 from services.executor.wasm_binary import check_bounds
 
 log = logging.getLogger(__name__)
 
-MEMORY_TTL_SECONDS = 7 * 24 * 3600.0  # digests are immutable; only capacity should evict
+DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
+DEFAULT_DISK_BYTES = 2 * 1024 * 1024 * 1024
 
 
 @dataclass
@@ -40,29 +47,59 @@ class Compiled:
 
 
 class ModuleCache:
-    def __init__(self, sandbox: Sandbox, data_dir: Path, max_entries: int, max_bytes: int, max_imports: int) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        data_dir: Path,
+        max_entries: int,
+        max_bytes: int,
+        max_imports: int,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        disk_bytes: int = DEFAULT_DISK_BYTES,
+    ) -> None:
+        """`max_bytes`/`max_imports` are the policy's bounds on a module; `memory_bytes`/`disk_bytes` and
+        `max_entries` bound the two cache levels."""
         self.sandbox = sandbox
         self.dir = data_dir / "modules"
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self.max_bytes = max_bytes
         self.max_imports = max_imports
-        self._memory: LruTtlCache[str, Compiled] = LruTtlCache("executor_modules", max_entries, MEMORY_TTL_SECONDS)
+        self._memory: SizedLru[str, Compiled] = SizedLru("executor_modules", memory_bytes, max_entries)
+        self.disk = DiskModuleStore(self.dir, disk_bytes)
+
+    @property
+    def memory(self) -> SizedLru[str, Compiled]:
+        return self._memory
+
+    def _name(self, digest: str) -> str:
+        return f"{digest}-{self.sandbox.fingerprint}.cwasm"
 
     def _path(self, digest: str) -> Path:
-        return self.dir / f"{digest}-{self.sandbox.fingerprint}.cwasm"
+        return self.dir / self._name(digest)
+
+    def on_disk(self, digest: str) -> bool:
+        return self._name(digest) in self.disk
+
+    def expected_size(self, digest: str, module_size: int) -> int:
+        """A module's memory before loading it: its artifact's size when on disk, else its wasm size (a
+        lower bound: compiled code is larger, which the cache accounts for once it is compiled)."""
+        return self.disk.size(self._name(digest)) or module_size
+
+    def fits_in_memory(self, size: int) -> bool:
+        """Whether a fill-in of about `size` bytes would find free room in memory."""
+        return self._memory.fits(size)
 
     def from_memory(self, digest: str) -> Compiled | None:
         found = self._memory.get(digest)
         metrics.MODULE_CACHE.labels("memory", "hit" if found else "miss").inc()
         return found
 
-    def from_disk(self, digest: str) -> Compiled | None:
+    def from_disk(self, digest: str, evict: bool = True) -> Compiled | None:
         """Blocking (file I/O and deserialization): call from a worker thread."""
         path = self._path(digest)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = self.disk.read(path.name)
+        if raw is None:
             metrics.MODULE_CACHE.labels("disk", "miss").inc()
             return None
         checksum, payload = raw[:32], raw[32:]
@@ -72,15 +109,15 @@ class ModuleCache:
             module = self.sandbox.deserialize(payload)
         except (ValueError, wasmtime.WasmtimeError) as exc:
             log.warning("dropping unusable compiled module %s: %s", path.name, exc)
-            path.unlink(missing_ok=True)
+            self.disk.delete(path.name)
             metrics.MODULE_CACHE.labels("disk", "miss").inc()
             return None
         metrics.MODULE_CACHE.labels("disk", "hit").inc()
         compiled = Compiled(digest, module)
-        self._memory.put(digest, compiled)
+        self._memory.put(digest, compiled, len(payload), evict=evict)
         return compiled
 
-    def compile(self, digest: str, wasm: bytes) -> Compiled:
+    def compile(self, digest: str, wasm: bytes, evict: bool = True) -> Compiled:
         """Blocking: check the digest and the policy's module bounds, compile, cache at both levels."""
         actual = hashlib.sha256(wasm).hexdigest()
         if actual != digest:
@@ -91,13 +128,10 @@ class ModuleCache:
         module = self.sandbox.compile(wasm)
         metrics.COMPILE_SECONDS.observe(time.perf_counter() - began)
         compiled = Compiled(digest, module)
-        self._memory.put(digest, compiled)
+        payload = module.serialize()
+        self._memory.put(digest, compiled, len(payload), evict=evict)
         try:
-            payload = module.serialize()
-            path = self._path(digest)
-            tmp = path.with_suffix(f".tmp{threading.get_ident()}")
-            tmp.write_bytes(hashlib.sha256(payload).digest() + payload)
-            os.replace(tmp, path)
+            self.disk.write(self._name(digest), hashlib.sha256(payload).digest() + payload)
         except OSError as exc:  # the disk level is an optimisation; a full disk must not fail runs
             log.warning("could not store compiled module %s: %s", digest, exc)
         return compiled

@@ -251,14 +251,15 @@ class ExecutorService:
             self._templates.put((name, version), found)
         return found
 
-    async def ready(self, name: str, version: str) -> Ready:
+    async def ready(self, name: str, version: str, evict: bool = True) -> Ready:
+        """`evict=False` for background fill-ins: the compiled module takes only free room in memory."""
         with span("template_lookup", template=f"{name}@{version}"):
             template = await self.template(name, version)
         with span("verify_signature", template=f"{name}@{version}", key_version=template.signature.key_version):
             verified = await self.trust.verify(template, name, version)
         manifest = verified.manifest
         with span("module_lookup", module_sha256=manifest.module_sha256):
-            compiled, level = await self._compiled(manifest.module_sha256, template.module_size)
+            compiled, level = await self._compiled(manifest.module_sha256, template.module_size, evict)
         try:
             prepared = self.modules.link(compiled, frozenset(manifest.tools), manifest.ref)
         except FailedPrecondition:
@@ -266,7 +267,7 @@ class ExecutorService:
             raise
         return Ready(verified, prepared, level)
 
-    async def _compiled(self, digest: str, module_size: int) -> tuple[Compiled, str]:
+    async def _compiled(self, digest: str, module_size: int, evict: bool = True) -> tuple[Compiled, str]:
         found = self.modules.from_memory(digest)
         if found is not None:
             return found, "memory"
@@ -277,7 +278,7 @@ class ExecutorService:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
         self._inflight[digest] = future
         try:
-            compiled = await asyncio.to_thread(self.modules.from_disk, digest)
+            compiled = await asyncio.to_thread(self.modules.from_disk, digest, evict)
             level = "disk"
             if compiled is None:
                 if module_size > self.modules.max_bytes:
@@ -287,7 +288,7 @@ class ExecutorService:
                     )
                 wasm = await self.source.fetch_module(digest, self.modules.max_bytes)
                 metrics.MODULE_CACHE.labels("registry", "hit").inc()
-                compiled = await asyncio.to_thread(self.modules.compile, digest, wasm)
+                compiled = await asyncio.to_thread(self.modules.compile, digest, wasm, evict)
                 level = "registry"
             future.set_result((compiled, level))
             return compiled, level
@@ -300,11 +301,13 @@ class ExecutorService:
     # --- hot reload --------------------------------------------------------------------------------
 
     async def prepare(self, template: PublishedTemplate) -> bool:
-        """Verify, compile and link a published template ahead of its first run. Never raises."""
+        """Verify, compile and link a published template ahead of its first run, in free room only (a
+        fill-in never evicts a module runs are using; the compiled artifact still lands on disk). Never
+        raises."""
         manifest = template.manifest
         self._templates.put((manifest.name, manifest.version), template)
         try:
-            await self.ready(manifest.name, manifest.version)
+            await self.ready(manifest.name, manifest.version, evict=False)
             return True
         except AgentFactoryError as exc:
             log.warning("cannot precompile %s: %s", template.ref, exc.message)
@@ -315,15 +318,37 @@ class ExecutorService:
         self._templates.invalidate((template.manifest.name, template.manifest.version))
         self.modules.drop(template.manifest.module_sha256)
 
-    async def warm(self) -> int:
-        """Precompile every published, non-deprecated template; returns the revision to watch from."""
+    async def catalog(self) -> list[PublishedTemplate]:
+        """Every published, non-deprecated template, most recent first; sets the revision to watch from."""
         templates = await self.source.list_published()
-        revision = 0
-        for template in templates:
-            revision = max(revision, template.revision)
-            await self.prepare(template)
+        revision = max((t.revision for t in templates), default=0)
         self.last_revision = max(self.last_revision, revision)
-        log.info("cache warmed", extra={"fields": {"templates": len(templates), "revision": revision}})
+        return sorted(templates, key=lambda t: t.revision, reverse=True)
+
+    async def fill(self, templates: list[PublishedTemplate]) -> int:
+        """Load compiled modules in the given order (most recent first) while memory has free room: from
+        disk when the artifact is there, else fetched and compiled. A module whose expected size does not
+        fit is skipped (its first run loads it); it stops when memory is full. Returns how many loaded."""
+        loaded = 0
+        for template in templates:
+            if not self.modules.fits_in_memory(1):
+                break
+            digest = template.manifest.module_sha256
+            if self.modules.fits_in_memory(self.modules.expected_size(digest, template.module_size)):
+                await self.prepare(template)
+                loaded += digest in self.modules.memory
+                metrics.WARMUP_TEMPLATES.labels("loaded").set(loaded)
+        metrics.WARMUP_TEMPLATES.labels("left_cold").set(len(templates) - loaded)
+        metrics.WARMUP_DONE.set(1)
+        log.info(
+            "module cache warmed",
+            extra={"fields": {"templates": len(templates), "loaded": loaded, "bytes": self.modules.memory.bytes}},
+        )
+        return loaded
+
+    async def warm(self) -> int:
+        """catalog() then fill(): the start-up warm-up in one call; returns the revision to watch from."""
+        await self.fill(await self.catalog())
         return self.last_revision
 
     async def watch(self, stop: asyncio.Event, backoff_max: float = 10.0) -> None:

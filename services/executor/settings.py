@@ -23,6 +23,8 @@ class ExecutorSettings:
     max_queue: int
     idle_seconds: float
     module_cache_entries: int
+    module_memory_bytes: int
+    module_disk_bytes: int
     keys_refresh_seconds: float
     engine: EngineSettings
     keys_watch: bool = True
@@ -40,7 +42,9 @@ class ExecutorSettings:
             max_workers=env.int("AF_EXECUTOR_MAX_WORKERS", 2 * cores),
             max_queue=env.int("AF_EXECUTOR_QUEUE", 4 * cores),
             idle_seconds=env.float("AF_EXECUTOR_IDLE_SECONDS", 30.0),
-            module_cache_entries=env.int("AF_EXECUTOR_MODULE_CACHE", 256),
+            module_cache_entries=env.int("AF_EXECUTOR_MODULE_CACHE", 4096),
+            module_memory_bytes=env.int("AF_EXECUTOR_MODULE_MEMORY_BYTES", 512 * 1024 * 1024),
+            module_disk_bytes=env.int("AF_EXECUTOR_MODULE_DISK_BYTES", 2 * 1024 * 1024 * 1024),
             keys_refresh_seconds=env.float("AF_EXECUTOR_KEYS_REFRESH_SECONDS", 60.0),
             keys_watch=env.bool("AF_EXECUTOR_KEYS_WATCH", True),
             # Fuel budget of a run on the event loop's thread (see ExecutorService); 0 sends every run
@@ -55,6 +59,8 @@ class ExecutorSettings:
             raise ConfigError("need 0 <= AF_EXECUTOR_MIN_WORKERS <= AF_EXECUTOR_MAX_WORKERS and MAX_WORKERS >= 1")
         if settings.inline_fuel < 0:
             raise ConfigError("AF_EXECUTOR_INLINE_FUEL must be >= 0")
+        if settings.module_cache_entries < 0 or settings.module_memory_bytes < 0 or settings.module_disk_bytes < 0:
+            raise ConfigError("AF_EXECUTOR_MODULE_CACHE, _MODULE_MEMORY_BYTES and _MODULE_DISK_BYTES must be >= 0")
         if settings.max_queue < 0:
             raise ConfigError("AF_EXECUTOR_QUEUE must be >= 0")
         if not 1 <= settings.engine.epoch_tick_ms <= 1000:

@@ -92,6 +92,15 @@ class Stack:
     def restart_executor(self) -> None:
         assert self.executor.stop() == 0, self.executor.logs()[-3000:]
         start_ready(self.executor, EXECUTOR_SERVICE)
+        self.wait_warm()
+
+    def wait_warm(self) -> None:
+        """The executor is SERVING before its background warm-up has loaded the published modules; the
+        tests that check where a module came from wait for the warm-up's end."""
+        deadline = time.monotonic() + 60
+        while self.metric("agentfactory_executor_warmup_done") != 1:
+            assert time.monotonic() < deadline, self.executor.logs()[-3000:]
+            time.sleep(0.05)
 
 
 def ensure_examples_built() -> None:
@@ -153,7 +162,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
             executor = start_ready(ServiceProcess("executor", workdir, env), EXECUTOR_SERVICE)
             try:
-                yield Stack(workdir, signer, registry, executor, metrics_addr, fast, slow)
+                built = Stack(workdir, signer, registry, executor, metrics_addr, fast, slow)
+                built.wait_warm()
+                yield built
             finally:
                 code = executor.stop()
             assert code == 0, f"the executor did not stop cleanly ({code}):\n{executor.logs()[-3000:]}"
