@@ -21,8 +21,8 @@ from services.common.logs import log_event
 from services.common.telemetry import current_traceparent
 from services.scheduler import domain, metrics
 from services.scheduler.domain import Agent, AgentState, Outcome
-from services.scheduler.journal import Journal
-from services.scheduler.ports import Log, Output, RunHandle
+from services.scheduler.journal import LeaseLost
+from services.scheduler.ports import AgentJournal, Log, Output, RunHandle
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class LiveAgent:
 
 
 class AgentBook:
-    def __init__(self, journal: Journal, output_cap: int, watch_queue: int = 1024) -> None:
+    def __init__(self, journal: AgentJournal, output_cap: int, watch_queue: int = 1024) -> None:
         self.journal = journal
         self.output_cap = output_cap
         self.watch_queue = watch_queue
@@ -137,11 +137,11 @@ class AgentBook:
         self.live[agent.id] = live
         return live
 
-    def get(self, agent_id: str) -> Agent:
+    async def get(self, agent_id: str) -> Agent:
         live = self.live.get(agent_id)
         if live is not None:
             return live.snapshot()
-        agent = self.journal.get(agent_id)
+        agent = await self.journal.get(agent_id)
         if agent is None:
             raise NotFound(f"agent {agent_id!r} does not exist")
         return agent
@@ -163,7 +163,11 @@ class AgentBook:
             if old.state.terminal:
                 return False
             new = change(old)
-            await self.journal.update(new)
+            try:
+                await self.journal.update(new)
+            except LeaseLost as exc:
+                self._let_go(live, exc)
+                return False
             live.agent = new
             if new.state is not old.state:
                 metrics.TRANSITIONS.labels(old.state.name, new.state.name, "").inc()
@@ -171,6 +175,18 @@ class AgentBook:
                     live.reset_output()
                 live.publish(AgentChanged(live.snapshot()), essential=True)
             return True
+
+    def _let_go(self, live: LiveAgent, exc: LeaseLost) -> None:
+        """Forget an agent another replica took over: its watchers here end (they may watch it again on
+        any replica), and nothing this replica still does with it reaches the journal."""
+        log_event(log, "agent taken over by another scheduler; letting it go", logging.WARNING,
+                  agent=live.agent.id, reason=exc.message)  # fmt: skip
+        live.request_cancel("taken over by another scheduler replica")  # stops a run still in flight here
+        for sub in live.subscribers:
+            sub.close()
+        live.subscribers.clear()
+        self.live.pop(live.agent.id, None)
+        live.done.set()
 
     async def finish(self, live: LiveAgent, outcome: Outcome) -> Agent:
         """Make the agent terminal (once: a second finish is a no-op returning the first result)."""
@@ -181,6 +197,10 @@ class AgentBook:
             new = domain.finish(old, outcome, time.time(), bytes(live.output), live.truncated)
             try:
                 await self.journal.update(new)
+            except LeaseLost as exc:
+                # Another replica owns the agent now and will end it; this ending must not be reported.
+                self._let_go(live, exc)
+                return old
             except Exception:
                 # The journal still says PENDING/RUNNING, so after a restart recovery treats this agent as
                 # lost; until then the caller and watchers get the real ending.

@@ -136,6 +136,9 @@ class Agent:
     start_time: float | None = None
     finish_time: float | None = None
     seq: int = 0  # journal order (newest first in listings); 0 until journaled
+    # The journal's take-over counter for this agent (PostgreSQL mode): a write naming an older fence
+    # than the row's is refused, so a replica that lost the agent cannot finish it. 0 in SQLite mode.
+    fence: int = 0
 
     @property
     def ref(self) -> str:

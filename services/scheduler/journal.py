@@ -89,18 +89,22 @@ _INSERT_COLS = (
 _INSERT_SQL = f"INSERT INTO agents ({', '.join(_INSERT_COLS)}) VALUES ({', '.join('?' * len(_INSERT_COLS))})"
 
 
-def _us(t: float | None) -> int | None:
+class LeaseLost(Unavailable):
+    """Another scheduler replica took this agent over (PostgreSQL mode): this one must let it go."""
+
+
+def us(t: float | None) -> int | None:
     return None if t is None else round(t * 1_000_000)
 
 
-def _sec(us: int | None) -> float | None:
-    return None if us is None else us / 1_000_000
+def sec(micros: int | None) -> float | None:
+    return None if micros is None else micros / 1_000_000
 
 
 def _mutable_values(a: Agent) -> tuple[Any, ...]:
     return (
         int(a.state), a.reason, a.cause, a.status, a.output, int(a.output_truncated), a.exit_code, a.fuel_used,
-        a.attempts, a.executor, int(a.in_flight), _us(a.start_time), _us(a.finish_time),
+        a.attempts, a.executor, int(a.in_flight), us(a.start_time), us(a.finish_time),
     )  # fmt: skip
 
 
@@ -127,10 +131,10 @@ def _row_to_agent(row: sqlite3.Row) -> Agent:
         attempts=row["attempts"],
         executor=row["executor"],
         in_flight=bool(row["in_flight"]),
-        deadline=_sec(row["deadline_us"]),
-        create_time=_sec(row["create_us"]) or 0.0,
-        start_time=_sec(row["start_us"]),
-        finish_time=_sec(row["finish_us"]),
+        deadline=sec(row["deadline_us"]),
+        create_time=sec(row["create_us"]) or 0.0,
+        start_time=sec(row["start_us"]),
+        finish_time=sec(row["finish_us"]),
     )
 
 
@@ -172,6 +176,7 @@ class Journal:
         self._init_schema(self._writer_conn)
         self._reader = self._connect()
         self._closed = False
+        self._taken_over = False
         # Loop-side state (touched only on the event loop's thread, or by close() once the committer is gone).
         self._batch: list[_Result] = []  # ops executed into the open transaction
         self._waiting: list[_Op] = []  # ops submitted while a commit is in flight
@@ -345,8 +350,8 @@ class Journal:
             values = (
                 agent.id, agent.request_id or None, agent.template_name, agent.template_version,
                 agent.requested_version, agent.input, json.dumps(dict(agent.labels), sort_keys=True),
-                int(agent.retryable), agent.timeout_ms, *_mutable_values(agent), _us(agent.deadline),
-                _us(agent.create_time),
+                int(agent.retryable), agent.timeout_ms, *_mutable_values(agent), us(agent.deadline),
+                us(agent.create_time),
             )  # fmt: skip
             cur = conn.execute(_INSERT_SQL, values)
             return dataclasses.replace(agent, seq=cur.lastrowid), True
@@ -367,15 +372,18 @@ class Journal:
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def get(self, agent_id: str) -> Agent | None:
+    # Reads are coroutines only because the port (ports.AgentJournal) is shared with the PostgreSQL
+    # journal; here they stay plain page-cache reads on the loop's thread, never awaiting anything.
+
+    async def get(self, agent_id: str) -> Agent | None:
         row = self._reader.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
         return None if row is None else _row_to_agent(row)
 
-    def get_by_request_id(self, request_id: str) -> Agent | None:
+    async def get_by_request_id(self, request_id: str) -> Agent | None:
         row = self._reader.execute("SELECT * FROM agents WHERE request_id = ?", (request_id,)).fetchone()
         return None if row is None else _row_to_agent(row)
 
-    def list(self, flt: ListFilter, after: PageCursor | None, limit: int) -> list[Agent]:
+    async def list(self, flt: ListFilter, after: PageCursor | None, limit: int) -> list[Agent]:
         """Newest first (creation time, then id): the agents after `after`, the last one of the previous
         page. A cursor of time and id, not of this journal's seq, so the pages of two colors' journals
         merge (services/scheduler/servicer.py)."""
@@ -400,12 +408,26 @@ class Journal:
         args.append(limit)
         return [_row_to_agent(row) for row in self._reader.execute(sql, args)]
 
-    def unfinished(self) -> Sequence[Agent]:
+    async def unfinished(self) -> Sequence[Agent]:
         """Every agent not yet terminal, oldest first: what recovery must act on."""
         rows = self._reader.execute(
             "SELECT * FROM agents WHERE state IN (?, ?) ORDER BY seq", (AgentState.PENDING, AgentState.RUNNING)
         )
         return [_row_to_agent(row) for row in rows]
 
-    def count(self) -> int:
+    async def count(self) -> int:
         return self._reader.execute("SELECT COUNT(*) FROM agents").fetchone()[0]
+
+    # --- ownership (one process owns every agent of an SQLite journal) ----------------------------
+
+    async def take_over(self, limit: int = 500) -> list[Agent]:
+        """The unfinished agents this process must now look after: all of them, once, at start (this
+        journal has one writer, so nobody else can hold them); nothing afterwards."""
+        if self._taken_over:
+            return []
+        self._taken_over = True
+        return list(await self.unfinished())
+
+    async def renew(self) -> int:
+        """No leases to renew: the journal file is this process's alone."""
+        return 0

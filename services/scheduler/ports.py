@@ -1,5 +1,6 @@
-"""What the scheduler needs from the outside world, as domain types: a template resolver (the registry)
-and executors. Adapters (clients.py) implement these over gRPC; unit tests use in-process doubles."""
+"""What the scheduler needs from the outside world, as domain types: the agent journal, a template
+resolver (the registry) and executors. Journal adapters: journal.py (SQLite, embedded) and journal_pg.py
+(PostgreSQL, shared by replicas); clients.py talks gRPC; unit tests use in-process doubles."""
 
 from __future__ import annotations
 
@@ -7,7 +8,44 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.scheduler.domain import RunFinished, TemplateInfo
+from services.scheduler.domain import Agent, ListFilter, PageCursor, RunFinished, TemplateInfo
+
+
+class AgentJournal(Protocol):
+    """Where accepted agents live. Both adapters pass tests/integration/scheduler/test_journal_contract.py.
+    Closing is the composition root's business (the SQLite journal closes synchronously)."""
+
+    async def create(self, agent: Agent) -> tuple[Agent, bool]:
+        """Journal a new agent, committed before this returns. If its request_id is taken: the existing
+        agent and False (across every replica sharing the journal)."""
+        ...
+
+    async def update(self, agent: Agent) -> None:
+        """Journal an agent's new state. KeyError if unknown; journal.LeaseLost if another replica took it
+        over since this one read it (its fence is stale)."""
+        ...
+
+    async def get(self, agent_id: str) -> Agent | None: ...
+
+    async def get_by_request_id(self, request_id: str) -> Agent | None: ...
+
+    async def list(self, flt: ListFilter, after: PageCursor | None, limit: int) -> list[Agent]:
+        """Newest first (creation time, then id), after `after`."""
+        ...
+
+    async def unfinished(self) -> Sequence[Agent]:
+        """Every PENDING or RUNNING agent, oldest first."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def take_over(self, limit: int = 500) -> list[Agent]:
+        """Unfinished agents nobody looks after any more, now this replica's (each with a new fence)."""
+        ...
+
+    async def renew(self) -> int:
+        """Keep this replica's claim on its unfinished agents; returns how many it holds."""
+        ...
 
 
 class TemplateResolver(Protocol):

@@ -19,8 +19,7 @@ from services.scheduler import domain, metrics
 from services.scheduler.book import AgentBook, AgentChanged, LiveAgent, WatchEvent
 from services.scheduler.dispatcher import DEADLINE_MARGIN_SECONDS, Dispatcher, DispatchSettings
 from services.scheduler.domain import Agent, AgentState, Cause, CreateSpec, ListFilter, Outcome
-from services.scheduler.journal import Journal
-from services.scheduler.ports import Executors, TemplateResolver
+from services.scheduler.ports import AgentJournal, Executors, TemplateResolver
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +64,16 @@ class ServiceSettings:
     max_live_agents: int = 10_000
     registry_timeout_seconds: float = 2.0
     cancel_wait_seconds: float = 10.0
+    # Shared journal (PostgreSQL) only: how often leases are renewed and orphaned agents looked for, and
+    # how often a watch on a replica that does not run the agent reads it again.
+    lease_renew_seconds: float = 3.0
+    watch_poll_seconds: float = 0.2
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
 
 class SchedulerService:
     def __init__(
-        self, journal: Journal, templates: TemplateResolver, executors: Executors, settings: ServiceSettings
+        self, journal: AgentJournal, templates: TemplateResolver, executors: Executors, settings: ServiceSettings
     ) -> None:
         self.journal = journal
         self.templates = templates
@@ -81,10 +84,24 @@ class SchedulerService:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Recover what the journal says is unfinished, then start dispatching."""
+    async def start(self, shared_journal: bool = False) -> None:
+        """Recover what the journal says is unfinished, then start dispatching. With a journal shared by
+        replicas, keep renewing this replica's leases and take over a dead replica's agents."""
         await self.recover()
         self.dispatcher.start()
+        if shared_journal:
+            task = asyncio.create_task(self._keep_leases(), name="scheduler-leases")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_renew_seconds)
+            try:
+                await self.journal.renew()
+                await self.recover()
+            except errors.Unavailable as exc:  # the database is away; the leases run on until it is back
+                log_event(log, "could not renew leases", logging.WARNING, error=exc.message)
 
     async def stop(self, grace: float) -> None:
         await self.dispatcher.stop(grace)
@@ -99,7 +116,9 @@ class SchedulerService:
         bound = self.settings.dispatch.max_attempts
         jobs = []
         actions: dict[str, int] = {}
-        for agent in self.journal.unfinished():
+        for agent in await self.journal.take_over():
+            if agent.id in self.book.live:  # SQLite mode never repeats one; a shared journal might
+                continue
             live = self.book.adopt(agent)
             if agent.deadline is not None and agent.deadline <= time.time():
                 action = "timed_out"
@@ -137,7 +156,7 @@ class SchedulerService:
         request_id, return the agent it created. Returns (agent, created)."""
         domain.validate_spec(spec)
         if spec.request_id:
-            existing = self.journal.get_by_request_id(spec.request_id)
+            existing = await self.journal.get_by_request_id(spec.request_id)
             if existing is not None:
                 return self._same_request(existing, spec), False
         if len(self.book.live) >= self.settings.max_live_agents:
@@ -169,23 +188,23 @@ class SchedulerService:
             )
         return self.book.overlay(existing)
 
-    def get(self, agent_id: str) -> Agent:
-        return self.book.get(_required_id(agent_id))
+    async def get(self, agent_id: str) -> Agent:
+        return await self.book.get(_required_id(agent_id))
 
-    def knows_request(self, request_id: str) -> bool:
+    async def knows_request(self, request_id: str) -> bool:
         """Whether this scheduler created the agent of an idempotency key."""
-        return self.journal.get_by_request_id(request_id) is not None
+        return await self.journal.get_by_request_id(request_id) is not None
 
-    def list(
+    async def list(
         self, state: int, template_name: str, label_selector: str, page_size: int, page_token: str, request_id: str = ""
     ) -> tuple[list[Agent], str]:
         flt = _list_filter(state, template_name, label_selector)
         if request_id:  # at most one agent: no pages
-            found = self.journal.get_by_request_id(request_id)
+            found = await self.journal.get_by_request_id(request_id)
             return ([self.book.overlay(found)] if found is not None and flt.matches(found) else []), ""
         after = domain.decode_page_token(page_token, flt)
         size = domain.page_size(page_size)
-        rows = self.journal.list(flt, after, size + 1)
+        rows = await self.journal.list(flt, after, size + 1)
         token = domain.encode_page_token(_cursor(rows[size - 1]), flt) if len(rows) > size else ""
         return [self.book.overlay(a) for a in rows[:size]], token
 
@@ -199,7 +218,8 @@ class SchedulerService:
         """The agent now (with its output so far), then its events until it is terminal."""
         live = self.book.live.get(_required_id(agent_id))
         if live is None:
-            yield AgentChanged(self.book.get(agent_id))
+            async for event in self._watch_journal(agent_id):
+                yield event
             return
         sub = self.book.subscribe(live)  # snapshot and subscribe with no await between: nothing is missed
         try:
@@ -209,10 +229,27 @@ class SchedulerService:
         finally:
             live.subscribers.discard(sub)
 
+    async def _watch_journal(self, agent_id: str) -> AsyncIterator[WatchEvent]:
+        """An agent this replica does not run (ended, or run by another replica on a shared journal):
+        its journaled state, read again until it is terminal. Output arrives with the terminal state."""
+        agent = await self.book.get(agent_id)
+        yield AgentChanged(agent)
+        while not agent.state.terminal:
+            await asyncio.sleep(self.settings.watch_poll_seconds)
+            live = self.book.live.get(agent_id)
+            if live is not None:  # this replica took it over meanwhile: follow it here
+                async for event in self.watch(agent_id):
+                    yield event
+                return
+            now = await self.book.get(agent_id)
+            if (now.state, now.attempts, now.in_flight) != (agent.state, agent.attempts, agent.in_flight):
+                yield AgentChanged(now)
+            agent = now
+
     async def cancel(self, agent_id: str, reason: str = "cancelled by CancelAgent") -> Agent:
         live = self.book.live.get(_required_id(agent_id))
         if live is None:
-            return self.book.get(agent_id)  # already ended (or NotFound)
+            return await self.book.get(agent_id)  # already ended (or NotFound)
         live.request_cancel(reason)
         audit.record("cancel", target=agent_id, reason=reason)
         if not live.dispatching:
@@ -222,7 +259,7 @@ class SchedulerService:
             await asyncio.wait_for(asyncio.shield(live.done.wait()), self.settings.cancel_wait_seconds)
         except TimeoutError:
             log_event(log, "cancel still in progress", logging.WARNING, agent=agent_id)
-        return self.book.get(agent_id)
+        return await self.book.get(agent_id)
 
     async def run(
         self, spec: CreateSpec, timeout: float | None, *, result_only: bool = False
@@ -254,7 +291,7 @@ class SchedulerService:
             return
         live = self.book.live.get(agent.id)
         if live is None:  # it ended before we got here
-            yield AgentChanged(self.book.get(agent.id))
+            yield AgentChanged(await self.book.get(agent.id))
             return
         await live.done.wait()
         yield AgentChanged(live.agent)

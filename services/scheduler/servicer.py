@@ -71,7 +71,11 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
 
     async def _request_owner(self, request_id: str, context: grpc.aio.ServicerContext) -> tuple[Peers, str] | None:
         """The peers and the other color that already created the agent of this request_id, if any."""
-        if not request_id or (peers := self._ask_peers(context)) is None or self.service.knows_request(request_id):
+        if (
+            not request_id
+            or (peers := self._ask_peers(context)) is None
+            or await self.service.knows_request(request_id)
+        ):
             return None
         owner = await peers.owner_of_request(request_id, context.time_remaining())
         return None if owner is None else (peers, owner)
@@ -93,7 +97,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
 
     async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> pb.GetAgentResponse:
         try:
-            return pb.GetAgentResponse(agent=agent_to_pb(self.service.get(request.id)))
+            return pb.GetAgentResponse(agent=agent_to_pb(await self.service.get(request.id)))
         except NotFound:
             if (peers := self._ask_peers(context)) is None:
                 raise
@@ -102,7 +106,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     async def ListAgents(
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentsResponse:
-        agents, token = self.service.list(
+        agents, token = await self.service.list(
             request.state,
             request.template_name,
             request.label_selector,

@@ -49,7 +49,7 @@ async def test_create_is_committed_before_it_returns(tmp_path: Path, journal: Jo
     other = sqlite3.connect(tmp_path / "journal.sqlite3")
     assert other.execute("SELECT id, state FROM agents").fetchall() == [("agent-0001", AgentState.PENDING)]
     other.close()
-    back = journal.get("agent-0001")
+    back = await journal.get("agent-0001")
     assert back == stored
 
 
@@ -57,7 +57,7 @@ async def test_group_commit_batches_concurrent_creates(journal: Journal) -> None
     before = batches()
     results = await asyncio.gather(*(journal.create(agent(i)) for i in range(300)))
     assert all(created for _, created in results)
-    assert journal.count() == 300
+    assert await journal.count() == 300
     used = batches() - before
     # 300 concurrent creates share far fewer transactions (each one fsync) than one per create.
     assert 1 <= used < 100, used
@@ -71,8 +71,8 @@ async def test_duplicate_request_id_returns_the_first_agent(journal: Journal) ->
     )
     assert first[1] is True and second[1] is False
     assert second[0].id == first[0].id == "agent-0001"
-    assert journal.get_by_request_id("req-1").id == "agent-0001"
-    assert journal.count() == 1
+    assert (await journal.get_by_request_id("req-1")).id == "agent-0001"
+    assert await journal.count() == 1
 
 
 async def test_one_failing_op_does_not_undo_its_batch(journal: Journal) -> None:
@@ -84,8 +84,8 @@ async def test_one_failing_op_does_not_undo_its_batch(journal: Journal) -> None:
         journal.create(agent(1)), journal.submit(boom), journal.create(agent(2)), return_exceptions=True
     )
     assert isinstance(results[1], sqlite3.IntegrityError)
-    assert journal.get("agent-0001") and journal.get("agent-0002")
-    assert journal.count() == 2
+    assert await journal.get("agent-0001") and await journal.get("agent-0002")
+    assert await journal.count() == 2
 
 
 async def test_updates_survive_reopen_and_feed_recovery(tmp_path: Path) -> None:
@@ -103,10 +103,10 @@ async def test_updates_survive_reopen_and_feed_recovery(tmp_path: Path) -> None:
 
     reopened = Journal.open(tmp_path)
     try:
-        unfinished = reopened.unfinished()
+        unfinished = await reopened.unfinished()
         assert [a.id for a in unfinished] == [a1.id, a2.id]  # oldest first; the SUCCEEDED one is done
         assert unfinished[1] == running
-        assert reopened.get(a3.id) == done
+        assert await reopened.get(a3.id) == done
     finally:
         reopened.close()
 
@@ -120,25 +120,25 @@ async def test_list_filters_and_pages_newest_first(journal: Journal) -> None:
     for i in range(12):
         labels = {"team": "a" if i % 2 else "b", "env": "prod"}
         await journal.create(agent(i, template="echo" if i < 8 else "other", labels=labels))
-    page = journal.list(ListFilter(), None, 5)
+    page = await journal.list(ListFilter(), None, 5)
     assert [a.id for a in page] == [f"agent-{i:04d}" for i in (11, 10, 9, 8, 7)]
-    after = journal.list(ListFilter(), PageCursor.of(page[-1].create_time, page[-1].id), 5)
+    after = await journal.list(ListFilter(), PageCursor.of(page[-1].create_time, page[-1].id), 5)
     assert [a.id for a in after] == [f"agent-{i:04d}" for i in (6, 5, 4, 3, 2)]
-    by_template = journal.list(ListFilter(template_name="other"), None, 50)
+    by_template = await journal.list(ListFilter(template_name="other"), None, 50)
     assert [a.id for a in by_template] == [f"agent-{i:04d}" for i in (11, 10, 9, 8)]
-    by_labels = journal.list(ListFilter(labels=(("env", "prod"), ("team", "a"))), None, 50)
+    by_labels = await journal.list(ListFilter(labels=(("env", "prod"), ("team", "a"))), None, 50)
     assert [a.id for a in by_labels] == [f"agent-{i:04d}" for i in (11, 9, 7, 5, 3, 1)]
-    assert journal.list(ListFilter(state=AgentState.RUNNING), None, 50) == []
-    assert len(journal.list(ListFilter(state=AgentState.PENDING), None, 50)) == 12
+    assert await journal.list(ListFilter(state=AgentState.RUNNING), None, 50) == []
+    assert len(await journal.list(ListFilter(state=AgentState.PENDING), None, 50)) == 12
 
 
 async def test_agents_created_in_the_same_microsecond_page_by_id(journal: Journal) -> None:
     same = [dataclasses.replace(agent(0), id=f"agent-same-{c}") for c in "bca"]
     for a in same:
         await journal.create(a)
-    first = journal.list(ListFilter(), None, 2)
+    first = await journal.list(ListFilter(), None, 2)
     assert [a.id for a in first] == ["agent-same-c", "agent-same-b"]
-    rest = journal.list(ListFilter(), PageCursor.of(first[-1].create_time, first[-1].id), 2)
+    rest = await journal.list(ListFilter(), PageCursor.of(first[-1].create_time, first[-1].id), 2)
     assert [a.id for a in rest] == ["agent-same-a"]
 
 
@@ -158,4 +158,4 @@ async def test_a_caller_that_goes_away_does_not_kill_the_writer(journal: Journal
     await asyncio.gather(*tasks, return_exceptions=True)
     # Cancelled callers' writes may or may not have landed; the writer must keep serving either way.
     stored, created = await journal.create(agent(999))
-    assert created and journal.get(stored.id) == stored
+    assert created and await journal.get(stored.id) == stored

@@ -52,11 +52,11 @@ async def make_service(tmp_path: Path) -> AsyncIterator[Factory]:
 async def until_terminal(svc: SchedulerService, agent_id: str, timeout: float = 5.0) -> Agent:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        agent = svc.get(agent_id)
+        agent = await svc.get(agent_id)
         if agent.state.terminal:
             return agent
         await asyncio.sleep(0.01)
-    raise AssertionError(f"agent {agent_id} still {svc.get(agent_id).state.name}")
+    raise AssertionError(f"agent {agent_id} still {(await svc.get(agent_id)).state.name}")
 
 
 async def collect(stream: AsyncIterator[object]) -> tuple[list[object], BaseException | None]:
@@ -80,20 +80,20 @@ async def test_create_journals_then_runs_to_success(make_service: Factory) -> No
     svc = await make_service()
     agent, created = await svc.create(CreateSpec("echo", input=b"hello", labels={"team": "a"}))
     assert created and agent.state is AgentState.PENDING and agent.template_version == "1.0.0"
-    assert svc.journal.get(agent.id) is not None  # journaled before create returned
+    assert await svc.journal.get(agent.id) is not None  # journaled before create returned
     done = await until_terminal(svc, agent.id)
     assert (done.state, done.output, done.fuel_used, done.attempts, done.executor) == (
         AgentState.SUCCEEDED, b"HELLO", 123, 1, "ex-double",
     )  # fmt: skip
     assert done.reason and done.finish_time and done.start_time
-    assert svc.journal.get(agent.id) == done  # the terminal state is journaled too
+    assert await svc.journal.get(agent.id) == done  # the terminal state is journaled too
 
 
 async def test_unknown_template_is_not_found_and_nothing_is_journaled(make_service: Factory) -> None:
     svc = await make_service()
     with pytest.raises(errors.NotFound, match="nope"):
         await svc.create(CreateSpec("nope"))
-    assert svc.journal.count() == 0
+    assert await svc.journal.count() == 0
 
 
 async def test_same_request_id_returns_the_same_agent(make_service: Factory) -> None:
@@ -102,7 +102,7 @@ async def test_same_request_id_returns_the_same_agent(make_service: Factory) -> 
     results = await asyncio.gather(*(svc.create(spec) for _ in range(5)))
     assert len({a.id for a, _ in results}) == 1
     assert sum(created for _, created in results) == 1
-    assert svc.journal.count() == 1
+    assert await svc.journal.count() == 1
 
 
 async def test_same_request_id_with_other_parameters_is_already_exists(make_service: Factory) -> None:
@@ -115,9 +115,9 @@ async def test_same_request_id_with_other_parameters_is_already_exists(make_serv
 async def test_get_unknown_and_empty_ids(make_service: Factory) -> None:
     svc = await make_service()
     with pytest.raises(errors.NotFound):
-        svc.get("does-not-exist")
+        await svc.get("does-not-exist")
     with pytest.raises(errors.InvalidArgument):
-        svc.get("")
+        await svc.get("")
 
 
 async def test_backpressure_when_too_many_unfinished_agents(make_service: Factory) -> None:
@@ -137,29 +137,29 @@ async def test_list_filters_and_paginates(make_service: Factory) -> None:
            for i in range(10)]  # fmt: skip
     seen, token = [], ""
     while True:
-        page, token = svc.list(0, "", "", 3, token)
+        page, token = await svc.list(0, "", "", 3, token)
         seen += [a.id for a in page]
         if not token:
             break
     assert seen == ids[::-1]
-    echo_odd, _ = svc.list(int(AgentState.PENDING), "echo", "n=1", 50, "")
+    echo_odd, _ = await svc.list(int(AgentState.PENDING), "echo", "n=1", 50, "")
     assert [a.id for a in echo_odd] == [ids[i] for i in (7, 5, 1)]
     with pytest.raises(errors.InvalidArgument):
-        svc.list(0, "echo", "", 3, svc.list(0, "", "", 3, "")[1])  # token from another filter
+        await svc.list(0, "echo", "", 3, (await svc.list(0, "", "", 3, ""))[1])  # token from another filter
     with pytest.raises(errors.InvalidArgument):
-        svc.list(99, "", "", 3, "")
+        await svc.list(99, "", "", 3, "")
 
 
 async def test_list_by_request_id_finds_at_most_one(make_service: Factory) -> None:
     svc = await make_service(start=False)
     agent, _ = await svc.create(CreateSpec("echo", request_id="req-1", labels={"team": "a"}))
     await svc.create(CreateSpec("echo", request_id="req-2"))
-    assert svc.knows_request("req-1") and not svc.knows_request("req-3")
-    assert [a.id for a in svc.list(0, "", "", 50, "", request_id="req-1")[0]] == [agent.id]
-    assert svc.list(0, "", "team=a", 50, "", request_id="req-1") == ([agent], "")
-    assert svc.list(0, "", "team=b", 50, "", request_id="req-1") == ([], "")  # other filters still apply
-    assert svc.list(int(AgentState.SUCCEEDED), "", "", 50, "", request_id="req-1") == ([], "")
-    assert svc.list(0, "", "", 50, "", request_id="req-3") == ([], "")
+    assert await svc.knows_request("req-1") and not await svc.knows_request("req-3")
+    assert [a.id for a in (await svc.list(0, "", "", 50, "", request_id="req-1"))[0]] == [agent.id]
+    assert await svc.list(0, "", "team=a", 50, "", request_id="req-1") == ([agent], "")
+    assert await svc.list(0, "", "team=b", 50, "", request_id="req-1") == ([], "")  # other filters still apply
+    assert await svc.list(int(AgentState.SUCCEEDED), "", "", 50, "", request_id="req-1") == ([], "")
+    assert await svc.list(0, "", "", 50, "", request_id="req-3") == ([], "")
 
 
 # --- dispatch ----------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ async def test_cancel_pending_is_immediate(make_service: Factory) -> None:
     agent, _ = await svc.create(CreateSpec("echo"))
     cancelled = await svc.cancel(agent.id)
     assert cancelled.state is AgentState.CANCELLED and cancelled.reason == "cancelled by CancelAgent"
-    assert svc.journal.get(agent.id).state is AgentState.CANCELLED
+    assert (await svc.journal.get(agent.id)).state is AgentState.CANCELLED
     assert (await svc.cancel(agent.id)).state is AgentState.CANCELLED  # idempotent on an ended agent
 
 
@@ -237,7 +237,7 @@ async def test_cancel_running_stops_the_executor_call(make_service: Factory) -> 
     agent, _ = await svc.create(CreateSpec("echo"))
     watch = svc.watch(agent.id)
     assert (await anext(watch)).agent.state is AgentState.PENDING  # type: ignore[attr-defined]
-    while svc.get(agent.id).state is not AgentState.RUNNING:
+    while (await svc.get(agent.id)).state is not AgentState.RUNNING:
         await asyncio.sleep(0.01)
     cancelled = await svc.cancel(agent.id)
     assert cancelled.state is AgentState.CANCELLED and cancelled.output == b"working..."
@@ -249,7 +249,7 @@ async def test_run_caller_going_away_cancels_its_agent(make_service: Factory) ->
     svc = await make_service({"ex-a": doubles.forever})
     stream = svc.run(CreateSpec("echo"), timeout=None)
     first = await anext(stream)
-    while svc.get(first.agent.id).state is not AgentState.RUNNING:  # type: ignore[attr-defined]
+    while (await svc.get(first.agent.id)).state is not AgentState.RUNNING:  # type: ignore[attr-defined]
         await asyncio.sleep(0.01)
     await stream.aclose()
     done = await until_terminal(svc, first.agent.id)  # type: ignore[attr-defined]
@@ -359,14 +359,14 @@ async def test_shutdown_leaves_running_agents_in_flight_for_the_next_start(tmp_p
                            ServiceSettings(dispatch=FAST))  # fmt: skip
     await svc.start()
     agent, _ = await svc.create(CreateSpec("echo"))
-    while svc.get(agent.id).state is not AgentState.RUNNING:
+    while (await svc.get(agent.id)).state is not AgentState.RUNNING:
         await asyncio.sleep(0.01)
     await svc.stop(grace=0.05)
     journal.close()
 
     reopened = Journal.open(tmp_path / "data")
     try:
-        left = reopened.get(agent.id)
+        left = await reopened.get(agent.id)
         assert (left.state, left.in_flight) == (AgentState.RUNNING, True)  # not silently dropped or finished
         after = SchedulerService(reopened, doubles.Templates(ECHO), doubles.FakeExecutors({"ex-a": doubles.succeed}),
                                  ServiceSettings(dispatch=FAST))  # fmt: skip

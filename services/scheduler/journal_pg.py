@@ -1,0 +1,220 @@
+"""The agent journal on PostgreSQL, shared by every scheduler replica (asyncpg, one pool per process).
+
+- create: one INSERT ... ON CONFLICT (request_id) DO NOTHING. Two replicas creating the same request_id
+  at once both reach the unique index; exactly one inserts, the other reads the winner's row.
+- Every unfinished agent carries a lease (owner, lease_until) and a fence. The creating replica owns it;
+  `renew()` extends this replica's leases; `take_over()` claims unfinished agents whose lease expired
+  (a dead replica's) with FOR UPDATE SKIP LOCKED, so two live replicas never claim the same agent, and
+  bumps the fence. `update()` writes only if the row still has the fence this replica read: a replica
+  that was presumed dead and comes back gets LeaseLost and cannot finish an agent someone else took over.
+- Lease times come from the database's clock (now()), so replicas' clocks need not agree.
+- A lost database connection surfaces as Unavailable; the pool reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from services.common import postgres
+from services.common.errors import Unavailable
+from services.common.telemetry import span
+from services.scheduler.domain import Agent, AgentState, ListFilter, PageCursor
+from services.scheduler.journal import LeaseLost, sec, us
+
+COMPONENT = "scheduler"
+MIGRATIONS = Path(__file__).with_name("migrations")
+_UNFINISHED = (int(AgentState.PENDING), int(AgentState.RUNNING))
+
+_MUTABLE = (
+    "state", "reason", "cause", "status", "output", "output_truncated", "exit_code", "fuel_used", "attempts",
+    "executor", "in_flight", "start_us", "finish_us",
+)  # fmt: skip
+_N = len(_MUTABLE)
+_UPDATE_SQL = (
+    f"UPDATE agents SET {', '.join(f'{c} = ${i}' for i, c in enumerate(_MUTABLE, start=1))} "
+    f"WHERE id = ${_N + 1} AND fence = ${_N + 2}"
+)
+_INSERT_COLS = (
+    "id", "request_id", "template_name", "template_version", "requested_version", "input", "labels", "retryable",
+    "timeout_ms", *_MUTABLE, "deadline_us", "create_us", "owner", "fence",
+)  # fmt: skip
+_INSERT_SQL = (
+    f"INSERT INTO agents ({', '.join(_INSERT_COLS)}, lease_until) "
+    f"VALUES ({', '.join(f'${i}' + ('::jsonb' if c == 'labels' else '') for i, c in enumerate(_INSERT_COLS, 1))}, "
+    f"now() + make_interval(secs => ${len(_INSERT_COLS) + 1})) "
+    "ON CONFLICT (request_id) DO NOTHING RETURNING seq"
+)
+_SELECT = "SELECT * FROM agents"
+
+
+def _mutable_values(a: Agent) -> tuple[Any, ...]:
+    return (
+        int(a.state), a.reason, a.cause, a.status, a.output, a.output_truncated, a.exit_code, a.fuel_used,
+        a.attempts, a.executor, a.in_flight, us(a.start_time), us(a.finish_time),
+    )  # fmt: skip
+
+
+def _row_to_agent(row: asyncpg.Record) -> Agent:
+    return Agent(
+        seq=row["seq"],
+        id=row["id"],
+        request_id=row["request_id"] or "",
+        template_name=row["template_name"],
+        template_version=row["template_version"],
+        requested_version=row["requested_version"],
+        input=bytes(row["input"]),
+        labels=json.loads(row["labels"]),
+        retryable=row["retryable"],
+        timeout_ms=row["timeout_ms"],
+        state=AgentState(row["state"]),
+        reason=row["reason"],
+        cause=row["cause"],
+        status=row["status"],
+        output=bytes(row["output"]),
+        output_truncated=row["output_truncated"],
+        exit_code=row["exit_code"],
+        fuel_used=row["fuel_used"],
+        attempts=row["attempts"],
+        executor=row["executor"],
+        in_flight=row["in_flight"],
+        deadline=sec(row["deadline_us"]),
+        create_time=sec(row["create_us"]) or 0.0,
+        start_time=sec(row["start_us"]),
+        finish_time=sec(row["finish_us"]),
+        fence=row["fence"],
+    )
+
+
+class PgJournal:
+    """Open with `await PgJournal.open(dsn, owner)`; `owner` names this replica (unique per process)."""
+
+    def __init__(self, pool: asyncpg.Pool, owner: str, lease_seconds: float) -> None:
+        if lease_seconds <= 0:
+            raise ValueError("the lease must be longer than 0 s")
+        self.pool = pool
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+
+    @classmethod
+    async def open(cls, dsn: str, owner: str, lease_seconds: float = 10.0, pool_size: int = 10) -> PgJournal:
+        pool = await postgres.create_pool(dsn, min_size=min(2, pool_size), max_size=pool_size)
+        try:
+            async with pool.acquire() as conn:
+                await postgres.migrate(conn, COMPONENT, postgres.load_migrations(MIGRATIONS))
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, owner, lease_seconds)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    async def create(self, agent: Agent) -> tuple[Agent, bool]:
+        """Journal a new agent owned (leased) by this replica. If its request_id is taken, returns the
+        existing agent and False instead."""
+        values = (
+            agent.id, agent.request_id or None, agent.template_name, agent.template_version,
+            agent.requested_version, agent.input, json.dumps(dict(agent.labels), sort_keys=True), agent.retryable,
+            agent.timeout_ms, *_mutable_values(agent), us(agent.deadline), us(agent.create_time), self.owner, 1,
+            self.lease_seconds,
+        )  # fmt: skip
+        with span("journal_write", op="create", agent=agent.id):
+            async with postgres.connection(self.pool, "the agent journal could not write") as conn:
+                seq = await conn.fetchval(_INSERT_SQL, *values)
+                if seq is not None:
+                    return dataclasses.replace(agent, seq=seq, fence=1), True
+                row = await conn.fetchrow(f"{_SELECT} WHERE request_id = $1", agent.request_id)
+        if row is None:  # the winner's row vanished (retention) between the two statements
+            raise Unavailable("the agent journal changed under this create; retry")
+        return _row_to_agent(row), False
+
+    async def update(self, agent: Agent) -> None:
+        """Journal an agent's new state, if this replica still holds its lease (its fence); LeaseLost if
+        another replica took the agent over, KeyError if there is no such agent."""
+        with span("journal_write", op="update", agent=agent.id, state=agent.state.name):
+            async with postgres.connection(self.pool, "the agent journal could not write") as conn:
+                status = await conn.execute(_UPDATE_SQL, *_mutable_values(agent), agent.id, agent.fence)
+                if status == "UPDATE 1":
+                    return
+                fence = await conn.fetchval("SELECT fence FROM agents WHERE id = $1", agent.id)
+        if fence is None:
+            raise KeyError(f"agent {agent.id} is not in the journal")
+        raise LeaseLost(f"agent {agent.id} was taken over by another scheduler (fence {fence} > {agent.fence})")
+
+    async def renew(self) -> int:
+        """Extend this replica's leases on its unfinished agents; returns how many it holds."""
+        async with postgres.connection(self.pool, "the agent journal could not renew leases") as conn:
+            status = await conn.execute(
+                "UPDATE agents SET lease_until = now() + make_interval(secs => $2) "
+                "WHERE owner = $1 AND state IN (1, 2)",
+                self.owner,
+                self.lease_seconds,
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def take_over(self, limit: int = 500) -> list[Agent]:
+        """Claim unfinished agents whose lease expired (their replica is gone), oldest first, with a new
+        fence each. Rows another replica is claiming at this moment are skipped, not waited for."""
+        async with postgres.connection(self.pool, "the agent journal could not claim agents") as conn:
+            rows = await conn.fetch(
+                "UPDATE agents SET owner = $1, lease_until = now() + make_interval(secs => $2), fence = fence + 1 "
+                "WHERE seq IN (SELECT seq FROM agents WHERE state IN (1, 2) AND lease_until < now() "
+                "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
+                self.owner,
+                self.lease_seconds,
+                limit,
+            )
+        return sorted((_row_to_agent(r) for r in rows), key=lambda a: a.seq)
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    async def get(self, agent_id: str) -> Agent | None:
+        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
+            row = await conn.fetchrow(f"{_SELECT} WHERE id = $1", agent_id)
+        return None if row is None else _row_to_agent(row)
+
+    async def get_by_request_id(self, request_id: str) -> Agent | None:
+        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
+            row = await conn.fetchrow(f"{_SELECT} WHERE request_id = $1", request_id)
+        return None if row is None else _row_to_agent(row)
+
+    async def list(self, flt: ListFilter, after: PageCursor | None, limit: int) -> list[Agent]:
+        """Newest first (creation time, then id), after `after`: the same order as the SQLite journal."""
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if after is not None:
+            where.append(f"(create_us, id) < ({arg(after.create_us)}, {arg(after.agent_id)})")
+        if flt.state is not None:
+            where.append(f"state = {arg(int(flt.state))}")
+        if flt.template_name:
+            where.append(f"template_name = {arg(flt.template_name)}")
+        for key, value in flt.labels:
+            where.append(f"labels ->> {arg(key)} = {arg(value)}")
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += f" ORDER BY create_us DESC, id DESC LIMIT {arg(limit)}"
+        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
+            rows = await conn.fetch(sql, *args)
+        return [_row_to_agent(row) for row in rows]
+
+    async def unfinished(self) -> Sequence[Agent]:
+        """Every agent not yet terminal, whoever holds it, oldest first."""
+        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
+            rows = await conn.fetch(f"{_SELECT} WHERE state IN (1, 2) ORDER BY seq")
+        return [_row_to_agent(row) for row in rows]
+
+    async def count(self) -> int:
+        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
+            return int(await conn.fetchval("SELECT COUNT(*) FROM agents"))
