@@ -35,7 +35,7 @@ $(STAMP)/venv: requirements.txt | $(STAMP)
 	touch $@
 
 # --- System packages (Debian) -------------------------------------------------------------------
-APT_PACKAGES := clang lld wasi-libc prometheus supervisor
+APT_PACKAGES := clang lld wasi-libc prometheus supervisor postgresql
 $(STAMP)/apt: | $(STAMP)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
