@@ -166,6 +166,25 @@ def verify_template(ref: str) -> None:
     )
 
 
+@templates_app.command("resign")
+def resign(
+    ref: Annotated[str, typer.Argument(help="name@version; omit with --all-revoked")] = "",
+    all_revoked: Annotated[
+        bool, typer.Option("--all-revoked", help="every template signed by a key version no longer live")
+    ] = False,
+) -> None:
+    """Re-sign templates whose signing key version was revoked (admin). Content never changes."""
+    name, version = split_ref(ref) if ref else ("", "")
+    with client() as c:
+        try:
+            reply = c.resign(name, version, all_revoked)
+        except grpc.RpcError as exc:
+            fail(exc)
+    for t in reply.templates:
+        console.print(f"re-signed {t.manifest.name}@{t.manifest.version}: key v{t.signature.key_version}")
+    console.print(f"{len(reply.templates)} re-signed, {reply.unchanged} already signed by a live key")
+
+
 @templates_app.command("deprecate")
 def deprecate(ref: str, reason: str = "") -> None:
     """Deprecate one template version."""

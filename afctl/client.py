@@ -168,6 +168,12 @@ class Client:
             raise ValueError("module digest does not match the signed manifest")
         return record.key_version
 
+    def resign(self, name: str = "", version: str = "", all_revoked: bool = False) -> reg_pb.ResignTemplatesResponse:
+        """Re-sign one template, or every template whose key version is revoked (admin)."""
+        request = reg_pb.ResignTemplatesRequest(name=name, version=version, all_revoked=all_revoked)
+        # Re-signing every revoked template is one signer call each: give it more than a unary call's time.
+        return self.registry.ResignTemplates(request, timeout=max(self.timeout, 300.0), metadata=self.metadata)
+
     def rotate_key(self) -> sig_pb.RotateKeyResponse:
         return self.signer.RotateKey(sig_pb.RotateKeyRequest(), timeout=self.timeout, metadata=self.metadata)
 

@@ -1,7 +1,8 @@
 """Verification failures through real processes. The registry's store is tampered with while it is stopped
 (signatures swapped between two templates in its SQLite file, one byte of a module blob flipped), then two
 executors start against it: `short` refreshes the public keys every 0.2 s (learns revocations), `long`
-only at start-up and when a signature names a key version it does not know. The registry's policy
+only at start-up and when a signature names a key version it does not know (both with the signer's key
+push turned off: these tests are about the pull paths; test_key_push.py covers the push). The registry's policy
 allows 16 MiB modules, the executors' 8 MiB: the executor's own module bound is checked too.
 
 The tests run in file order: key rotation (test 4) and revocation (test 5) change the signer for good."""
@@ -103,7 +104,9 @@ def tampered(workdir: Path, signer: ServiceProcess) -> Iterator[Tampered]:
             ServiceProcess(
                 "executor-short",
                 workdir,
-                executor_env(registry, signer, strict, AF_EXECUTOR_KEYS_REFRESH_SECONDS="0.2"),
+                executor_env(
+                    registry, signer, strict, AF_EXECUTOR_KEYS_REFRESH_SECONDS="0.2", AF_EXECUTOR_KEYS_WATCH="0"
+                ),
             ),
             EXECUTOR_SERVICE,
         )
@@ -113,7 +116,12 @@ def tampered(workdir: Path, signer: ServiceProcess) -> Iterator[Tampered]:
                 "executor-long",
                 workdir,
                 executor_env(
-                    registry, signer, strict, AF_EXECUTOR_KEYS_REFRESH_SECONDS="3600", AF_METRICS_ADDR=long_metrics
+                    registry,
+                    signer,
+                    strict,
+                    AF_EXECUTOR_KEYS_REFRESH_SECONDS="3600",
+                    AF_EXECUTOR_KEYS_WATCH="0",
+                    AF_METRICS_ADDR=long_metrics,
                 ),
             ),
             EXECUTOR_SERVICE,

@@ -1,0 +1,129 @@
+"""Revocation pushed to executors, and the way back (issue 10, items 9 and 10), through real processes: a
+signer (local keys), a registry and two executors whose periodic key refresh is an hour away, so only the
+signer's WatchPublicKeys can tell them of a revocation. Measured: seconds from SetMinimumKeyVersion to
+each executor refusing a template it had verified and cached, and from ResignTemplates to each running it
+again (printed; run with -s to see them). The README bounds the first at about a second."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from afctl.client import Client, Endpoints
+from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
+from tests.harness import ServiceProcess
+from tests.integration.conftest import start_ready
+from tests.integration.executor.agents import LIMITS, manifest, say_wat, wasm
+from tests.integration.executor.conftest import EXECUTOR_SERVICE, Executor, executor_env, output, started, write_policy
+
+OK = grpc.StatusCode.OK
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+# A cap on polling, not a timing assertion: far below the executors' hour-long periodic refresh, so a pass
+# can only come from the push.
+POLL_CAP_SECONDS = 60.0
+
+
+def say(name: str, text: str) -> tuple[bytes, bytes]:
+    return manifest(name, "1.0.0", limits=LIMITS), wasm(say_wat(text))
+
+
+@dataclass
+class Stack:
+    signer: ServiceProcess
+    registry: ServiceProcess
+    executors: list[Executor]
+
+    def client(self) -> Client:
+        return Client(Endpoints(self.registry.addr, self.signer.addr, self.registry.addr))
+
+
+@pytest.fixture(scope="module")
+def stack(workdir: Path, signer: ServiceProcess) -> Iterator[Stack]:
+    policy = write_policy(workdir / "policy.yaml", [])
+    registry = ServiceProcess("registry", workdir, {"AF_POLICY_FILE": str(policy), "AF_SIGNER_ADDR": signer.addr})
+    with registry:
+        with Client(Endpoints(registry.addr, signer.addr, registry.addr)) as client:
+            for name in ("kp-a", "kp-b", "kp-c"):
+                client.publish(*say(name, f"from {name}"))
+            client.rotate_key()  # v2 exists; kp-* stay signed by v1
+        procs = [
+            start_ready(
+                ServiceProcess(
+                    f"executor-{i}",
+                    workdir,
+                    executor_env(registry, signer, policy, AF_EXECUTOR_KEYS_REFRESH_SECONDS="3600"),
+                ),
+                EXECUTOR_SERVICE,
+            )
+            for i in (1, 2)
+        ]
+        executors = [Executor(p.addr) for p in procs]
+        try:
+            yield Stack(signer, registry, executors)
+        finally:
+            for executor in executors:
+                executor.close()
+            for proc in procs:
+                assert proc.alive(), proc.logs()[-3000:]
+                proc.stop()
+
+
+def until(executor: Executor, name: str, wanted: grpc.StatusCode, began: float, out: dict[int, float], i: int) -> None:
+    while time.monotonic() - began < POLL_CAP_SECONDS:
+        _, code, _ = executor.run(name)
+        if code == wanted:
+            out[i] = time.monotonic() - began
+            return
+        time.sleep(0.02)
+
+
+def on_every_executor(stack: Stack, name: str, wanted: grpc.StatusCode, began: float) -> list[float]:
+    seconds: dict[int, float] = {}
+    threads = [
+        threading.Thread(target=until, args=(e, name, wanted, began, seconds, i)) for i, e in enumerate(stack.executors)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seconds) == list(range(len(stack.executors))), f"not every executor got there: {seconds}"
+    return [round(seconds[i], 3) for i in range(len(stack.executors))]
+
+
+def test_revocation_reaches_every_executor_by_push_then_resign_brings_templates_back(stack: Stack) -> None:
+    for executor in stack.executors:  # verified and cached under v1
+        events, code, details = executor.run("kp-a")
+        assert code == OK and started(events).key_version == 1, details
+    with stack.client() as client:
+        began = time.monotonic()
+        assert client.signer.SetMinimumKeyVersion(sig_pb.SetMinimumKeyVersionRequest(min_version=2), timeout=10)
+        refused = on_every_executor(stack, "kp-a", FAILED_PRECONDITION, began)
+        print(f"\nrevocation -> refused on each executor after {refused} s")
+        _, code, details = stack.executors[0].run("kp-a")
+        assert code == FAILED_PRECONDITION and "v1 is revoked (minimum version is 2)" in details, details
+
+        # One template by name: re-signed by v2, announced on the registry's watch, run again everywhere.
+        began = time.monotonic()
+        reply = client.resign("kp-a", "1.0.0")
+        assert [t.signature.key_version for t in reply.templates] == [2] and reply.unchanged == 0
+        back = on_every_executor(stack, "kp-a", OK, began)
+        print(f"resign -> running again on each executor after {back} s")
+        events, code, _ = stack.executors[1].run("kp-a")
+        assert code == OK and started(events).key_version == 2 and output(events) == b"from kp-a"
+
+        # An identical re-publish re-signs in place (created=false, a live signature).
+        again = client.publish(*say("kp-b", "from kp-b"))
+        assert not again.created and again.template.signature.key_version == 2
+        # Every template still signed by a revoked version, in one call; a second call has nothing to do.
+        everything = client.resign(all_revoked=True)
+        assert [t.manifest.name for t in everything.templates] == ["kp-c"] and everything.unchanged == 2
+        assert not client.resign(all_revoked=True).templates
+        on_every_executor(stack, "kp-c", OK, time.monotonic())
+        for name in ("kp-a", "kp-b", "kp-c"):
+            assert client.verify_offline(client.get_template(name, "1.0.0")) == 2
