@@ -96,7 +96,7 @@ def poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, nsubscriptio
             base = i * SUBSCRIPTION_BYTES
             userdata, tag = struct.unpack_from("<QB", raw, base)
             if tag == EVENTTYPE_CLOCK:
-                clock_id, timeout, _precision, flags = struct.unpack_from("<IQQH", raw, base + 16)
+                clock_id, timeout, _precision, flags = struct.unpack_from("<I4xQQH", raw, base + 16)
                 fires = _fires_at(clock_id, timeout, flags, began)
                 if fires is None:
                     ready.append(_event(userdata, ERRNO_INVAL, tag))

@@ -101,6 +101,12 @@ def _trap(stack: Stack, events: Events, elapsed: float) -> None:
     assert "wasm `unreachable` instruction executed" in finished(events).reason
 
 
+def _in_host_call(stack: Stack, events: Events, elapsed: float) -> None:
+    done = finished(events)
+    assert "timeout_ms=300" in done.reason, done.reason
+    assert 0.3 <= done.duration.ToNanoseconds() / 1e9 < 3.9, done.duration
+
+
 def _exit_code(stack: Stack, events: Events, elapsed: float) -> None:
     assert logs(events) == [("stderr", "exit-code: giving up on purpose with status 3")]
     assert finished(events).reason == "the agent exited with code 3"
@@ -146,6 +152,17 @@ HOSTILE: dict[str, Expect] = {
         DEADLINE_EXCEEDED, pb.RUN_OUTCOME_TIMED_OUT, pb.LIMIT_DEADLINE, max_seconds=1.5, check=_slow_tool
     ),
     "hostile-trap": Expect(OK, pb.RUN_OUTCOME_FAILED, trap="unreachable", check=_trap),
+    # Blocked in a WASI host call: each ends at its 300 ms deadline, long before the call would have
+    # returned by itself (4 s of sleep; ~16 GiB of copying or random bytes per call).
+    "hostile-sleep-poll": Expect(
+        DEADLINE_EXCEEDED, pb.RUN_OUTCOME_TIMED_OUT, pb.LIMIT_DEADLINE, max_seconds=3.9, check=_in_host_call
+    ),
+    "hostile-write-flood": Expect(
+        DEADLINE_EXCEEDED, pb.RUN_OUTCOME_TIMED_OUT, pb.LIMIT_DEADLINE, max_seconds=3.9, check=_in_host_call
+    ),
+    "hostile-random-flood": Expect(
+        DEADLINE_EXCEEDED, pb.RUN_OUTCOME_TIMED_OUT, pb.LIMIT_DEADLINE, max_seconds=3.9, check=_in_host_call
+    ),
     "hostile-exit-code": Expect(OK, pb.RUN_OUTCOME_FAILED, exit_code=3, check=_exit_code),
 }
 
