@@ -7,6 +7,7 @@ unknown caller/role is an error at render time, not a silent hole at run time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from mesh import REPO
 from mesh.methods import HEALTH, PROTOS, REFLECTION, Method, contracts
 from mesh.topology import ROLES, WORKLOADS, Topology
+from services.common import mesh_headers, spiffe
 
 POLICY_DIR = Path(__file__).resolve().parent / "policy"
 GATEWAY_POLICY = REPO / "gateway" / "policy.yaml"
@@ -92,11 +94,29 @@ def load_service_policy(service: str, policy_dir: Path = POLICY_DIR, protos: Pat
     return ServicePolicy(service, methods, health, reflection)
 
 
+def _header(name: str, match: dict[str, Any]) -> dict[str, Any]:
+    return {"header": {"name": name, "string_match": match}}
+
+
+def _regex(pattern: str) -> dict[str, Any]:
+    # Envoy's safe_regex must match the whole value (RE2 full match): never a prefix.
+    return {"safe_regex": {"regex": pattern}}
+
+
+def identity_pattern(topo: Topology) -> str:
+    """A whole id of this trust domain (services.common.spiffe's grammar), as Envoy's RE2 takes it."""
+    return spiffe.id_pattern(topo.trust_domain)
+
+
 def workload_principal(topo: Topology, caller: str) -> dict[str, Any]:
+    """Matched on the caller's URI SANs as the sidecar wrote them (comma-joined), not on
+    ``authenticated``: that one admits a certificate if *any* SAN matches, DNS SANs and the subject
+    included. A whole-value match means one URI SAN, and exactly this id."""
     if caller == "*":
         # Any workload of our trust domain (the TLS layer already pinned the CA).
-        return {"authenticated": {"principal_name": {"prefix": f"spiffe://{topo.trust_domain}/sa/"}}}
-    return {"authenticated": {"principal_name": {"exact": topo.spiffe_id(caller)}}}
+        pattern = rf"spiffe://{re.escape(topo.trust_domain)}/sa/{spiffe.SEGMENT_PATTERN}"
+        return _header(mesh_headers.PEER, _regex(pattern))
+    return _header(mesh_headers.PEER, {"exact": topo.spiffe_id(caller)})
 
 
 def sidecar_rbac(topo: Topology, policy: ServicePolicy) -> list[RbacRule]:
@@ -156,9 +176,12 @@ def load_gateway_policy(topo: Topology, path: Path = GATEWAY_POLICY, protos: Pat
 
 
 def role_principals(topo: Topology, role: str) -> tuple[dict[str, Any], ...]:
-    """A client holds ``role`` if its certificate or its (verified) JWT says so."""
+    """A client holds ``role`` if its certificate or its (verified) JWT says so. The certificate's
+    URI SANs reach RBAC in the principal header the gateway writes (comma-joined): a whole-value
+    match means exactly one SAN, ``.../role/<role>/user/<name>``."""
+    pattern = rf"spiffe://{re.escape(topo.trust_domain)}/role/{role}/user/{spiffe.SEGMENT_PATTERN}"
     return (
-        {"authenticated": {"principal_name": {"prefix": topo.role_prefix(role)}}},
+        _header(mesh_headers.PRINCIPAL, _regex(pattern)),
         {
             # Dynamic metadata written by jwt_authn (payload_in_metadata) for a verified token only.
             "sourced_metadata": {

@@ -35,6 +35,7 @@ from mesh.policy import (
     POLICY_DIR,
     ServicePolicy,
     gateway_rbac,
+    identity_pattern,
     load_gateway_policy,
     load_service_policy,
     sidecar_rbac,
@@ -278,6 +279,8 @@ def _every_envoy(topo: Topology, layout: Layout) -> dict[str, Any]:
         "access_log_errors_only": topo.access_log == "errors",
         "trace_sampling": topo.trace_sampling_percent,
         "probe": layout.probe,
+        # A peer certificate must carry exactly one URI SAN, a whole id of this trust domain.
+        "identity_pattern": identity_pattern(topo),
     }
 
 

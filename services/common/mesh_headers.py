@@ -8,6 +8,9 @@ from __future__ import annotations
 XFCC = "x-forwarded-client-cert"
 # The end user behind the gateway (its client certificate's SAN), set by the gateway alone.
 PRINCIPAL = "x-agentfactory-principal"
+# Every URI SAN of the direct caller's certificate, comma-joined, set by the inbound sidecar alone:
+# what its identity gate and RBAC match (exactly one SAN, a whole id of services.common.spiffe).
+PEER = "x-agentfactory-peer"
 # The subject of the end user's JWT, set by the gateway's jwt_authn filter alone.
 JWT_SUBJECT = "x-agentfactory-jwt-subject"
 # A call naming a color goes to that color of a blue/green service, whatever the weights.

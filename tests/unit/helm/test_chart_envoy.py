@@ -129,7 +129,11 @@ def test_kubernetes_render_keeps_the_mesh_policy() -> None:
     files = render_files(TOPO)
     doc = yaml.safe_load(files["envoy/executor-blue/envoy.yaml"])
     hcm = next(li for li in doc["static_resources"]["listeners"] if li["name"] == "inbound")["filter_chains"][0]
-    rbac = hcm["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["rules"]["policies"]
+    filters = hcm["filters"][0]["typed_config"]["http_filters"]
+    # The identity gate (DENY) comes first; the mesh policy is the allow-list after it.
+    allow = [f["typed_config"]["rules"] for f in filters if f["name"] == "envoy.filters.http.rbac"][-1]
+    assert allow["action"] == "ALLOW"
+    rbac = allow["policies"]
     assert set(rbac) == {r.name for r in sidecar_rbac(TOPO, load_service_policy("executor"))}
 
 

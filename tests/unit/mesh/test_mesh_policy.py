@@ -65,8 +65,10 @@ def test_sidecar_rbac_names_exact_principals() -> None:
     rules = {r.name: r for r in sidecar_rbac(topo, load_service_policy("signer"))}
     sign = rules["signer<-registry"]
     assert sign.paths == ("/agentfactory.signer.v1.SignerService/Sign",)
+    # The whole comma-joined URI SAN list, matched exactly: one SAN, this id (never `authenticated`,
+    # which admits a certificate if any of its SANs matches).
     assert sign.principals == (
-        {"authenticated": {"principal_name": {"exact": "spiffe://agentfactory.local/sa/registry"}}},
+        {"header": {"name": "x-agentfactory-peer", "string_match": {"exact": "spiffe://agentfactory.local/sa/registry"}}},
     )
 
 

@@ -63,8 +63,9 @@ def test_sidecar_inbound_requires_client_certificates_and_rbac(rendered: Rendere
         hcm = chain["filters"][0]["typed_config"]
         names = [f["name"] for f in hcm["http_filters"]]
         assert names.index("envoy.filters.http.rbac") < names.index("envoy.filters.http.router")
-        rbac = hcm["http_filters"][0]["typed_config"]["rules"]
-        assert rbac["action"] == "ALLOW"  # an allow-list: anything unlisted is denied
+        rbacs = [f["typed_config"]["rules"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.rbac"]
+        # The identity gate (DENY: not one whole SPIFFE id) first, then an allow-list: anything unlisted is denied.
+        assert [r["action"] for r in rbacs] == ["DENY", "ALLOW"]
         # Outbound listeners are plaintext, so they must bind loopback.
         for li in doc["static_resources"]["listeners"]:
             if li["name"] != "inbound":
