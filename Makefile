@@ -35,8 +35,13 @@ $(STAMP)/venv: requirements.txt | $(STAMP)
 	touch $@
 
 # --- System packages (Debian) -------------------------------------------------------------------
-APT_PACKAGES := clang lld wasi-libc prometheus supervisor postgresql
-$(STAMP)/apt: | $(STAMP)
+# docker.io + debootstrap: `make images`; prometheus-alertmanager: where `make run`'s alerts go.
+APT_PACKAGES := clang lld wasi-libc prometheus supervisor docker.io debootstrap prometheus-alertmanager postgresql
+# The stamp depends on the list itself (rewritten only when it changes), so a package added here is
+# installed by the next make on every machine that already has the stamp.
+APT_LIST := $(STAMP)/apt-packages
+$(shell mkdir -p $(STAMP); echo '$(APT_PACKAGES)' | cmp -s - $(APT_LIST) || echo '$(APT_PACKAGES)' > $(APT_LIST))
+$(STAMP)/apt: $(APT_LIST) | $(STAMP)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -112,6 +117,7 @@ include examples/examples.mk
 include mesh/mesh.mk
 include perf/perf.mk
 include helm/helm.mk
+include images/images.mk
 
 # --- The local platform -----------------------------------------------------------------------
 run: setup $(STAMP)/gen examples tools mesh ## bring the whole mesh up locally, publish the examples, run an agent

@@ -77,7 +77,10 @@ def render_conf(
     prometheus_config: Path | None = None,
     prometheus_addr: str = PROMETHEUS_ADDR,
     trace_sink: bool = False,
+    launcher: Callable[[str, list[str], Mapping[str, str]], list[str]] | None = None,
 ) -> Path:
+    """supervisord.conf for the topology. ``launcher(program, command, env)`` may replace each Envoy's
+    and service's command (mesh.containers runs them from the images that way)."""
     out_dir, var_dir = out_dir.resolve(), var_dir.resolve()
     run, logs, data = var_dir / "run", var_dir / "log", var_dir / "data"
     for d in (run, logs, data):
@@ -110,6 +113,8 @@ def render_conf(
         name = f"envoy-{envoy_id}"
         envoys.append(name)
         cmd = base_args(envoy_paths(out_dir, envoy_id).bootstrap, concurrency=concurrency, log_level=log_level)
+        if launcher:
+            cmd = launcher(name, cmd, {})
         lines += [
             f"[program:{name}]",
             f"command={' '.join(cmd)}",
@@ -130,11 +135,13 @@ def render_conf(
         for inst in topo.instances():
             services.append(inst.id)
             module = topo.services[inst.service].module
+            env = service_env(topo, inst, data)
+            cmd = launcher(inst.id, [python, "-m", module], env) if launcher else [python, "-m", module]
             lines += [
                 f"[program:{inst.id}]",
-                f"command={python} -m {module}",
+                f"command={' '.join(cmd)}",
                 f"directory={REPO}",
-                f"environment={_ini_env(service_env(topo, inst, data))}",
+                f"environment={_ini_env(env)}",
                 "priority=200",
                 "autostart=true",
                 "autorestart=true",

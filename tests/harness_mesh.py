@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,11 +192,18 @@ class E2EMesh:
                 os.kill(pid, signal.SIGKILL)
 
 
-def start_mesh(root: Path, *, sampling_percent: float | None = None) -> E2EMesh:
+def start_mesh(
+    root: Path,
+    *,
+    sampling_percent: float | None = None,
+    launcher: Callable[[Path, Path, Path], Callable[[str, list[str], Mapping[str, str]], list[str]]] | None = None,
+) -> E2EMesh:
     """`make run` into ``root``. On any failure the mesh is stopped and the error names the log dir.
 
     ``sampling_percent`` replaces the topology's trace sampling (``make run`` traces everything; a
     cluster samples, and the performance gate measures the mesh as the chart deploys it).
+    ``launcher(certs, out, var)`` returns the command rewriter of `mesh.supervisor.render_conf`
+    (tests/images runs every process from its container image this way).
     """
     offset = pick_offset()
     topology_path = root / "topology.yaml"
@@ -211,7 +218,13 @@ def start_mesh(root: Path, *, sampling_percent: float | None = None) -> E2EMesh:
     render(topo, certs_dir=certs, out_dir=out)  # make mesh
     prom = observability.render(topo, root / "observability", prometheus_addr=prometheus_addr)
     conf = render_conf(
-        topo, out_dir=out, var_dir=var, prometheus_config=prom, prometheus_addr=prometheus_addr, trace_sink=True
+        topo,
+        out_dir=out,
+        var_dir=var,
+        prometheus_config=prom,
+        prometheus_addr=prometheus_addr,
+        trace_sink=True,
+        launcher=launcher(certs, out, var) if launcher else None,
     )
     mesh = E2EMesh(root, topo, topology_path, certs, out, var, conf, prometheus_addr)
     try:
