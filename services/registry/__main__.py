@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from agentfactory.registry.v1 import registry_service_pb2, registry_service_pb2_
 from services.common import event_loop
 from services.common.cache import LruTtlCache
 from services.common.config import ConfigError, Env
+from services.common.errors import AgentFactoryError
 from services.common.logs import log_event, setup_logging
 from services.common.server import Readiness, ServerSettings, serve
 from services.registry.registry import Registry
@@ -66,6 +69,23 @@ async def run(settings: RegistrySettings, policy: Policy, store: RegistryStore, 
     cache: LruTtlCache = LruTtlCache("registry_manifest", settings.cache_entries, settings.cache_ttl_seconds)
     registry = Registry(store, policy, signer, cache, WatchHub(settings.watch_queue))
 
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def follow_signer_keys() -> None:
+        # Marks reads of templates signed by a revoked (or lost) key version; the scheduler refuses those.
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                async for live in signer.watch_live_keys():
+                    registry.live_keys = live
+                    backoff = 0.2
+            except AgentFactoryError as exc:
+                log_event(log, "signer key watch interrupted", logging.INFO, error=exc.message, retry_in=backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 5.0)
+
     def register(server: grpc.aio.Server) -> list[str]:
         registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(registry), server)
         return [SERVICE_NAME]
@@ -73,10 +93,15 @@ async def run(settings: RegistrySettings, policy: Policy, store: RegistryStore, 
     async def on_started(readiness: Readiness) -> None:
         # Reads would work without a writable store, but a registry that cannot accept a publish
         # must not attract traffic: it stays NOT_SERVING and says why in the log.
+        tasks.append(asyncio.create_task(follow_signer_keys()))
         if writable:
             await readiness.set_serving()
 
     async def on_stopping() -> None:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await signer.close()
         store.close()
 

@@ -156,6 +156,12 @@ class Registry:
         self.cache = cache
         self.hub = hub
         self._write_lock = asyncio.Lock()
+        # The signer's live key versions as last pushed (None until the first push): reads mark templates
+        # signed by anything else as revoked, so the scheduler can refuse them at create.
+        self.live_keys: frozenset[tuple[str, int]] | None = None
+
+    def revoked(self, template: PublishedTemplate) -> bool:
+        return self.live_keys is not None and _signed_by(template) not in self.live_keys
 
     @staticmethod
     async def _io(fn: Callable[..., T], *args: Any) -> T:
@@ -366,6 +372,11 @@ class Registry:
         draft = parse_draft(manifest_json)
         writer = await self._receive_module(module_size, chunks)
         try:
+            if writer is not None:
+                # Compile cost is bounded at the door: section counts and sizes, read without compiling.
+                violation = self.policy.module_violation(await self._io(writer.read_back))
+                if violation is not None:
+                    raise InvalidArgument(violation, field="chunk")
             return await self._publish(draft, writer)
         finally:
             if writer is not None:

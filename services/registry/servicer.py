@@ -8,10 +8,12 @@ import grpc
 
 from agentfactory.registry.v1 import registry_service_pb2 as pb
 from agentfactory.registry.v1 import registry_service_pb2_grpc
+from agentfactory.registry.v1.template_pb2 import Template
 from services.common.errors import InvalidArgument
 from services.common.template_proto import template_to_proto
 from services.registry.registry import Registry
 from services.registry.storage import KIND_DEPRECATED, KIND_PUBLISHED
+from services.spec.published import PublishedTemplate
 
 _KINDS = {
     KIND_PUBLISHED: pb.TEMPLATE_EVENT_KIND_PUBLISHED,
@@ -22,6 +24,12 @@ _KINDS = {
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+
+    def _proto(self, template: PublishedTemplate) -> Template:
+        message = template_to_proto(template)
+        if self.registry.revoked(template):
+            message.signature_revoked = True
+        return message
 
     async def PublishTemplate(
         self, request_iterator: AsyncIterator[pb.PublishTemplateRequest], context: grpc.aio.ServicerContext
@@ -44,13 +52,13 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
                 yield message.chunk
 
         result = await self.registry.publish(first.header.manifest_json, first.header.module_size, chunks())
-        return pb.PublishTemplateResponse(template=template_to_proto(result.template), created=result.created)
+        return pb.PublishTemplateResponse(template=self._proto(result.template), created=result.created)
 
     async def GetTemplate(
         self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTemplateResponse:
         template = await self.registry.get(request.name, request.version)
-        return pb.GetTemplateResponse(template=template_to_proto(template))
+        return pb.GetTemplateResponse(template=self._proto(template))
 
     async def ListTemplates(
         self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
@@ -59,7 +67,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             request.name, request.label_selector, request.page_size, request.page_token, request.include_deprecated
         )
         return pb.ListTemplatesResponse(
-            templates=[template_to_proto(t) for t in page.templates], next_page_token=page.next_page_token
+            templates=[self._proto(t) for t in page.templates], next_page_token=page.next_page_token
         )
 
     async def FetchModule(
@@ -72,14 +80,14 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self, request: pb.DeprecateTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeprecateTemplateResponse:
         template = await self.registry.deprecate(request.name, request.version, request.reason)
-        return pb.DeprecateTemplateResponse(template=template_to_proto(template))
+        return pb.DeprecateTemplateResponse(template=self._proto(template))
 
     async def ResignTemplates(
         self, request: pb.ResignTemplatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResignTemplatesResponse:
         result = await self.registry.resign(request.name, request.version, request.all_revoked)
         return pb.ResignTemplatesResponse(
-            templates=[template_to_proto(t) for t in result.templates], unchanged=result.unchanged
+            templates=[self._proto(t) for t in result.templates], unchanged=result.unchanged
         )
 
     async def WatchTemplates(
@@ -87,5 +95,5 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     ) -> AsyncIterator[pb.WatchTemplatesResponse]:
         async for event in self.registry.watch(request.after_revision):
             yield pb.WatchTemplatesResponse(
-                revision=event.revision, kind=_KINDS[event.kind], template=template_to_proto(event.template)
+                revision=event.revision, kind=_KINDS[event.kind], template=self._proto(event.template)
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
@@ -10,6 +12,7 @@ from services.common.errors import FailedPrecondition, Unavailable
 from services.common.template_proto import signature_from_proto
 from services.spec.signature import SignatureRecord
 
+WATCH_TIMEOUT_S = 300.0  # a key watch is re-opened when its deadline ends it
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
@@ -40,6 +43,19 @@ class GrpcSigner:
             detail = f"{exc.code().name}: {exc.details()}"
             raise Unavailable(f"the signer at {self.target} did not list its keys ({detail}); retry") from exc
         return frozenset((k.key_id, k.key_version) for k in reply.keys if k.key_version >= reply.min_version)
+
+    async def watch_live_keys(self) -> AsyncIterator[frozenset[tuple[str, int]]]:
+        """The live (key id, version) set now and after every change (the signer's WatchPublicKeys)."""
+        call = self._stub.WatchPublicKeys(signer_service_pb2.WatchPublicKeysRequest(), timeout=WATCH_TIMEOUT_S)
+        try:
+            async for reply in call:
+                yield frozenset((k.key_id, k.key_version) for k in reply.keys if k.key_version >= reply.min_version)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return  # the planned end of one watch; the caller re-opens it
+            raise Unavailable(f"the signer's key watch at {self.target} ended ({exc.code().name})") from exc
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

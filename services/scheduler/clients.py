@@ -61,6 +61,13 @@ class RegistryTemplates:
                 "create agents from a newer version"
             )
         manifest = template.manifest
+        if template.signature_revoked:
+            # No executor would run it: refuse now rather than journal an agent bound to fail.
+            raise errors.FailedPrecondition(
+                f"template {manifest.name}@{manifest.version} is signed by key {template.signature.key_id} "
+                f"v{template.signature.key_version}, which is revoked; an admin re-signs it "
+                f"(afctl templates resign {manifest.name}@{manifest.version})"
+            )
         info = TemplateInfo(manifest.name, manifest.version, manifest.retryable, manifest.limits.timeout_ms)
         self._cache[key] = (time.monotonic() + self._ttl, info)
         self._cache.move_to_end(key)

@@ -2,7 +2,8 @@
 signer (local keys), a registry and two executors whose periodic key refresh is an hour away, so only the
 signer's WatchPublicKeys can tell them of a revocation. Measured: seconds from SetMinimumKeyVersion to
 each executor refusing a template it had verified and cached, and from ResignTemplates to each running it
-again (printed; run with -s to see them). The README bounds the first at about a second."""
+again (printed; run with -s to see them). The README bounds the first at about a second. A scheduler on
+the same registry refuses to create agents from a template signed by a revoked version."""
 
 from __future__ import annotations
 
@@ -16,11 +17,20 @@ import grpc
 import pytest
 
 from afctl.client import Client, Endpoints
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
 from tests.harness import ServiceProcess
 from tests.integration.conftest import start_ready
 from tests.integration.executor.agents import LIMITS, manifest, say_wat, wasm
-from tests.integration.executor.conftest import EXECUTOR_SERVICE, Executor, executor_env, output, started, write_policy
+from tests.integration.executor.conftest import (
+    EXECUTOR_SERVICE,
+    SCHEDULER_SERVICE,
+    Executor,
+    executor_env,
+    output,
+    started,
+    write_policy,
+)
 
 OK = grpc.StatusCode.OK
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
@@ -38,9 +48,10 @@ class Stack:
     signer: ServiceProcess
     registry: ServiceProcess
     executors: list[Executor]
+    scheduler: ServiceProcess
 
     def client(self) -> Client:
-        return Client(Endpoints(self.registry.addr, self.signer.addr, self.registry.addr))
+        return Client(Endpoints(self.registry.addr, self.signer.addr, self.scheduler.addr))
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +75,12 @@ def stack(workdir: Path, signer: ServiceProcess) -> Iterator[Stack]:
             for i in (1, 2)
         ]
         executors = [Executor(p.addr) for p in procs]
+        env = {"AF_REGISTRY_ADDR": registry.addr, "AF_EXECUTOR_ADDRS": procs[0].addr}
+        scheduler = start_ready(ServiceProcess("scheduler", workdir, env), SCHEDULER_SERVICE)
         try:
-            yield Stack(signer, registry, executors)
+            yield Stack(signer, registry, executors, scheduler)
         finally:
+            scheduler.stop()
             for executor in executors:
                 executor.close()
             for proc in procs:
@@ -107,6 +121,21 @@ def test_revocation_reaches_every_executor_by_push_then_resign_brings_templates_
         print(f"\nrevocation -> refused on each executor after {refused} s")
         _, code, details = stack.executors[0].run("kp-a")
         assert code == FAILED_PRECONDITION and "v1 is revoked (minimum version is 2)" in details, details
+        # The registry heard it too (the same push): reads mark the template, the scheduler refuses it.
+        create = sch_pb.CreateAgentRequest(template_name="kp-c", template_version="1.0.0")
+        deadline = time.monotonic() + POLL_CAP_SECONDS
+        while True:
+            try:
+                client.scheduler.CreateAgent(create, timeout=10)
+                code, details = OK, ""
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details()
+            if code != OK or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert code == FAILED_PRECONDITION, details
+        assert details.startswith("template kp-c@1.0.0 is signed by key templates v1, which is revoked"), details
+        assert client.get_template("kp-c", "1.0.0").signature_revoked
 
         # One template by name: re-signed by v2, announced on the registry's watch, run again everywhere.
         began = time.monotonic()
@@ -127,3 +156,6 @@ def test_revocation_reaches_every_executor_by_push_then_resign_brings_templates_
         on_every_executor(stack, "kp-c", OK, time.monotonic())
         for name in ("kp-a", "kp-b", "kp-c"):
             assert client.verify_offline(client.get_template(name, "1.0.0")) == 2
+            assert not client.get_template(name, "1.0.0").signature_revoked
+        agent = client.scheduler.CreateAgent(create, timeout=10).agent
+        assert agent.id
