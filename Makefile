@@ -80,8 +80,9 @@ $(STAMP)/gen: $(PROTOS) $(STAMP)/venv
 gen: $(STAMP)/gen ## generate Python stubs and the grpcurl protoset from protos/
 
 PY_DIRS = $(wildcard services tests mesh gateway perf examples afctl)
-lint: $(STAMP)/gen ## buf lint + buf breaking (vs main) + ruff (check and format)
+lint: $(STAMP)/gen ## buf lint + buf format + buf breaking (vs main) + ruff (check and format)
 	buf lint
+	buf format --diff --exit-code
 	# The contracts in the work tree against main's (FILE rules): an edit that would break a released
 	# client fails here before it is committed or merged.
 	@if git rev-parse --verify -q main >/dev/null; then echo "buf breaking --against .git#branch=main"; \
@@ -89,8 +90,8 @@ lint: $(STAMP)/gen ## buf lint + buf breaking (vs main) + ruff (check and format
 	$(PY) -m ruff check $(PY_DIRS)
 	$(PY) -m ruff format --check $(PY_DIRS)
 
-# Everything the test suite needs: stubs, example agents, certificates, ghz/grpcurl.
-TEST_DEPS = $(STAMP)/gen examples tools
+# Everything the test suite needs: stubs, example agents, certificates, ghz/grpcurl, the example clients.
+TEST_DEPS = $(STAMP)/gen examples tools $(STAMP)/clients
 
 # pytest exits 5 when it collected nothing: that must never pass as green.
 define run_pytest
@@ -117,6 +118,7 @@ include examples/examples.mk
 include mesh/mesh.mk
 include perf/perf.mk
 include helm/helm.mk
+include clients/clients.mk
 include images/images.mk
 
 # --- The local platform -----------------------------------------------------------------------
