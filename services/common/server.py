@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from services.common.config import Env, loopback_addr
 from services.common.interceptors import ServiceInterceptor
 from services.common.logs import setup_logging
 from services.common.metrics import start_metrics_server
+from services.common.reflection import enable as enable_reflection
 from services.common.telemetry import expect_tracing, server_interceptors, setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,12 @@ async def serve(
     service_name: str,
     on_started: Callable[[Readiness], Awaitable[None]] | None = None,
     on_stopping: Callable[[], Awaitable[None]] | None = None,
+    reflect_also: Sequence[str] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT. `on_started` must mark the service serving when it is ready
-    (the default marks it serving at once); `on_stopping` runs after draining, before exit."""
+    (the default marks it serving at once); `on_stopping` runs after draining, before exit.
+    `reflect_also` names services reflection describes besides this one's (the gateway's reflection
+    upstream describes the whole API)."""
     setup_logging(settings.service_id, settings.log_level)
     if settings.switch_interval_ms > 0:
         sys.setswitchinterval(settings.switch_interval_ms / 1000)
@@ -112,7 +115,7 @@ async def serve(
     # The servicer starts with the overall "" entry SERVING; say NOT_SERVING until the service is ready.
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    enable_reflection(server, list(dict.fromkeys([*names, *reflect_also, health.SERVICE_NAME])))
     bound = server.add_insecure_port(settings.listen_addr)
     if bound == 0:
         raise OSError(f"could not bind {settings.listen_addr}")
