@@ -41,7 +41,7 @@ from services.scheduler.domain import Agent, AgentState, ListFilter, PageCursor
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SYNC_MODES = ("FULL", "NORMAL", "EXTRA")
 
 _SCHEMA = """
@@ -72,10 +72,37 @@ CREATE TABLE IF NOT EXISTS agents (
     start_us INTEGER,
     finish_us INTEGER
 );
-CREATE INDEX IF NOT EXISTS agents_by_state ON agents(state, seq);
-CREATE INDEX IF NOT EXISTS agents_by_template ON agents(template_name, seq);
 CREATE INDEX IF NOT EXISTS agents_by_create ON agents(create_us, id);
 """
+
+# Schema 2 (issue 15): every list filter has an index in the listing's order (newest first by creation
+# time, then id), so a page costs its own size whatever the filter; labels get a table of their own (a
+# label filter that matches nothing is one index probe, not a scan of every row's JSON); finished agents
+# are found by finish time for retention, and expired ids leave a tombstone.
+_SCHEMA_2 = """
+DROP INDEX IF EXISTS agents_by_state;
+DROP INDEX IF EXISTS agents_by_template;
+CREATE INDEX IF NOT EXISTS agents_by_state_time ON agents(state, create_us, id);
+CREATE INDEX IF NOT EXISTS agents_by_template_time ON agents(template_name, create_us, id);
+CREATE INDEX IF NOT EXISTS agents_by_template_state_time ON agents(template_name, state, create_us, id);
+CREATE INDEX IF NOT EXISTS agents_by_finish ON agents(finish_us) WHERE finish_us IS NOT NULL;
+CREATE TABLE IF NOT EXISTS agent_labels (
+    id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    create_us INTEGER NOT NULL,
+    PRIMARY KEY (id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS agent_labels_by_pair ON agent_labels(key, value, create_us, id);
+CREATE TABLE IF NOT EXISTS expired_agents (id TEXT PRIMARY KEY, expired_us INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expired_agents_by_time ON expired_agents(expired_us);
+"""
+_BACKFILL_LABELS = """
+INSERT OR IGNORE INTO agent_labels (id, key, value, create_us)
+SELECT a.id, j.key, j.value, a.create_us FROM agents a, json_each(a.labels) j
+"""
+_LABELS_SQL = "INSERT INTO agent_labels (id, key, value, create_us) VALUES (?, ?, ?, ?)"
+_TERMINAL = int(AgentState.SUCCEEDED)  # every state from SUCCEEDED on is terminal (domain.AgentState)
 
 _MUTABLE = (
     "state", "reason", "cause", "status", "output", "output_truncated", "exit_code", "fuel_used", "attempts",
@@ -175,6 +202,7 @@ class Journal:
         self._writer_conn = self._connect()
         self._init_schema(self._writer_conn)
         self._reader = self._connect()
+        self._retention_conn: sqlite3.Connection | None = None
         self._closed = False
         self._taken_over = False
         # Loop-side state (touched only on the event loop's thread, or by close() once the committer is gone).
@@ -208,6 +236,8 @@ class Journal:
                 "run a newer scheduler or restore a backup"
             )
         conn.executescript(_SCHEMA)
+        if version < 2:
+            conn.executescript("BEGIN;" + _SCHEMA_2 + _BACKFILL_LABELS + "; COMMIT;")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # --- executing ops (event loop thread) -------------------------------------------------------
@@ -335,6 +365,8 @@ class Journal:
                     loop.call_soon_threadsafe(_settle_batch, results)
         self._writer_conn.close()
         self._reader.close()
+        if self._retention_conn is not None:
+            self._retention_conn.close()
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -354,10 +386,14 @@ class Journal:
                 us(agent.create_time),
             )  # fmt: skip
             cur = conn.execute(_INSERT_SQL, values)
+            if agent.labels:
+                create_us = us(agent.create_time)
+                conn.executemany(_LABELS_SQL, [(agent.id, k, v, create_us) for k, v in agent.labels.items()])
             return dataclasses.replace(agent, seq=cur.lastrowid), True
 
         with span("journal_write", op="create", agent=agent.id):
-            return await self.submit(op, atomic=True)  # one INSERT (the SELECT writes nothing)
+            # One INSERT (the SELECT writes nothing) unless labels add theirs: then the op needs a savepoint.
+            return await self.submit(op, atomic=not agent.labels)
 
     async def update(self, agent: Agent) -> None:
         """Journal an agent's new state (every mutable column; the row is small)."""
@@ -386,27 +422,45 @@ class Journal:
     async def list(self, flt: ListFilter, after: PageCursor | None, limit: int) -> list[Agent]:
         """Newest first (creation time, then id): the agents after `after`, the last one of the previous
         page. A cursor of time and id, not of this journal's seq, so the pages of two colors' journals
-        merge (services/scheduler/servicer.py)."""
+        merge (services/scheduler/servicer.py). Keyset pagination on an index that matches the filter:
+        a label filter walks agent_labels by its first pair, otherwise state/template indexes."""
+        sql, args = self.list_query(flt, after, limit)
+        return [_row_to_agent(row) for row in self._reader.execute(sql, args)]
+
+    @staticmethod
+    def list_query(flt: ListFilter, after: PageCursor | None, limit: int) -> tuple[str, list[Any]]:
+        """The listing's SQL and arguments (tests check its query plan)."""
         where: list[str] = []
         args: list[Any] = []
+        labels = list(flt.labels)
+        if labels:
+            key, value = labels.pop(0)
+            sql = "SELECT a.* FROM agent_labels l JOIN agents a ON a.id = l.id"
+            where.append("l.key = ? AND l.value = ?")
+            args.extend((key, value))
+            order = "l.create_us DESC, l.id DESC"
+            cursor_cols = "(l.create_us, l.id)"
+        else:
+            sql = "SELECT a.* FROM agents a"
+            order = "a.create_us DESC, a.id DESC"
+            cursor_cols = "(a.create_us, a.id)"
         if after is not None:
-            where.append("(create_us, id) < (?, ?)")
+            where.append(f"{cursor_cols} < (?, ?)")
             args.extend((after.create_us, after.agent_id))
         if flt.state is not None:
-            where.append("state = ?")
+            where.append("a.state = ?")
             args.append(int(flt.state))
         if flt.template_name:
-            where.append("template_name = ?")
+            where.append("a.template_name = ?")
             args.append(flt.template_name)
-        for key, value in flt.labels:
-            where.append("json_extract(labels, ?) = ?")
-            args.extend((f'$."{key}"', value))
-        sql = "SELECT * FROM agents"
+        for key, value in labels:
+            where.append("EXISTS (SELECT 1 FROM agent_labels x WHERE x.id = a.id AND x.key = ? AND x.value = ?)")
+            args.extend((key, value))
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY create_us DESC, id DESC LIMIT ?"
+        sql += f" ORDER BY {order} LIMIT ?"
         args.append(limit)
-        return [_row_to_agent(row) for row in self._reader.execute(sql, args)]
+        return sql, args
 
     async def unfinished(self) -> Sequence[Agent]:
         """Every agent not yet terminal, oldest first: what recovery must act on."""
@@ -417,6 +471,86 @@ class Journal:
 
     async def count(self) -> int:
         return self._reader.execute("SELECT COUNT(*) FROM agents").fetchone()[0]
+
+    # --- retention (services/scheduler/retention.py drives these) ---------------------------------
+
+    def _retention_reader(self) -> sqlite3.Connection:
+        """A connection of its own for retention's searches, used from a worker thread only (sqlite3
+        releases the GIL while it steps), so a long search never runs on the event loop's thread."""
+        if self._retention_conn is None:
+            self._retention_conn = self._connect()
+        return self._retention_conn
+
+    async def expired_ids(
+        self, finished_before_us: int | None, keep_per_template: int | None, limit: int
+    ) -> list[tuple[str, str]]:
+        def search() -> list[tuple[str, str]]:
+            conn = self._retention_reader()
+            found: list[tuple[str, str]] = []
+            if finished_before_us is not None:
+                rows = conn.execute(
+                    "SELECT id FROM agents WHERE finish_us IS NOT NULL AND finish_us < ? AND state >= ? "
+                    "ORDER BY finish_us LIMIT ?",
+                    (finished_before_us, _TERMINAL, limit),
+                )
+                found.extend((row[0], "age") for row in rows)
+            if keep_per_template is not None and len(found) < limit:
+                seen = {agent_id for agent_id, _ in found}
+                templates = [row[0] for row in conn.execute("SELECT DISTINCT template_name FROM agents")]
+                for template in templates:
+                    rows = conn.execute(
+                        "SELECT id FROM agents WHERE template_name = ? AND state >= ? "
+                        "ORDER BY create_us DESC, id DESC LIMIT ? OFFSET ?",
+                        (template, _TERMINAL, limit - len(found), keep_per_template),
+                    )
+                    found.extend((row[0], "count") for row in rows if row[0] not in seen)
+                    if len(found) >= limit:
+                        break
+            return found[:limit]
+
+        return await asyncio.to_thread(search)
+
+    async def delete_expired(self, ids: Sequence[str], now_us: int) -> int:
+        marks = ", ".join("?" * len(ids))
+
+        def op(conn: sqlite3.Connection) -> int:
+            # Only agents still finished: nothing a retention search saw can have become unfinished, but
+            # the check costs nothing and keeps "never an unfinished agent" true by construction.
+            gone = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT id FROM agents WHERE id IN ({marks}) AND state >= ?", (*ids, _TERMINAL)
+                )
+            ]
+            if not gone:
+                return 0
+            gone_marks = ", ".join("?" * len(gone))
+            conn.execute(f"DELETE FROM agents WHERE id IN ({gone_marks})", gone)
+            conn.execute(f"DELETE FROM agent_labels WHERE id IN ({gone_marks})", gone)
+            conn.executemany(
+                "INSERT OR REPLACE INTO expired_agents (id, expired_us) VALUES (?, ?)", [(i, now_us) for i in gone]
+            )
+            return len(gone)
+
+        if not ids:
+            return 0
+        with span("journal_write", op="expire", agents=len(ids)):
+            return await self.submit(op)
+
+    async def prune_tombstones(self, before_us: int, limit: int) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM expired_agents WHERE id IN "
+                "(SELECT id FROM expired_agents WHERE expired_us < ? ORDER BY expired_us LIMIT ?)",
+                (before_us, limit),
+            )
+            return cur.rowcount
+
+        return await self.submit(op, atomic=True)
+
+    async def expired_at(self, agent_id: str) -> int | None:
+        row = self._reader.execute("SELECT expired_us FROM expired_agents WHERE id = ?", (agent_id,)).fetchone()
+        return None if row is None else row[0]
 
     # --- ownership (one process owns every agent of an SQLite journal) ----------------------------
 

@@ -10,8 +10,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.common import audit, errors
 from services.common.logs import log_event
@@ -20,6 +21,7 @@ from services.scheduler.book import AgentBook, AgentChanged, LiveAgent, WatchEve
 from services.scheduler.dispatcher import DEADLINE_MARGIN_SECONDS, Dispatcher, DispatchSettings
 from services.scheduler.domain import Agent, AgentState, Cause, CreateSpec, ListFilter, Outcome
 from services.scheduler.ports import AgentJournal, Executors, TemplateResolver
+from services.scheduler.retention import Retention, RetentionJournal, RetentionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,11 @@ class ServiceSettings:
     lease_renew_seconds: float = 3.0
     watch_poll_seconds: float = 0.2
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+
+
+class Expired(errors.NotFound):
+    """NOT_FOUND for an id this scheduler's retention deleted: it was ours, no other color has it."""
 
 
 class SchedulerService:
@@ -81,6 +88,9 @@ class SchedulerService:
         self.book = AgentBook(journal, settings.output_cap_bytes)
         self.dispatcher = Dispatcher(self.book, executors, settings.dispatch)
         self._background: set[asyncio.Task[None]] = set()
+        # A journal without the retention primitives (an adapter that has not implemented them yet) keeps
+        # every agent; start() says so in the log.
+        self.retention = Retention(journal, settings.retention) if isinstance(journal, RetentionJournal) else None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -90,9 +100,17 @@ class SchedulerService:
         await self.recover()
         self.dispatcher.start()
         if shared_journal:
-            task = asyncio.create_task(self._keep_leases(), name="scheduler-leases")
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._keep_leases(), "scheduler-leases")
+        if self.retention is not None and self.settings.retention.enabled:
+            # Never awaited by a call: deletes in small journal writes between the hot path's own.
+            self._in_background(self.retention.run(asyncio.Event()), "scheduler-retention")
+        elif self.settings.retention.enabled:
+            log_event(log, "this journal has no retention: finished agents are kept", logging.WARNING)
+
+    def _in_background(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(job, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _keep_leases(self) -> None:
         while True:
@@ -189,7 +207,12 @@ class SchedulerService:
         return self.book.overlay(existing)
 
     async def get(self, agent_id: str) -> Agent:
-        return await self.book.get(_required_id(agent_id))
+        try:
+            return await self.book.get(_required_id(agent_id))
+        except errors.NotFound:
+            if self.retention is not None and (why := await self.retention.explain_missing(agent_id)) is not None:
+                raise Expired(why) from None
+            raise
 
     async def knows_request(self, request_id: str) -> bool:
         """Whether this scheduler created the agent of an idempotency key."""

@@ -15,7 +15,7 @@ from services.scheduler.book import AgentChanged, WatchEvent
 from services.scheduler.domain import Agent, CreateSpec, page_size
 from services.scheduler.peers import Peers, is_forwarded, merge_pages
 from services.scheduler.ports import Log, Output
-from services.scheduler.service import SchedulerService
+from services.scheduler.service import Expired, SchedulerService
 
 _VIEWS = (pb.RUN_AGENT_VIEW_UNSPECIFIED, pb.RUN_AGENT_VIEW_EVENTS, pb.RUN_AGENT_VIEW_RESULT)
 
@@ -98,6 +98,8 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> pb.GetAgentResponse:
         try:
             return pb.GetAgentResponse(agent=agent_to_pb(await self.service.get(request.id)))
+        except Expired:
+            raise  # this color created it and retention deleted it: no other color has it
         except NotFound:
             if (peers := self._ask_peers(context)) is None:
                 raise
