@@ -64,6 +64,8 @@ class RetentionPolicy:
         (60), AF_RETENTION_BATCH (200)."""
         age = env.float("AF_RETENTION_SECONDS", 7 * 24 * 3600.0)
         per_template = env.int("AF_RETENTION_PER_TEMPLATE", 0)
+        if age < 0 or per_template < 0:
+            raise ConfigError("AF_RETENTION_SECONDS and AF_RETENTION_PER_TEMPLATE must be >= 0 (0: no limit)")
         try:
             return cls(
                 max_age_seconds=age if age > 0 else None,
