@@ -7,6 +7,7 @@ from pathlib import Path
 
 from services.common.config import ConfigError, Env
 from services.scheduler.dispatcher import DispatchSettings
+from services.scheduler.retention import RetentionPolicy
 from services.scheduler.service import ServiceSettings
 
 DEFAULT_PORT = 7140
@@ -44,6 +45,7 @@ class SchedulerSettings:
             max_live_agents=_positive(env, "AF_MAX_LIVE_AGENTS", 10_000),
             registry_timeout_seconds=env.float("AF_REGISTRY_TIMEOUT_SECONDS", 2.0),
             dispatch=dispatch,
+            retention=RetentionPolicy.from_env(env),
         )
         return cls(
             data_dir=env.path("AF_DATA_DIR", "var/scheduler"),
