@@ -12,6 +12,7 @@ from services.common.errors import AgentFactoryError
 from services.common.logs import log_event, setup_logging
 from services.common.server import Readiness, ServerSettings, serve
 from services.signer.domain import KeyBackend, SignerService
+from services.signer.ledger import KeyLedger
 from services.signer.local_backend import LocalKeyBackend
 from services.signer.servicer import add_to_server
 from services.signer.settings import DEFAULT_PORT, SignerSettings
@@ -30,7 +31,9 @@ def build_backend(settings: SignerSettings) -> KeyBackend:
 
 
 async def run(server: ServerSettings, settings: SignerSettings) -> None:
-    service = SignerService(build_backend(settings), key_cache_seconds=settings.key_cache_seconds)
+    backend = build_backend(settings)
+    ledger = KeyLedger(settings.data_dir / "ledger" / f"{backend.key_id}.json", backend.key_id)
+    service = SignerService(backend, key_cache_seconds=settings.key_cache_seconds, ledger=ledger)
     # Open the key store before listening: a signer that cannot sign safely must not look healthy.
     keys = await service.start()
     log_event(

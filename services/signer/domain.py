@@ -72,8 +72,9 @@ class KeyBackend(Protocol):
         """Where the keys live, for logs and error messages (never a secret)."""
         ...
 
-    def open(self) -> None:
-        """Prepare the key ring (create version 1 if there is none). Fails if it cannot be used safely."""
+    def open(self, create_if_missing: bool = True) -> None:
+        """Prepare the key ring: create version 1 if there is none and `create_if_missing` (the ledger has
+        no record of this key), else raise FailedPrecondition. Fails if it cannot be used safely."""
         ...
 
     def sign(self, payload: bytes) -> SignatureRecord:
@@ -93,6 +94,18 @@ class KeyBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class Ledger(Protocol):
+    """What the signer remembers of the key versions it served (services/signer/ledger.py)."""
+
+    def empty(self) -> bool: ...
+
+    def describe_known(self) -> str: ...
+
+    def check_and_record(self, keys: KeySet) -> None:
+        """Raise FailedPrecondition when `keys` contradicts the record; record new versions."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -132,9 +145,15 @@ class SignerService:
     """
 
     def __init__(
-        self, backend: KeyBackend, *, key_cache_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic
+        self,
+        backend: KeyBackend,
+        *,
+        key_cache_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        ledger: Ledger | None = None,
     ) -> None:
         self.backend = backend
+        self.ledger = ledger
         self.key_cache_seconds = key_cache_seconds
         self._clock = clock
         self._keys: KeySet | None = None
@@ -150,7 +169,9 @@ class SignerService:
         return await asyncio.to_thread(fn, *args)
 
     async def start(self) -> KeySet:
-        await self._run(self.backend.open)
+        # A key this signer has served before is never created afresh: a missing one is a lost key store.
+        create = self.ledger is None or self.ledger.empty()
+        await self._run(self.backend.open, create)
         return await self.refresh()
 
     async def refresh(self, *, unless_loaded_after: float | None = None) -> KeySet:
@@ -158,6 +179,8 @@ class SignerService:
             if unless_loaded_after is not None and self._keys is not None and self._loaded_at > unless_loaded_after:
                 return self._keys  # another caller refreshed while we waited for the lock
             keys = await self._run(self.backend.key_set)
+            if self.ledger is not None:
+                await self._run(self.ledger.check_and_record, keys)
             changed = keys != self._keys
             self._keys, self._keyring, self._loaded_at = keys, keys.keyring(), self._clock()
             metrics.observe_key_set(keys)

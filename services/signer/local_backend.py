@@ -102,7 +102,7 @@ class LocalKeyBackend:
 
     # --- start-up -------------------------------------------------------------------------------
 
-    def open(self) -> None:
+    def open(self, create_if_missing: bool = True) -> None:
         with self._lock:
             created_dir = not self.dir.exists()
             self.dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -123,6 +123,12 @@ class LocalKeyBackend:
                 raise FailedPrecondition(
                     f"{self.dir} holds key files but no {METADATA}: cannot tell which versions are revoked; "
                     f"restore {METADATA} from backup rather than guessing"
+                )
+            elif not create_if_missing:
+                raise FailedPrecondition(
+                    f"{self.dir} holds no keys, but this signer has signed with key {self.key_id} before (its key "
+                    "ledger says so): the key store was lost. Restore it from backup; refusing to create a new "
+                    "key under the same name"
                 )
             else:
                 state = self._create_first_version()

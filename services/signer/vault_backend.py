@@ -94,7 +94,7 @@ class VaultKeyBackend:
         except hvac.exceptions.VaultError as exc:  # sealed, 5xx, rate limited: try again later
             raise Unavailable(f"Vault at {self.addr} failed {what}: {_vault_message(exc)}") from exc
 
-    def open(self) -> None:
+    def open(self, create_if_missing: bool = True) -> None:
         transit = self.client.secrets.transit
         mounts = self._call("listing secrets engines", self.client.sys.list_mounted_secrets_engines)
         table = mounts.get("data", mounts)
@@ -111,6 +111,13 @@ class VaultKeyBackend:
         except FailedPrecondition as exc:
             if not isinstance(exc.__cause__, hvac.exceptions.InvalidPath):
                 raise
+            if not create_if_missing:
+                raise FailedPrecondition(
+                    f"{self.describe()} does not exist, but this signer has signed with it before (its key ledger "
+                    "says so): Vault lost its storage or the key was deleted. Refusing to create a new key under "
+                    "the same name, which would make old version numbers name another key; restore Vault from "
+                    "backup"
+                ) from exc
             self._call(
                 f"creating key {self.key_id}",
                 transit.create_key,

@@ -114,3 +114,26 @@ def test_works_with_a_least_privilege_token(openbao: OpenBaoServer, start_signer
         reply = stub.Verify(pb.VerifyRequest(payload=PAYLOAD, signature=old), timeout=T)
         assert not reply.valid and "revoked" in reply.reason
         assert [k.key_version for k in stub.GetPublicKeys(pb.GetPublicKeysRequest(), timeout=T).keys] == [2]
+
+
+def test_a_transit_key_lost_with_vaults_storage_is_never_recreated(start_signer: StartSigner, tmp_path: Path) -> None:
+    """Issue 10 item 12: a dev server keeps its storage in memory, so a restart is exactly a lost storage."""
+    with OpenBaoServer(tmp_path / "first-openbao") as bao:
+        channel, stub = stub_for(start_signer(vault_env(bao, "templates")))
+        with channel:
+            assert stub.Sign(pb.SignRequest(payload=PAYLOAD), timeout=T).signature.key_version == 1
+            assert stub.GetPublicKeys(pb.GetPublicKeysRequest(), timeout=T).keys[0].fingerprint_sha256
+    with OpenBaoServer(tmp_path / "second-openbao") as bao:
+        # Same data directory (the signer's key ledger), a Vault without the key: refuse, create nothing.
+        result = run_until_exit(tmp_path, vault_env(bao, "templates"))
+        assert result.returncode == 1, result.stderr
+        assert "does not exist, but this signer has signed with it before" in result.stderr, result.stderr
+        client = hvac.Client(url=bao.addr, token=bao.token, timeout=T)
+        with pytest.raises(hvac.exceptions.InvalidPath):
+            client.secrets.transit.read_key(name="templates")
+        # Someone re-creates it by hand: "v1" now names another key, and the signer says so.
+        client.secrets.transit.create_key(name="templates", key_type="rsa-2048")
+        result = run_until_exit(tmp_path, vault_env(bao, "templates"))
+        assert result.returncode == 1, result.stderr
+        assert "key templates v1 now has public key sha256" in result.stderr, result.stderr
+        assert "another one took its name" in result.stderr
