@@ -7,6 +7,8 @@
 #   examples/hostile/<name>/<name>.wat  -> build/wasm/hostile-<name>.wasm
 #   examples/hostile/huge-module/huge-module.wat + gen_huge_module.py
 #                                       -> build/wasm/hostile-huge-module.wasm (padded past 8 MiB)
+#   examples/hostile/many-functions/gen_many_functions.py
+#                                       -> build/wasm/hostile-many-functions.wasm (60,000 functions)
 # A directory with only a template.json (e.g. text-stats-strict) has no module of its own.
 
 EX       := examples
@@ -29,9 +31,10 @@ EX_AGENTS_WAT  := $(notdir $(basename $(wildcard $(EX)/agents/*/*.wat)))
 EX_AGENTS_C    := $(notdir $(basename $(wildcard $(EX)/agents/*/*.c)))
 EX_AGENTS_GO   := $(notdir $(patsubst %/go.mod,%,$(wildcard $(EX)/agents/*/go.mod)))
 EX_HOSTILE_WAT := $(filter-out huge-module,$(notdir $(basename $(wildcard $(EX)/hostile/*/*.wat))))
+EX_HOSTILE_GEN := huge-module many-functions
 
 EX_MODULES := $(foreach n,$(EX_AGENTS_WAT) $(EX_AGENTS_C) $(EX_AGENTS_GO),$(WASM_OUT)/$(n).wasm) \
-              $(foreach n,$(EX_HOSTILE_WAT) huge-module,$(WASM_OUT)/hostile-$(n).wasm)
+              $(foreach n,$(EX_HOSTILE_WAT) $(EX_HOSTILE_GEN),$(WASM_OUT)/hostile-$(n).wasm)
 
 examples: $(STAMP)/apt $(STAMP)/venv $(STAMP)/apt-wasm-rt $(EX_MODULES) ## build the example and hostile agent modules into build/wasm/
 
@@ -72,3 +75,6 @@ $(foreach n,$(EX_AGENTS_GO),$(eval $(call EX_GO_RULE,$(n))))
 
 $(WASM_OUT)/hostile-huge-module.wasm: $(EX)/hostile/huge-module/gen_huge_module.py $(EX)/hostile/huge-module/huge-module.wat | $(STAMP)/venv $(WASM_OUT)
 	$(PY) $^ $@
+
+$(WASM_OUT)/hostile-many-functions.wasm: $(EX)/hostile/many-functions/gen_many_functions.py | $(STAMP)/venv $(WASM_OUT)
+	$(PY) $< $@

@@ -47,7 +47,7 @@ async def _until_ok(what: str, attempt, stop: asyncio.Event) -> bool:  # type: i
 
 async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sandbox = Sandbox(settings.engine)
+    sandbox = Sandbox(settings.engine, policy.module_bounds)
     registry_channel = aio_channel(settings.registry_addr)
     signer_channel = aio_channel(settings.signer_addr)
     signer = SignerClient(signer_channel)

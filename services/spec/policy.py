@@ -4,7 +4,7 @@ bounds. Loaded from a YAML file; each violation names the rule so a publisher kn
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import yaml
 
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.spec.manifest import LIMIT_KEYS, Manifest
+from services.spec.wasm_structure import MalformedModule, ModuleBounds, read_structure
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
 
@@ -29,6 +30,7 @@ class Policy:
     http_allowlist: frozenset[str]
     max_module_bytes: int
     max_module_imports: int
+    module_bounds: ModuleBounds = field(default_factory=ModuleBounds)  # all of `module:`, bytes and imports too
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Policy:
@@ -47,6 +49,7 @@ class Policy:
                 http_allowlist=frozenset(data.get("http_allowlist") or ()),
                 max_module_bytes=int(module.get("max_bytes", 8 * 1024 * 1024)),
                 max_module_imports=int(module.get("max_imports", 64)),
+                module_bounds=ModuleBounds.from_mapping(module),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             if isinstance(exc, PolicyError):
@@ -99,6 +102,14 @@ class Policy:
                 )
         if manifest.http_hosts and "http_get" not in manifest.tools:
             raise InvalidArgument("http_hosts is set but the http_get tool is not requested", field="http_hosts")
+
+    def module_violation(self, wasm: bytes) -> str | None:
+        """The first `module.*` bound the binary breaks (a message naming the rule), or None. Reads only
+        section headers and counts (wasm_structure.py): cheap enough for every publish and compile."""
+        try:
+            return self.module_bounds.violation(read_structure(wasm))
+        except MalformedModule as exc:
+            return f"{exc} (rule module.well_formed)"
 
     def allows_http(self, manifest: Manifest, host_port: str) -> bool:
         """Call-time check for the http_get tool: the host must be in both the manifest and the policy."""

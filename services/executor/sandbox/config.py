@@ -40,6 +40,6 @@ class EngineSettings:
         described = (
             f"wasmtime={WASMTIME_VERSION};fuel=1;epoch=1;stack={self.max_wasm_stack};"
             f"reservation={self.memory_reservation};guard={self.memory_guard_size};"
-            f"growth={self.memory_reservation_for_growth};opt={self.opt_level}"
+            f"growth={self.memory_reservation_for_growth};opt={self.opt_level};start=detached"
         )
         return hashlib.sha256(described.encode()).hexdigest()[:16]

@@ -33,9 +33,12 @@ from services.common.errors import FailedPrecondition
 from services.executor.events import Finished
 from services.executor.sandbox import ffi, stdio, wasi
 from services.executor.sandbox.abi import TOOL_FUNCTIONS, TOOL_MODULE, host_function
+from services.executor.sandbox.compile import CompileBudget, compile_module
 from services.executor.sandbox.config import EngineSettings
 from services.executor.sandbox.outcome import classify
+from services.executor.sandbox.start import START_EXPORT
 from services.executor.sandbox.state import MAX_LOG_BYTES, RunState, bind, current_or_none
+from services.spec.wasm_structure import ModuleBounds
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +84,18 @@ class Prepared:
     # True when a run can only compute and use in-memory stdio: no granted tool, no WASI call that can
     # wait. Such a run may go on the event loop's thread under a small fuel budget (see service.py).
     pure: bool = False
+    start: str | None = None  # the detached wasm start function's export, called right after instantiation
 
 
 class Sandbox:
     """The process's one Engine, its epoch ticker and a Linker per granted tool set."""
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(
+        self, settings: EngineSettings, bounds: ModuleBounds | None = None, budget: CompileBudget | None = None
+    ) -> None:
         self.settings = settings
+        self.bounds = bounds or ModuleBounds()  # the policy's `module:` bounds, applied again before compiling
+        self.budget = budget or CompileBudget()
         self.engine = wasmtime.Engine(settings.config())
         self.fingerprint = settings.fingerprint()
         self._tick_s = settings.epoch_tick_ms / 1000
@@ -107,10 +115,8 @@ class Sandbox:
 
     # -- compile and link --
     def compile(self, wasm: bytes) -> wasmtime.Module:
-        try:
-            return wasmtime.Module(self.engine, wasm)
-        except wasmtime.WasmtimeError as exc:
-            raise FailedPrecondition(f"module does not compile: {str(exc).splitlines()[0]}") from exc
+        """Blocking. FailedPrecondition naming the rule for a module past a bound or a compile budget."""
+        return compile_module(self.engine, self.settings, wasm, self.bounds, self.budget)
 
     def deserialize(self, serialized: bytes) -> wasmtime.Module:
         return wasmtime.Module.deserialize(self.engine, serialized)
@@ -170,7 +176,8 @@ class Sandbox:
         pure = not tools and not any(
             imp.module == WASI_MODULE and imp.name in BLOCKING_WASI_IMPORTS for imp in module.imports
         )
-        return Prepared(module, pre, pure)
+        start = START_EXPORT if isinstance(exports.get(START_EXPORT), wasmtime.FuncType) else None
+        return Prepared(module, pre, pure, start)
 
     # -- run --
     def run(self, prepared: Prepared, run: RunState) -> Finished:
@@ -184,6 +191,7 @@ class Sandbox:
         store = wasmtime.Store(self.engine)
         scratch: Path | None = None
         instance: wasmtime.Instance | None = None
+        initialized = False  # instantiated and the start function (if any) returned
         error: BaseException | None = None
         bind(run)
         try:
@@ -199,10 +207,12 @@ class Sandbox:
             store.set_epoch_deadline(1)
             scratch = stdio.configure_wasi(store, spec, run)
             instance = prepared.pre.instantiate(store)
+            exports = instance.exports(store)
+            if prepared.start is not None:
+                _call(exports, store, prepared.start)
+            initialized = True
             run.emit(spec.started)
-            start = instance.exports(store)["_start"]
-            assert isinstance(start, wasmtime.Func)
-            start(store)
+            _call(exports, store, "_start")
         except BaseException as exc:  # classified below; the guest cannot crash the host
             error = exc
         finally:
@@ -220,7 +230,7 @@ class Sandbox:
             run.add_log("stderr", bytes(run.stderr_partial))
         if run.logs_dropped:
             run.add_log("warn", f"{run.logs_dropped} log lines dropped (more than {MAX_LOG_BYTES} bytes)".encode())
-        finished = classify(run, error, peak, instance is not None)
+        finished = classify(run, error, peak, initialized)
         finished = Finished(
             outcome=finished.outcome,
             exit_code=finished.exit_code,
@@ -244,3 +254,9 @@ class Sandbox:
             return 0
         memory = instance.exports(store).get("memory")
         return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
+
+
+def _call(exports: wasmtime.InstanceExports, store: wasmtime.Store, name: str) -> None:
+    func = exports[name]
+    assert isinstance(func, wasmtime.Func)  # link() checked the export's type
+    func(store)

@@ -32,6 +32,8 @@ from tests.integration.executor.agents import extra_templates
 TIMEOUT = 10.0
 EXECUTOR_SERVICE = "agentfactory.executor.v1.ExecutorService"
 HUGE = "hostile-huge-module"
+MANY_FUNCTIONS = "hostile-many-functions"
+REFUSED_AT_PUBLISH = frozenset({HUGE, MANY_FUNCTIONS})  # test_hostile.py checks how
 SLOW_SERVER_SECONDS = 3.0  # longer than any deadline an agent that calls it has
 
 
@@ -119,7 +121,7 @@ def write_policy(path: Path, http_allowlist: list[str], **module: int) -> Path:
 def publish_all(client: Client, fast_host: str, slow_host: str) -> None:
     for kind in ("agents", "hostile"):
         for example in catalogue(kind):
-            if example.name != HUGE:  # refused at publish; test_hostile.py checks how
+            if example.name not in REFUSED_AT_PUBLISH:
                 client.publish(example.manifest_json(), example.module())
     for manifest_json, module in extra_templates(fast_host, slow_host):
         client.publish(manifest_json, module)

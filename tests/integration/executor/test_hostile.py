@@ -18,6 +18,8 @@ from agentfactory.executor.v1 import executor_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from tests.integration.executor.conftest import (
     HUGE,
+    MANY_FUNCTIONS,
+    REFUSED_AT_PUBLISH,
     Executor,
     Stack,
     finished,
@@ -59,6 +61,12 @@ def _memory_bomb(stack: Stack, events: Events, elapsed: float) -> None:
     done = finished(events)
     assert done.peak_memory_bytes == 16 * MIB
     assert ("stderr", "memory-bomb: memory.grow failed at 0x00000100 pages") in logs(events)
+
+
+def _peak_at_limit(events: Events) -> None:
+    done = finished(events)
+    assert done.peak_memory_bytes == 16 * MIB, done
+    assert "in its start function" not in done.reason and "memory_bytes=16777216" in done.reason, done.reason
 
 
 def _big_memory(stack: Stack, events: Events, elapsed: float) -> None:
@@ -130,6 +138,14 @@ HOSTILE: dict[str, Expect] = {
         trap="memory_out_of_bounds",
         check=_memory_bomb,
     ),
+    "hostile-start-memory-bomb": Expect(
+        RESOURCE_EXHAUSTED,
+        pb.RUN_OUTCOME_RESOURCE_EXHAUSTED,
+        pb.LIMIT_MEMORY,
+        trap="memory_out_of_bounds",
+        ran=False,
+        check=lambda stack, events, elapsed: _peak_at_limit(events),
+    ),
     "hostile-big-memory": Expect(
         RESOURCE_EXHAUSTED, pb.RUN_OUTCOME_RESOURCE_EXHAUSTED, pb.LIMIT_MEMORY, ran=False, check=_big_memory
     ),
@@ -174,7 +190,7 @@ def _fuel_all_used(events: Events, fuel: int) -> None:
 
 
 def test_every_hostile_agent_is_covered() -> None:
-    published = {t.name for t in catalogue("hostile")} - {HUGE, "hostile-slow-tool"}
+    published = {t.name for t in catalogue("hostile")} - REFUSED_AT_PUBLISH - {"hostile-slow-tool"}
     assert published <= set(HOSTILE), published - set(HOSTILE)
 
 
@@ -228,6 +244,20 @@ def test_huge_module_is_refused_at_publish_and_never_reaches_the_executor(execut
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     events, code, _ = executor.run(HUGE)
     assert (code, events) == (grpc.StatusCode.NOT_FOUND, [])
+
+
+def test_many_functions_module_is_refused_at_publish_naming_the_rule(executor: Executor, stack: Stack) -> None:
+    hostile = next(t for t in catalogue("hostile") if t.name == MANY_FUNCTIONS)
+    with stack.client() as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.publish(hostile.manifest_json(), hostile.module())
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details() == (
+            "module has 60000 functions; the policy allows at most 20000 (rule module.max_functions)"
+        )
+        with pytest.raises(grpc.RpcError) as missing:
+            client.get_template(MANY_FUNCTIONS, "1.0.0")
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 # --- through the scheduler -------------------------------------------------------------------------

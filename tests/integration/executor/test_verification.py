@@ -28,6 +28,7 @@ from tests.integration.executor.agents import LIMITS, manifest, say_wat, wasm
 from tests.integration.executor.conftest import (
     EXECUTOR_SERVICE,
     HUGE,
+    MANY_FUNCTIONS,
     Executor,
     ensure_examples_built,
     executor_env,
@@ -77,7 +78,7 @@ def flip_byte(path: Path) -> None:
 @pytest.fixture(scope="module")
 def tampered(workdir: Path, signer: ServiceProcess) -> Iterator[Tampered]:
     ensure_examples_built()
-    lenient = write_policy(workdir / "registry-policy.yaml", [], max_bytes=16 << 20)
+    lenient = write_policy(workdir / "registry-policy.yaml", [], max_bytes=16 << 20, max_functions=100_000)
     strict = write_policy(workdir / "executor-policy.yaml", [])
     registry = ServiceProcess("registry", workdir, {"AF_POLICY_FILE": str(lenient), "AF_SIGNER_ADDR": signer.addr})
     with registry:
@@ -89,8 +90,9 @@ def tampered(workdir: Path, signer: ServiceProcess) -> Iterator[Tampered]:
                 say("vf-revoked", "revoked soon"),
             ):
                 client.publish(manifest_json, module)
-            huge = next(t for t in catalogue("hostile") if t.name == HUGE)
-            client.publish(huge.manifest_json(), huge.module())
+            for refused_at_publish in (HUGE, MANY_FUNCTIONS):
+                hostile = next(t for t in catalogue("hostile") if t.name == refused_at_publish)
+                client.publish(hostile.manifest_json(), hostile.module())
             echo = next(t for t in catalogue("agents") if t.name == "echo-upper")
             client.publish(echo.manifest_json(), echo.module())
             blob_digest = client.get_template("vf-blob", "1.0.0").manifest.module_sha256
@@ -173,6 +175,12 @@ def test_executor_enforces_its_own_module_size_bound(tampered: Tampered) -> None
     code, details = refused(tampered.short, HUGE)
     assert code == FAILED_PRECONDITION
     assert details == "module is 9437245 bytes; the policy allows at most 8388608 (rule module.max_bytes)"
+
+
+def test_executor_enforces_its_own_structural_bounds_before_compiling(tampered: Tampered) -> None:
+    code, details = refused(tampered.short, MANY_FUNCTIONS)
+    assert code == FAILED_PRECONDITION
+    assert details == "module has 60000 functions; the policy allows at most 20000 (rule module.max_functions)"
 
 
 def key_refreshes(tampered: Tampered) -> float:
