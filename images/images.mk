@@ -19,7 +19,7 @@ DEBIAN_MIRROR ?= http://deb.debian.org/debian
 # The base carries python3 and the CA bundle; no pip, no compilers (those live in the builder stage).
 DEBOOTSTRAP_INCLUDE := python3,ca-certificates
 
-.PHONY: images images-base images-context images-daemon images-stop test-images
+.PHONY: images images-base images-context images-daemon images-stop test-images run-containers stop-containers
 
 $(IMAGES_DIR)/rootfs-bookworm.tar: | $(STAMP)/apt
 	@mkdir -p $(IMAGES_DIR)
@@ -67,3 +67,18 @@ test-images: setup $(STAMP)/gen examples ## build the images, then every image t
 	$(MAKE) images KEEP_DAEMON=1
 	@set +e; $(PY) -m pytest tests/images; rc=$$?; images/dockerd.sh stop; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# The `make run` topology from the images: same ports, certificates and configs, every Envoy and
+# service a `docker run --network host` under supervisord (mesh/containers.py). Not with `make run` up.
+run-containers: setup $(STAMP)/gen examples tools mesh images ## `make run`, every process from its image
+	$(PY) -m observability.render --out build/observability
+	$(PY) -m mesh.containers $(MESH_ARGS) --certs-dir $(CERTS_DIR) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) up \
+		--prometheus build/observability/prometheus.yml --trace-sink
+	$(PY) -m afctl.quickstart
+
+stop-containers: ## stop what `make run-containers` started (and its image daemon)
+	$(PY) -m mesh.containers $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) down
+
+# `make test` builds the images (cached: seconds when nothing changed) for tests/images, which run
+# after tests/e2e in the same sequential pytest session, never beside the ghz gate.
+test: images
