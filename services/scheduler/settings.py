@@ -25,6 +25,10 @@ class SchedulerSettings:
     # about agents this one did not create; unset: no peers (one scheduler, or no mesh).
     peers_addr: str | None = None
     peer_colors: tuple[str, ...] = ()
+    # PostgreSQL DSN of the journal every replica shares; unset: the embedded SQLite journal in data_dir.
+    database_url: str | None = None
+    lease_seconds: float = 10.0
+    database_pool_size: int = 10
 
     @classmethod
     def from_env(cls, env: Env) -> SchedulerSettings:
@@ -34,6 +38,9 @@ class SchedulerSettings:
         sync = env.str("AF_JOURNAL_SYNCHRONOUS", "FULL").upper()
         if sync not in ("FULL", "EXTRA", "NORMAL"):
             raise ConfigError(f"AF_JOURNAL_SYNCHRONOUS={sync!r} must be FULL, EXTRA or NORMAL")
+        lease = env.float("AF_SCHEDULER_LEASE_SECONDS", 10.0)
+        if lease < 1:
+            raise ConfigError(f"AF_SCHEDULER_LEASE_SECONDS={lease} must be at least 1")
         dispatch = DispatchSettings(
             workers=_positive(env, "AF_MAX_DISPATCHES", 64),
             max_attempts=_positive(env, "AF_MAX_ATTEMPTS", 3),
@@ -46,6 +53,8 @@ class SchedulerSettings:
             registry_timeout_seconds=env.float("AF_REGISTRY_TIMEOUT_SECONDS", 2.0),
             dispatch=dispatch,
             retention=RetentionPolicy.from_env(env),
+            # Renew well inside the lease, so one slow renewal does not hand a live replica's agents away.
+            lease_renew_seconds=lease / 3,
         )
         return cls(
             data_dir=env.path("AF_DATA_DIR", "var/scheduler"),
@@ -56,6 +65,9 @@ class SchedulerSettings:
             service=service,
             peers_addr=env.optional("AF_SCHEDULER_ADDR"),
             peer_colors=tuple(env.list("AF_PEER_COLORS", [])),
+            database_url=env.optional("AF_DATABASE_URL"),
+            lease_seconds=lease,
+            database_pool_size=_positive(env, "AF_DATABASE_POOL_SIZE", 10),
         )
 
 
