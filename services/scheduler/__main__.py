@@ -10,6 +10,7 @@ from services.common import event_loop
 from services.common.config import Env
 from services.common.logs import log_event
 from services.common.postgres import is_unreachable
+from services.common.reflection import api_service_names
 from services.common.server import Readiness, ServerSettings, serve
 from services.scheduler.clients import GrpcExecutors, RegistryTemplates
 from services.scheduler.journal import Journal
@@ -81,6 +82,8 @@ async def main() -> None:
         service_name="scheduler",
         on_started=on_started,
         on_stopping=on_stopping,
+        # The gateway sends every client's reflection to a scheduler (mesh/topology.yaml).
+        reflect_also=api_service_names(),
     )
 
 
