@@ -82,7 +82,11 @@ def manifest_from_proto(message: template_pb2.Manifest) -> Manifest:
 
 def signature_to_proto(record: SignatureRecord) -> signer_service_pb2.Signature:
     return signer_service_pb2.Signature(
-        key_id=record.key_id, key_version=record.key_version, algorithm=_ALGORITHM, signature=record.signature
+        key_id=record.key_id,
+        key_version=record.key_version,
+        algorithm=_ALGORITHM,
+        signature=record.signature,
+        key_fingerprint_sha256=record.key_fingerprint,
     )
 
 
@@ -92,7 +96,12 @@ def signature_from_proto(message: signer_service_pb2.Signature) -> SignatureReco
             f"signature algorithm {signer_service_pb2.SignatureAlgorithm.Name(message.algorithm)} is not supported; "
             "expected SIGNATURE_ALGORITHM_RSA_PKCS1V15_SHA256"
         )
-    return SignatureRecord(key_id=message.key_id, key_version=message.key_version, signature=message.signature)
+    return SignatureRecord(
+        key_id=message.key_id,
+        key_version=message.key_version,
+        signature=message.signature,
+        key_fingerprint=message.key_fingerprint_sha256,
+    )
 
 
 def template_to_proto(template: PublishedTemplate) -> template_pb2.Template:

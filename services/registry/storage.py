@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS templates (
     key_id TEXT NOT NULL,
     key_version INTEGER NOT NULL,
     signature BLOB NOT NULL,
+    key_fingerprint TEXT NOT NULL DEFAULT '',
     deprecated INTEGER NOT NULL DEFAULT 0,
     deprecation_reason TEXT NOT NULL DEFAULT '',
     revision INTEGER NOT NULL,
@@ -179,11 +180,6 @@ class BlobWriter:
         fsync_dir(final.parent)
         return digest
 
-    def read_back(self) -> bytes:
-        """Everything written so far (a module is at most the policy's module.max_bytes)."""
-        self._handle.flush()
-        return self._tmp.read_bytes()
-
     def discard(self) -> None:
         if not self._handle.closed:
             self._handle.close()
@@ -249,6 +245,9 @@ class RegistryStore:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(templates)")}
+            if "key_fingerprint" not in columns:  # stores made before signatures carried the key's fingerprint
+                self._db.execute("ALTER TABLE templates ADD COLUMN key_fingerprint TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:
@@ -352,12 +351,12 @@ class RegistryStore:
 
     _COLUMNS = (
         "name, version, manifest_sha256, module_size, key_id, key_version, signature, deprecated, "
-        "deprecation_reason, revision, publish_time"
+        "deprecation_reason, revision, publish_time, key_fingerprint"
     )
 
     def _row_to_template(self, row: Sequence) -> PublishedTemplate:
         name, version, manifest_sha256, module_size, key_id, key_version, signature, deprecated, reason = row[:9]
-        revision, publish_time = row[9:11]
+        revision, publish_time, key_fingerprint = row[9:12]
         canonical = self._read_manifest(name, version, manifest_sha256)
         try:
             manifest = manifest_from_canonical(canonical)
@@ -366,7 +365,9 @@ class RegistryStore:
         return PublishedTemplate(
             manifest=manifest,
             canonical_manifest=canonical,
-            signature=SignatureRecord(key_id=key_id, key_version=key_version, signature=bytes(signature)),
+            signature=SignatureRecord(
+                key_id=key_id, key_version=key_version, signature=bytes(signature), key_fingerprint=key_fingerprint
+            ),
             module_size=module_size,
             revision=revision,
             publish_time=publish_time,
@@ -446,8 +447,9 @@ class RegistryStore:
                 revision = cursor.lastrowid
                 self._db.execute(
                     "INSERT INTO templates (name, version, sort_key, manifest_sha256, module_sha256, module_size, "
-                    "labels_json, key_id, key_version, signature, revision, publish_time, update_time) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "labels_json, key_id, key_version, signature, key_fingerprint, revision, publish_time, "
+                    "update_time) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         manifest.name,
                         manifest.version,
@@ -459,6 +461,7 @@ class RegistryStore:
                         template.signature.key_id,
                         template.signature.key_version,
                         template.signature.signature,
+                        template.signature.key_fingerprint,
                         revision,
                         now,
                         now,
@@ -520,9 +523,17 @@ class RegistryStore:
             try:
                 now = time.time()
                 updated = self._db.execute(
-                    "UPDATE templates SET key_id = ?, key_version = ?, signature = ?, update_time = ? "
-                    "WHERE name = ? AND version = ?",
-                    (signature.key_id, signature.key_version, signature.signature, now, name, version),
+                    "UPDATE templates SET key_id = ?, key_version = ?, signature = ?, key_fingerprint = ?, "
+                    "update_time = ? WHERE name = ? AND version = ?",
+                    (
+                        signature.key_id,
+                        signature.key_version,
+                        signature.signature,
+                        signature.key_fingerprint,
+                        now,
+                        name,
+                        version,
+                    ),
                 ).rowcount
                 if updated != 1:
                     raise NotFound(f"template {name}@{version} is not published")

@@ -12,6 +12,7 @@ version enforced by the Keyring itself, whatever the backend also enforces.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
@@ -238,6 +239,9 @@ class SignerService:
                 f"the {self.backend.describe()} produced a signature that does not verify with its own public key "
                 f"v{record.key_version}; refusing to return it"
             ) from exc
+        # Recorded with the signature: a verifier can then tell the key that signed from a replacement.
+        held = self._keyring.fingerprint_of(record.key_id, record.key_version)
+        record = dataclasses.replace(record, key_fingerprint=held or "")
         metrics.SIGNATURES.labels(str(record.key_version)).inc()
         audit.record(
             "sign",

@@ -38,7 +38,7 @@ def signature_record(request: pb.VerifyRequest) -> SignatureRecord:
             "SIGNATURE_ALGORITHM_RSA_PKCS1V15_SHA256 only",
             field="signature.algorithm",
         )
-    return SignatureRecord(sig.key_id, sig.key_version, sig.signature)
+    return SignatureRecord(sig.key_id, sig.key_version, sig.signature, sig.key_fingerprint_sha256)
 
 
 class SignerServicer(pb_grpc.SignerServiceServicer):
@@ -49,7 +49,11 @@ class SignerServicer(pb_grpc.SignerServiceServicer):
         record = await self.service.sign(request.payload)
         return pb.SignResponse(
             signature=pb.Signature(
-                key_id=record.key_id, key_version=record.key_version, algorithm=ALGORITHM, signature=record.signature
+                key_id=record.key_id,
+                key_version=record.key_version,
+                algorithm=ALGORITHM,
+                signature=record.signature,
+                key_fingerprint_sha256=record.key_fingerprint,
             )
         )
 

@@ -29,6 +29,8 @@ class SignatureRecord:
     key_id: str
     key_version: int
     signature: bytes
+    # SHA-256 of the public key that made it (see `fingerprint`); "" for signatures made before it was recorded.
+    key_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Keyring:
 
     def __init__(self, keys: Iterable[PublicKeyVersion] = (), min_versions: dict[str, int] | None = None) -> None:
         self._keys: dict[tuple[str, int], rsa.RSAPublicKey] = {}
+        self._fingerprints: dict[tuple[str, int], str] = {}
         self.min_versions = dict(min_versions or {})
         for key in keys:
             self.add(key)
@@ -66,6 +69,10 @@ class Keyring:
         if not isinstance(loaded, rsa.RSAPublicKey) or loaded.key_size != KEY_BITS:
             raise ValueError(f"key {key.key_id} v{key.key_version} is not an RSA-{KEY_BITS} public key")
         self._keys[(key.key_id, key.key_version)] = loaded
+        self._fingerprints[(key.key_id, key.key_version)] = fingerprint(key.public_key_pem)
+
+    def fingerprint_of(self, key_id: str, version: int) -> str | None:
+        return self._fingerprints.get((key_id, version))
 
     def has(self, key_id: str, version: int) -> bool:
         return (key_id, version) in self._keys
@@ -80,6 +87,13 @@ class Keyring:
         key = self._keys.get((record.key_id, record.key_version))
         if key is None:
             raise UnknownKeyVersion(f"no public key {record.key_id} v{record.key_version} is known")
+        held = self._fingerprints[(record.key_id, record.key_version)]
+        if record.key_fingerprint and record.key_fingerprint != held:
+            raise FailedPrecondition(
+                f"signature was made by key {record.key_id} v{record.key_version} with fingerprint "
+                f"{record.key_fingerprint[:16]}..., but v{record.key_version} is now {held[:16]}...: the key was "
+                "replaced; revoke the version and re-sign"
+            )
         try:
             key.verify(record.signature, payload, PADDING, HASH)
         except InvalidSignature as exc:

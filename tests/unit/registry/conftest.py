@@ -17,7 +17,7 @@ from services.registry.registry import Registry
 from services.registry.storage import RegistryStore
 from services.registry.watch import WatchHub
 from services.spec.policy import Policy
-from services.spec.signature import HASH, KEY_BITS, PADDING, Keyring, PublicKeyVersion, SignatureRecord
+from services.spec.signature import HASH, KEY_BITS, PADDING, Keyring, PublicKeyVersion, SignatureRecord, fingerprint
 
 # The smallest valid module: magic, version 1, no sections.
 WASM = b"\0asm\x01\x00\x00\x00"
@@ -60,7 +60,9 @@ class KeySigner:
         if self.down:
             raise Unavailable("the signer at test is unavailable; retry the publish")
         self.calls += 1
-        return SignatureRecord(self.key_id, self.latest, _key(self.latest).sign(payload, PADDING, HASH))
+        key = _key(self.latest)
+        pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return SignatureRecord(self.key_id, self.latest, key.sign(payload, PADDING, HASH), fingerprint(pem.decode()))
 
     async def live_keys(self) -> frozenset[tuple[str, int]]:
         if self.down:

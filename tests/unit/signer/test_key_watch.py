@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.signer.domain import KeySet, SignerService
+from services.spec.signature import fingerprint
 
 
 async def _next(stream: object) -> KeySet:
@@ -45,3 +46,9 @@ async def test_every_watcher_hears_a_change(service: SignerService) -> None:
     assert [(await _next(s)).latest_version for s in streams] == [2, 2, 2]
     for stream in streams:
         await stream.aclose()
+
+
+async def test_signatures_carry_the_fingerprint_of_the_key_that_made_them(service: SignerService) -> None:
+    keys = await service.public_keys()
+    record = await service.sign(b'{"name":"a"}')
+    assert record.key_fingerprint == fingerprint(keys.get(1).public_key_pem)
