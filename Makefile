@@ -25,10 +25,12 @@ $(STAMP):
 	@mkdir -p $@
 
 # --- Python environment -------------------------------------------------------------------------
-$(STAMP)/venv: requirements.txt | $(STAMP)
+$(STAMP)/venv: requirements.txt pyproject.toml | $(STAMP)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	# The `afctl` command (pyproject.toml [project.scripts]) into .venv/bin; editable, so it runs this tree.
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	# Make the repository and the generated stubs importable from the venv.
 	echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/agentfactory-repo.pth
 	echo "$(CURDIR)/$(GEN)" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/agentfactory-repo.pth

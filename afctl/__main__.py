@@ -1,24 +1,28 @@
-"""afctl — publish templates, run agents, watch them, manage keys. `python -m afctl --help`."""
+"""afctl — publish templates, run agents, watch them, manage keys. `afctl --help` (installed into the venv by
+`make setup`; `python -m afctl` is the same program)."""
 
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
 import grpc
 import typer
-from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
 from afctl import audit, traces
 from afctl.client import Client, Endpoints, Tls
 from afctl.examples import catalogue
+from afctl.failures import classify_rpc_error, file_error
+from afctl.output import Format, OutputOption, emit
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
 
-app = typer.Typer(help="Agent Factory command line.", no_args_is_help=True)
+# pretty_exceptions off: main() turns every expected failure into one line and an exit code (afctl.failures).
+app = typer.Typer(help="Agent Factory command line.", no_args_is_help=True, pretty_exceptions_enable=False)
 templates_app = typer.Typer(help="Publish, list, inspect and verify templates.", no_args_is_help=True)
 agents_app = typer.Typer(help="Create, inspect, watch and cancel agents.", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys: list, rotate, revoke.", no_args_is_help=True)
@@ -32,6 +36,23 @@ app.command("audit")(audit.audit)
 console = Console()
 err = Console(stderr=True)
 STATE = {}
+COLORS = ("blue", "green")  # the colors of a blue/green service (mesh/topology.yaml)
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("agentfactory")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed: run make setup)"
+        console.print(f"afctl {version}")
+        raise typer.Exit()
+
+
+def _color(value: str) -> str:
+    if value and value not in COLORS:
+        raise typer.BadParameter(f"must be one of {', '.join(COLORS)}")
+    return value
 
 
 @app.callback()
@@ -46,8 +67,16 @@ def connect(
     token: Annotated[str, typer.Option(envvar="AF_TOKEN", help="JWT bearer token (role claim)")] = "",
     timeout: Annotated[float, typer.Option(help="per-call deadline in seconds")] = 10.0,
     color: Annotated[
-        str, typer.Option(envvar="AF_COLOR", help="send every call to this color of a blue/green service (green, blue)")
+        str,
+        typer.Option(
+            envvar="AF_COLOR",
+            callback=_color,
+            help="send every call to this color of a blue/green service (green, blue)",
+        ),
     ] = "",
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print afctl's version and exit")
+    ] = False,
 ) -> None:
     if (cert is None) != (key is None):
         raise typer.BadParameter("give both --cert and --key, or neither (JWT over TLS with --ca and --token)")
@@ -59,6 +88,7 @@ def connect(
         else Endpoints(registry, signer, scheduler, tls, token or None, color or None)
     )
     STATE["endpoints"] = endpoints
+    STATE["target"] = gateway or "the services"
     STATE["timeout"] = timeout
 
 
@@ -80,8 +110,9 @@ def read_input(value: str) -> bytes:
 
 
 def fail(exc: grpc.RpcError) -> None:
-    err.print(f"[red]{exc.code().name}[/red]: {exc.details()}")  # type: ignore[attr-defined]
-    raise typer.Exit(1)
+    code, message = classify_rpc_error(exc, STATE.get("target", "the gateway"))
+    print(f"afctl: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
 
 
 # --- templates -------------------------------------------------------------------------------------
@@ -122,7 +153,10 @@ def publish_examples(kind: Annotated[str, typer.Option(help="agents or hostile")
 
 @templates_app.command("list")
 def list_templates(
-    name: str = "", label: Annotated[str, typer.Option(help="k=v,k2=v2")] = "", deprecated: bool = False
+    name: str = "",
+    label: Annotated[str, typer.Option(help="k=v,k2=v2")] = "",
+    deprecated: bool = False,
+    output: OutputOption = Format.table,
 ) -> None:
     """List templates."""
     with client() as c:
@@ -130,22 +164,43 @@ def list_templates(
             found = c.list_templates(name=name, label_selector=label, include_deprecated=deprecated)
         except grpc.RpcError as exc:
             fail(exc)
-    table = Table("template", "version", "tools", "extends", "key", "deprecated")
-    for t in found:
-        m = t.manifest
-        table.add_row(m.name, m.version, ",".join(m.tools), m.extends, f"v{t.signature.key_version}", str(t.deprecated))
-    console.print(table)
+
+    def draw() -> None:
+        table = Table("template", "version", "tools", "extends", "key", "deprecated")
+        for t in found:
+            m = t.manifest
+            key = f"v{t.signature.key_version}"
+            table.add_row(m.name, m.version, ",".join(m.tools), m.extends, key, str(t.deprecated))
+        console.print(table)
+
+    emit(output, found, draw, console)
 
 
 @templates_app.command("get")
-def get_template(ref: str) -> None:
-    """Show a template (name or name@version) as JSON."""
+def get_template(ref: str, output: OutputOption = Format.json) -> None:
+    """Show a template (name or name@version); JSON unless -o says otherwise."""
     with client() as c:
         try:
             t = c.get_template(*split_ref(ref))
         except grpc.RpcError as exc:
             fail(exc)
-    console.print_json(json_format.MessageToJson(t))
+
+    def draw() -> None:
+        m = t.manifest
+        table = Table(show_header=False)
+        for field, value in [
+            ("template", f"{m.name}@{m.version}"),
+            ("description", m.description),
+            ("extends", m.extends),
+            ("tools", ",".join(m.tools)),
+            ("module sha256", m.module_sha256),
+            ("key", f"{t.signature.key_id} v{t.signature.key_version}"),
+            ("deprecated", str(t.deprecated)),
+        ]:
+            table.add_row(field, value)
+        console.print(table)
+
+    emit(output, t, draw, console)
 
 
 @templates_app.command("verify")
@@ -268,20 +323,42 @@ def create(template: str, input: Annotated[str, typer.Option("--input", "-i")] =
 
 
 @agents_app.command("get")
-def get_agent(agent_id: str) -> None:
+def get_agent(agent_id: str, output: OutputOption = Format.table) -> None:
     """Show one agent."""
     with client() as c:
         try:
             agent = c.scheduler.GetAgent(sch_pb.GetAgentRequest(id=agent_id), timeout=c.timeout, metadata=c.metadata)
         except grpc.RpcError as exc:
             fail(exc)
-    show_agent(agent.agent)
-    if agent.agent.output:
-        console.print(agent.agent.output.decode(errors="replace"))
+
+    def draw() -> None:
+        show_agent(agent.agent)
+        if agent.agent.output:
+            console.print(agent.agent.output.decode(errors="replace"))
+
+    emit(output, agent.agent, draw, console)
+
+
+STATES = [
+    n.removeprefix("AGENT_STATE_").lower()
+    for n in (v.name for v in sch_pb.AgentState.DESCRIPTOR.values)
+    if not n.endswith("UNSPECIFIED")
+]
+
+
+def _agent_state(value: str) -> str:
+    if value and value.lower() not in STATES:
+        raise typer.BadParameter(f"must be one of {', '.join(STATES)}")
+    return value
 
 
 @agents_app.command("list")
-def list_agents(template: str = "", state: str = "", page_size: int = 50) -> None:
+def list_agents(
+    template: str = "",
+    state: Annotated[str, typer.Option(callback=_agent_state, help=f"one of {', '.join(STATES)}")] = "",
+    page_size: int = 50,
+    output: OutputOption = Format.table,
+) -> None:
     """List agents, newest first."""
     state_value = sch_pb.AgentState.Value(f"AGENT_STATE_{state.upper()}") if state else 0
     request = sch_pb.ListAgentsRequest(template_name=template, state=state_value, page_size=page_size)
@@ -290,11 +367,15 @@ def list_agents(template: str = "", state: str = "", page_size: int = 50) -> Non
             page = c.scheduler.ListAgents(request, timeout=c.timeout, metadata=c.metadata)
         except grpc.RpcError as exc:
             fail(exc)
-    table = Table("id", "template", "state", "reason")
-    for a in page.agents:
-        state_name = sch_pb.AgentState.Name(a.state).removeprefix("AGENT_STATE_")
-        table.add_row(a.id, f"{a.template_name}@{a.template_version}", state_name, a.reason)
-    console.print(table)
+
+    def draw() -> None:
+        table = Table("id", "template", "state", "reason")
+        for a in page.agents:
+            state_name = sch_pb.AgentState.Name(a.state).removeprefix("AGENT_STATE_")
+            table.add_row(a.id, f"{a.template_name}@{a.template_version}", state_name, a.reason)
+        console.print(table)
+
+    emit(output, page.agents, draw, console)
 
 
 @agents_app.command("watch")
@@ -332,19 +413,24 @@ def cancel(agent_id: str) -> None:
 
 
 @keys_app.command("list")
-def list_keys() -> None:
+def list_keys(output: OutputOption = Format.table) -> None:
     """List live public key versions."""
     with client() as c:
         try:
             reply = c.public_keys()
         except grpc.RpcError as exc:
             fail(exc)
-    table = Table("key", "version", "created", "signing")
-    for k in reply.keys:
-        created = k.create_time.ToDatetime().isoformat(timespec="seconds") if k.create_time.seconds else ""
-        table.add_row(k.key_id, str(k.key_version), created, "yes" if k.key_version == reply.latest_version else "")
-    console.print(table)
-    console.print(f"minimum live version: {reply.min_version}")
+
+    def draw() -> None:
+        table = Table("key", "version", "created", "signing")
+        for k in reply.keys:
+            created = k.create_time.ToDatetime().isoformat(timespec="seconds") if k.create_time.seconds else ""
+            signing = "yes" if k.key_version == reply.latest_version else ""
+            table.add_row(k.key_id, str(k.key_version), created, signing)
+        console.print(table)
+        console.print(f"minimum live version: {reply.min_version}")
+
+    emit(output, reply, draw, console)
 
 
 @keys_app.command("rotate")
@@ -371,5 +457,29 @@ def revoke(min_version: Annotated[int, typer.Option(help="lowest version that st
     console.print(f"minimum live version is now {reply.min_version}")
 
 
+def main() -> None:
+    """The `afctl` console script: one line on stderr and a documented exit code for every expected failure."""
+    try:
+        code = app(prog_name="afctl", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors: bad flag, bad value
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())  # `afctl` or `afctl agents` alone: the help, as before
+        else:
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"afctl: error: {exc.format_message()}{hint}", file=sys.stderr)
+        code = exc.exit_code
+    except typer.Abort:
+        print("afctl: interrupted", file=sys.stderr)
+        code = 130
+    except OSError as exc:  # a certificate, key, manifest, module or input file
+        code, message = file_error(exc)
+        print(f"afctl: error: {message}", file=sys.stderr)
+    except grpc.RpcError as exc:  # a call made outside a command's own handling
+        code, message = classify_rpc_error(exc, STATE.get("target", "the gateway"))
+        print(f"afctl: error: {message}", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app(prog_name="afctl")
+    main()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -80,3 +81,24 @@ def test_example_client(language: str, e2e_mesh: E2EMesh, spin_template: str) ->
     assert (
         "echo-upper" in templates["templates (mTLS)"] and templates["templates (JWT)"] == templates["templates (mTLS)"]
     )
+
+
+def readme_snippets() -> list[tuple[str, list[str]]]:
+    text = (REPO / "README.md").read_text()
+    found = re.findall(r"<!-- snippet: (\S+) -->\s*```\w*\n(.*?)^```", text, re.S | re.M)
+    return [(path, [ln.strip() for ln in body.splitlines() if ln.strip()]) for path, body in found]
+
+
+def test_readme_snippets_are_the_tested_programs() -> None:
+    snippets = readme_snippets()
+    assert {path for path, _ in snippets} == {
+        "clients/go/main.go",
+        "clients/ts/main.ts",
+        "clients/java/src/main/java/local/agentfactory/example/Main.java",
+    }
+    for path, lines in snippets:
+        source = [ln.strip() for ln in (REPO / path).read_text().splitlines()]
+        at = 0
+        for line in lines:  # in order, as in the file (the README may leave lines out)
+            assert line in source[at:], f"README snippet of {path}: {line!r} is not in the program (after line {at})"
+            at = source.index(line, at) + 1

@@ -78,3 +78,16 @@ def test_ghz_from_reflection_alone(e2e_mesh: E2EMesh, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["count"] == 10 and report["statusCodeDistribution"] == {"OK": 10}, report
+
+
+def test_buf_curl_with_the_grpc_protocol(e2e_mesh: E2EMesh, tmp_path: Path) -> None:
+    tls = e2e_mesh.tls("viewer")
+    cmd = [
+        str(REPO / ".venv/bin/buf"),
+        *("curl", "--protocol", "grpc", "--cacert", str(tls.ca), "--cert", str(tls.cert), "--key", str(tls.key)),
+        *("--data", '{"name": "echo-upper"}'),
+        f"https://{e2e_mesh.gateway}/agentfactory.registry.v1.RegistryService/GetTemplate",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["template"]["manifest"]["name"] == "echo-upper"
