@@ -44,12 +44,19 @@ _INSERT_COLS = (
     "id", "request_id", "template_name", "template_version", "requested_version", "input", "labels", "retryable",
     "timeout_ms", *_MUTABLE, "deadline_us", "create_us", "owner", "fence",
 )  # fmt: skip
+_LABELS_ARG = _INSERT_COLS.index("labels") + 1
+# One statement, so one round trip and atomic: the row and its labels (for listings by label), or nothing
+# when the request_id is taken.
 _INSERT_SQL = (
-    f"INSERT INTO agents ({', '.join(_INSERT_COLS)}, lease_until) "
+    f"WITH ins AS (INSERT INTO agents ({', '.join(_INSERT_COLS)}, lease_until) "
     f"VALUES ({', '.join(f'${i}' + ('::jsonb' if c == 'labels' else '') for i, c in enumerate(_INSERT_COLS, 1))}, "
     f"now() + make_interval(secs => ${len(_INSERT_COLS) + 1})) "
-    "ON CONFLICT (request_id) DO NOTHING RETURNING seq"
+    "ON CONFLICT (request_id) DO NOTHING RETURNING seq, id, create_us), "
+    "lab AS (INSERT INTO agent_labels (id, key, value, create_us) "
+    f"SELECT ins.id, l.key, l.value, ins.create_us FROM ins, jsonb_each_text(${_LABELS_ARG}::jsonb) AS l) "
+    "SELECT seq FROM ins"
 )
+_TERMINAL = int(AgentState.SUCCEEDED)  # every state from SUCCEEDED on is terminal (domain.AgentState)
 _SELECT = "SELECT * FROM agents"
 
 
@@ -187,7 +194,16 @@ class PgJournal:
         return None if row is None else _row_to_agent(row)
 
     async def list(self, flt: ListFilter, after: PageCursor | None, limit: int) -> list[Agent]:
-        """Newest first (creation time, then id), after `after`: the same order as the SQLite journal."""
+        """Newest first (creation time, then id), after `after`: the SQLite journal's order and the same
+        keyset pages on an index that matches the filter (a label filter walks agent_labels)."""
+        sql, args = self.list_query(flt, after, limit)
+        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
+            rows = await conn.fetch(sql, *args)
+        return [_row_to_agent(row) for row in rows]
+
+    @staticmethod
+    def list_query(flt: ListFilter, after: PageCursor | None, limit: int) -> tuple[str, list[Any]]:
+        """journal.Journal.list_query in PostgreSQL's placeholders."""
         where: list[str] = []
         args: list[Any] = []
 
@@ -195,19 +211,30 @@ class PgJournal:
             args.append(value)
             return f"${len(args)}"
 
+        labels = list(flt.labels)
+        if labels:
+            key, value = labels.pop(0)
+            sql = "SELECT a.* FROM agent_labels l JOIN agents a ON a.id = l.id"
+            where.append(f"l.key = {arg(key)} AND l.value = {arg(value)}")
+            order, cursor_cols = "l.create_us DESC, l.id DESC", "(l.create_us, l.id)"
+        else:
+            sql = "SELECT a.* FROM agents a"
+            order, cursor_cols = "a.create_us DESC, a.id DESC", "(a.create_us, a.id)"
         if after is not None:
-            where.append(f"(create_us, id) < ({arg(after.create_us)}, {arg(after.agent_id)})")
+            where.append(f"{cursor_cols} < ({arg(after.create_us)}, {arg(after.agent_id)})")
         if flt.state is not None:
-            where.append(f"state = {arg(int(flt.state))}")
+            where.append(f"a.state = {arg(int(flt.state))}")
         if flt.template_name:
-            where.append(f"template_name = {arg(flt.template_name)}")
-        for key, value in flt.labels:
-            where.append(f"labels ->> {arg(key)} = {arg(value)}")
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        sql += f" ORDER BY create_us DESC, id DESC LIMIT {arg(limit)}"
-        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
-            rows = await conn.fetch(sql, *args)
-        return [_row_to_agent(row) for row in rows]
+            where.append(f"a.template_name = {arg(flt.template_name)}")
+        for key, value in labels:
+            where.append(
+                f"EXISTS (SELECT 1 FROM agent_labels x WHERE x.id = a.id AND x.key = {arg(key)} "
+                f"AND x.value = {arg(value)})"
+            )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order} LIMIT {arg(limit)}"
+        return sql, args
 
     async def unfinished(self) -> Sequence[Agent]:
         """Every agent not yet terminal, whoever holds it, oldest first."""
@@ -218,3 +245,78 @@ class PgJournal:
     async def count(self) -> int:
         async with postgres.connection(self.pool, "the agent journal could not read") as conn:
             return int(await conn.fetchval("SELECT COUNT(*) FROM agents"))
+
+    # --- retention (services/scheduler/retention.py drives these; see RetentionJournal) --------------
+
+    async def expired_ids(
+        self, finished_before_us: int | None, keep_per_template: int | None, limit: int
+    ) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        async with postgres.connection(self.pool, "retention could not read the journal") as conn:
+            if finished_before_us is not None:
+                rows = await conn.fetch(
+                    "SELECT id FROM agents WHERE finish_us IS NOT NULL AND finish_us < $1 AND state >= $2 "
+                    "ORDER BY finish_us LIMIT $3",
+                    finished_before_us,
+                    _TERMINAL,
+                    limit,
+                )
+                found.extend((row["id"], "age") for row in rows)
+            if keep_per_template is not None and len(found) < limit:
+                seen = {agent_id for agent_id, _ in found}
+                templates = [row[0] for row in await conn.fetch("SELECT DISTINCT template_name FROM agents")]
+                for template in templates:
+                    rows = await conn.fetch(
+                        "SELECT id FROM agents WHERE template_name = $1 AND state >= $2 "
+                        "ORDER BY create_us DESC, id DESC LIMIT $3 OFFSET $4",
+                        template,
+                        _TERMINAL,
+                        limit - len(found),
+                        keep_per_template,
+                    )
+                    found.extend((row["id"], "count") for row in rows if row["id"] not in seen)
+                    if len(found) >= limit:
+                        break
+        return found[:limit]
+
+    async def delete_expired(self, ids: Sequence[str], now_us: int) -> int:
+        if not ids:
+            return 0
+        with span("journal_write", op="expire", agents=len(ids)):
+            async with (
+                postgres.connection(self.pool, "retention could not write the journal") as conn,
+                conn.transaction(),
+            ):
+                # Only agents still finished ("never an unfinished agent" by construction).
+                gone = [
+                    row["id"]
+                    for row in await conn.fetch(
+                        "DELETE FROM agents WHERE id = ANY($1::text[]) AND state >= $2 RETURNING id",
+                        list(ids),
+                        _TERMINAL,
+                    )
+                ]
+                if gone:
+                    await conn.execute("DELETE FROM agent_labels WHERE id = ANY($1::text[])", gone)
+                    await conn.execute(
+                        "INSERT INTO expired_agents (id, expired_us) SELECT unnest($1::text[]), $2 "
+                        "ON CONFLICT (id) DO UPDATE SET expired_us = excluded.expired_us",
+                        gone,
+                        now_us,
+                    )
+        return len(gone)
+
+    async def prune_tombstones(self, before_us: int, limit: int) -> int:
+        async with postgres.connection(self.pool, "retention could not write the journal") as conn:
+            status = await conn.execute(
+                "DELETE FROM expired_agents WHERE id IN "
+                "(SELECT id FROM expired_agents WHERE expired_us < $1 ORDER BY expired_us LIMIT $2)",
+                before_us,
+                limit,
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def expired_at(self, agent_id: str) -> int | None:
+        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
+            value = await conn.fetchval("SELECT expired_us FROM expired_agents WHERE id = $1", agent_id)
+        return None if value is None else int(value)

@@ -160,3 +160,47 @@ async def test_unfinished_agents_are_taken_over_once_after_their_process_is_gone
     running = domain.mark_dispatching(taken[0])
     await successor.update(running)  # the taker may write (its fence is current)
     assert (await successor.get(a1.id)).in_flight  # type: ignore[union-attr]
+
+
+# --- retention primitives (services/scheduler/retention.py, issue 15) ------------------------------
+
+DONE = Outcome(AgentState.SUCCEEDED, "exit 0", Cause.SUCCEEDED, "OK")
+
+
+async def _finished(journal: AgentJournal, i: int, at: float, **kw: object) -> domain.Agent:
+    stored, _ = await journal.create(agent(i, **kw))  # type: ignore[arg-type]
+    done = domain.finish(domain.mark_running(domain.mark_dispatching(stored), "ex", at - 1), DONE, at, b"o")
+    await journal.update(done)
+    return done
+
+
+async def test_retention_finds_deletes_and_remembers_finished_agents_only(
+    backend: tuple[AgentJournal, Reopen],
+) -> None:
+    journal, _ = backend
+    old = [await _finished(journal, i, at=1_000.0 + i, labels={"team": "a"}) for i in range(3)]
+    recent = await _finished(journal, 10, at=5_000.0)
+    unfinished, _ = await journal.create(agent(11))
+    cutoff = 2_000 * 1_000_000
+    by_age = await journal.expired_ids(cutoff, None, 100)  # type: ignore[attr-defined]
+    assert by_age == [(a.id, "age") for a in old]  # oldest finish first; never the unfinished one
+    by_count = await journal.expired_ids(None, 1, 100)  # type: ignore[attr-defined]
+    assert {agent_id for agent_id, _ in by_count} == {a.id for a in old}  # the newest finished is kept
+    assert await journal.expired_ids(cutoff, None, 2) == by_age[:2]  # type: ignore[attr-defined]
+
+    gone = await journal.delete_expired([*(a.id for a in old), unfinished.id], 9_000_000)  # type: ignore[attr-defined]
+    assert gone == 3  # the unfinished agent is refused even when named
+    assert await journal.get(old[0].id) is None and await journal.get(unfinished.id) is not None
+    assert await journal.list(ListFilter(labels=(("team", "a"),)), None, 50) == []  # its labels went too
+    assert await journal.expired_at(old[0].id) == 9_000_000  # type: ignore[attr-defined]
+    assert await journal.expired_at(recent.id) is None  # type: ignore[attr-defined]
+    assert await journal.prune_tombstones(9_000_001, 2) == 2  # type: ignore[attr-defined]
+    assert await journal.prune_tombstones(9_000_001, 2) == 1  # type: ignore[attr-defined]
+    assert await journal.expired_at(old[0].id) is None  # type: ignore[attr-defined]
+
+
+async def test_both_adapters_carry_the_retention_port(backend: tuple[AgentJournal, Reopen]) -> None:
+    from services.scheduler.retention import RetentionJournal
+
+    journal, _ = backend
+    assert isinstance(journal, RetentionJournal)  # so SchedulerService runs retention on either
