@@ -161,9 +161,11 @@ def enable(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
         response_serializer=pb.ServerReflectionResponse.SerializeToString,
     )
     for name in (V1, V1ALPHA):
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": handler}),)
-        )
+        # As generated code registers a service: registered methods are found by exact path, so the
+        # server's lookup for every other call (RunAgent included) is what it was.
+        methods = {"ServerReflectionInfo": handler}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
+        server.add_registered_method_handlers(name, methods)
 
 
 def api_service_names() -> list[str]:
