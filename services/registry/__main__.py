@@ -73,13 +73,18 @@ async def run(settings: RegistrySettings, policy: Policy, store: RegistryStore, 
     tasks: list[asyncio.Task[None]] = []
 
     async def follow_signer_keys() -> None:
-        # Marks reads of templates signed by a revoked (or lost) key version; the scheduler refuses those.
+        # Marks reads of templates signed by a revoked (or lost) key version (the scheduler refuses those),
+        # and keeps every public key version in the store, so backups carry the key set, revoked ones too.
         backoff = 0.2
         while not stop.is_set():
             try:
-                async for live in signer.watch_live_keys():
-                    registry.live_keys = live
+                async for seen in signer.watch_keys():
+                    registry.live_keys = seen.live
                     backoff = 0.2
+                    try:
+                        await asyncio.to_thread(store.record_keys, seen.keys, seen.min_versions)
+                    except Exception as exc:  # a full disk must not stop the revocation marks
+                        log_event(log, "could not record the signer's keys", logging.ERROR, error=repr(exc))
             except AgentFactoryError as exc:
                 log_event(log, "signer key watch interrupted", logging.INFO, error=exc.message, retry_in=backoff)
             with contextlib.suppress(TimeoutError):

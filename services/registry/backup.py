@@ -9,9 +9,16 @@ committed (versions are immutable, blobs are content-addressed), so the copy is 
 file is checked on the way (blob name = its sha256, manifest = its recorded sha256) and listed with
 its sha256 in CHECKSUMS.json.
 
-`restore` verifies every checksum before touching the target, assembles the copy next to it and
-renames it into place. Stop the registry first. It refuses a data directory that already holds a
-registry unless --force, which moves the old one aside (never deletes it).
+The archive carries the signer's public key set (KEYS.json: every version the registry has seen, the
+revoked ones marked; the registry records them from the signer's key push), so it verifies on its own:
+`create` checks every template's signature against it before writing anything, and `verify` and
+`restore` check every checksum and every signature again. A signature that does not match its key, or
+names a key the archive lacks, fails them (`--allow-unverified` restores anyway, naming each); templates
+signed by a revoked version verify and are listed, to be re-signed (`afctl templates resign --all-revoked`).
+
+`restore` verifies before touching the target, assembles the copy next to it and renames it into place.
+Stop the registry first. It refuses a data directory that already holds a registry unless --force, which
+moves the old one aside (never deletes it).
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from services.common.config import Env
-from services.common.errors import DataLoss
+from services.common.errors import DataLoss, FailedPrecondition
 from services.registry.storage import DB_NAME, MAX_CANONICAL_BYTES, bounded_decompress
+from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion, fingerprint
 
 CHECKSUMS = "CHECKSUMS.json"
+KEYS = "KEYS.json"
 FORMAT = 1
 
 
@@ -62,6 +71,54 @@ def _fsync_tree(root: Path) -> None:
         os.close(fd)
 
 
+def _read_keys(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    try:
+        rows = db.execute(
+            "SELECT key_id, key_version, public_key_pem, revoked FROM signing_keys ORDER BY key_id, key_version"
+        ).fetchall()
+    except sqlite3.OperationalError:  # a store from before the registry recorded keys
+        return []
+    return [
+        {
+            "key_id": key_id,
+            "key_version": version,
+            "public_key_pem": pem,
+            "fingerprint_sha256": fingerprint(pem),
+            "revoked": bool(revoked),
+        }
+        for key_id, version, pem, revoked in rows
+    ]
+
+
+def _keyring(keys: list[dict[str, Any]]) -> tuple[Keyring, set[tuple[str, int]]]:
+    """Every archived version verifies (revoked ones too: the question is whether the bytes are intact)."""
+    ring = Keyring(PublicKeyVersion(k["key_id"], int(k["key_version"]), k["public_key_pem"]) for k in keys)
+    return ring, {(k["key_id"], int(k["key_version"])) for k in keys if k["revoked"]}
+
+
+def check_signatures(root: Path, db: sqlite3.Connection, keys: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(problems, revoked): every template's signature over its manifest file under `root` against `keys`."""
+    ring, revoked_versions = _keyring(keys)
+    try:
+        rows = db.execute("SELECT name, version, key_id, key_version, signature, key_fingerprint FROM templates")
+    except sqlite3.OperationalError:
+        rows = db.execute("SELECT name, version, key_id, key_version, signature, '' FROM templates")
+    problems, revoked = [], []
+    for name, version, key_id, key_version, signature, key_fp in rows.fetchall():
+        rel = _manifest_rel(name, version)
+        try:
+            canonical = bounded_decompress((root / rel).read_bytes(), MAX_CANONICAL_BYTES, rel)
+            ring.verify(canonical, SignatureRecord(key_id, key_version, bytes(signature), key_fp))
+        except UnknownKeyVersion:
+            problems.append(f"{name}@{version}: signed by {key_id} v{key_version}, whose public key is not archived")
+        except (FailedPrecondition, DataLoss, OSError) as exc:
+            problems.append(f"{name}@{version}: {getattr(exc, 'message', exc)}")
+        else:
+            if (key_id, key_version) in revoked_versions:
+                revoked.append(f"{name}@{version} ({key_id} v{key_version})")
+    return problems, revoked
+
+
 def _manifest_rel(name: str, version: str) -> str:
     return f"manifests/{name}/{version}.json.zst"
 
@@ -70,7 +127,7 @@ def _blob_rel(digest: str) -> str:
     return f"blobs/sha256/{digest[:2]}/{digest}"
 
 
-def create_backup(data_dir: Path, dest: Path) -> dict[str, Any]:
+def create_backup(data_dir: Path, dest: Path, allow_unverified: bool = False) -> dict[str, Any]:
     db_path = data_dir / DB_NAME
     if not db_path.is_file():
         raise BackupError(f"{data_dir} holds no registry ({DB_NAME} is missing)")
@@ -88,6 +145,7 @@ def create_backup(data_dir: Path, dest: Path) -> dict[str, Any]:
         try:
             rows = target.execute("SELECT name, version, manifest_sha256, module_sha256 FROM templates").fetchall()
             revision = target.execute("SELECT COALESCE(MAX(revision), 0) FROM events").fetchone()[0]
+            keys = _read_keys(target)
         finally:
             target.close()
         problems: list[str] = []
@@ -110,6 +168,17 @@ def create_backup(data_dir: Path, dest: Path) -> dict[str, Any]:
                 problems.append(f"{rel} does not match its digest")
         if problems:
             raise BackupError("the store is damaged; nothing was backed up:\n  " + "\n  ".join(problems))
+        snapshot = sqlite3.connect(staging / DB_NAME)
+        try:
+            unverified, revoked = check_signatures(staging, snapshot, keys)
+        finally:
+            snapshot.close()
+        if unverified and not allow_unverified:
+            raise BackupError(
+                "signatures do not verify against the signer's recorded keys; nothing was backed up (pass "
+                "--allow-unverified to back up anyway):\n  " + "\n  ".join(unverified)
+            )
+        (staging / KEYS).write_text(json.dumps({"keys": keys}, indent=2, sort_keys=True))
         files = {
             str(path.relative_to(staging)): {"sha256": _sha256_file(path), "size": path.stat().st_size}
             for path in sorted(staging.rglob("*"))
@@ -122,6 +191,9 @@ def create_backup(data_dir: Path, dest: Path) -> dict[str, Any]:
             "blobs": len(blobs),
             "revision": revision,
             "files": files,
+            "keys": len(keys),
+            "signed_by_revoked_keys": revoked,
+            "unverified": unverified,
         }
         (staging / CHECKSUMS).write_text(json.dumps(summary, indent=2, sort_keys=True))
         _fsync_tree(staging)
@@ -145,8 +217,9 @@ def _copy(src_root: Path, dst_root: Path, rel: str, problems: list[str]) -> Path
     return target
 
 
-def verify_backup(src: Path) -> dict[str, Any]:
-    """Check every file against CHECKSUMS.json; raise BackupError listing every mismatch."""
+def verify_backup(src: Path, allow_unverified: bool = False) -> dict[str, Any]:
+    """Check every file against CHECKSUMS.json and every signature against KEYS.json; raise BackupError
+    listing every problem. The summary names the templates signed by revoked versions."""
     try:
         summary = json.loads((src / CHECKSUMS).read_text())
         files = summary["files"]
@@ -163,13 +236,29 @@ def verify_backup(src: Path) -> dict[str, Any]:
             problems.append(f"{rel} does not match its checksum")
     if DB_NAME not in files:
         problems.append(f"{DB_NAME} is not listed")
+    if KEYS not in files:
+        problems.append(f"{KEYS} is not listed: this archive cannot be verified on its own")
     if problems:
         raise BackupError(f"backup {src} failed verification; nothing was restored:\n  " + "\n  ".join(problems))
-    return summary
+    try:
+        keys = json.loads((src / KEYS).read_text())["keys"]
+        db = sqlite3.connect(f"file:{src / DB_NAME}?immutable=1", uri=True)
+    except (OSError, ValueError, KeyError, TypeError, sqlite3.Error) as exc:
+        raise BackupError(f"backup {src}: {KEYS} or {DB_NAME} is unreadable ({exc})") from exc
+    try:
+        unverified, revoked = check_signatures(src, db, keys)
+    finally:
+        db.close()
+    if unverified and not allow_unverified:
+        raise BackupError(
+            f"backup {src}: signatures do not verify against its {KEYS}; nothing was restored (pass "
+            "--allow-unverified to restore anyway):\n  " + "\n  ".join(unverified)
+        )
+    return {**summary, "signed_by_revoked_keys": revoked, "unverified": unverified}
 
 
-def restore_backup(src: Path, data_dir: Path, force: bool = False) -> dict[str, Any]:
-    summary = verify_backup(src)
+def restore_backup(src: Path, data_dir: Path, force: bool = False, allow_unverified: bool = False) -> dict[str, Any]:
+    summary = verify_backup(src, allow_unverified)
     moved_aside = None
     if data_dir.exists() and any(data_dir.iterdir()):
         if not force:
@@ -210,25 +299,37 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
         help="the registry data directory (default: $AF_DATA_DIR or var/registry)",
     )
     parser.add_argument("--force", action="store_true", help="restore over an existing registry (moved aside)")
+    parser.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="go on when signatures do not verify against the archived keys (each is named)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "create":
-            summary = create_backup(args.data_dir, args.dir)
+            summary = create_backup(args.data_dir, args.dir, args.allow_unverified)
             print(
                 f"backed up {summary['templates']} templates, {summary['blobs']} modules, revision "
                 f"{summary['revision']} to {args.dir}"
             )
         elif args.command == "verify":
-            summary = verify_backup(args.dir)
-            print(f"{args.dir}: {len(summary['files'])} files verified")
+            summary = verify_backup(args.dir, args.allow_unverified)
+            print(f"{args.dir}: {len(summary['files'])} files and their signatures verified")
         else:
-            summary = restore_backup(args.dir, args.data_dir, args.force)
+            summary = restore_backup(args.dir, args.data_dir, args.force, args.allow_unverified)
             print(f"restored {summary['templates']} templates, revision {summary['revision']}, into {args.data_dir}")
             if summary["moved_aside"]:
                 print(f"the previous data directory was moved to {summary['moved_aside']}")
     except BackupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for ref in summary.get("unverified", []):
+        print(f"warning: not verified: {ref}", file=sys.stderr)
+    if summary.get("signed_by_revoked_keys"):
+        print(
+            f"{len(summary['signed_by_revoked_keys'])} templates are signed by revoked key versions; re-sign them "
+            "(afctl templates resign --all-revoked): " + ", ".join(summary["signed_by_revoked_keys"])
+        )
     return 0
 
 

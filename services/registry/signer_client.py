@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 
@@ -10,10 +11,19 @@ from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
 from services.common.channels import aio_channel
 from services.common.errors import FailedPrecondition, Unavailable
 from services.common.template_proto import signature_from_proto
-from services.spec.signature import SignatureRecord
+from services.spec.signature import PublicKeyVersion, SignatureRecord
 
 WATCH_TIMEOUT_S = 300.0  # a key watch is re-opened when its deadline ends it
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+@dataclass(frozen=True)
+class KeySetSeen:
+    """One key set from the signer: what still verifies, and the public keys to remember."""
+
+    live: frozenset[tuple[str, int]]
+    keys: list[PublicKeyVersion]
+    min_versions: dict[str, int]
 
 
 class GrpcSigner:
@@ -44,12 +54,20 @@ class GrpcSigner:
             raise Unavailable(f"the signer at {self.target} did not list its keys ({detail}); retry") from exc
         return frozenset((k.key_id, k.key_version) for k in reply.keys if k.key_version >= reply.min_version)
 
-    async def watch_live_keys(self) -> AsyncIterator[frozenset[tuple[str, int]]]:
-        """The live (key id, version) set now and after every change (the signer's WatchPublicKeys)."""
+    async def watch_keys(self) -> AsyncIterator[KeySetSeen]:
+        """The signer's key set now and after every change (WatchPublicKeys)."""
         call = self._stub.WatchPublicKeys(signer_service_pb2.WatchPublicKeysRequest(), timeout=WATCH_TIMEOUT_S)
         try:
             async for reply in call:
-                yield frozenset((k.key_id, k.key_version) for k in reply.keys if k.key_version >= reply.min_version)
+                keys = [
+                    PublicKeyVersion(k.key_id, k.key_version, k.public_key_pem, k.create_time.ToNanoseconds() / 1e9)
+                    for k in reply.keys
+                ]
+                yield KeySetSeen(
+                    live=frozenset((k.key_id, k.key_version) for k in keys if k.key_version >= reply.min_version),
+                    keys=keys,
+                    min_versions={k.key_id: reply.min_version for k in keys} if reply.min_version else {},
+                )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return  # the planned end of one watch; the caller re-opens it

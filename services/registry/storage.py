@@ -43,7 +43,7 @@ from services.common.logs import log_event
 from services.spec.manifest import SHA256_RE, manifest_from_canonical
 from services.spec.published import PublishedTemplate
 from services.spec.semver import Version
-from services.spec.signature import SignatureRecord
+from services.spec.signature import PublicKeyVersion, SignatureRecord, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,15 @@ CREATE TABLE IF NOT EXISTS labels (
     FOREIGN KEY (name, version) REFERENCES templates (name, version)
 );
 CREATE INDEX IF NOT EXISTS labels_kv ON labels (key, value);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    key_id TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    public_key_pem TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    PRIMARY KEY (key_id, key_version)
+);
 """
 
 
@@ -557,6 +566,39 @@ class RegistryStore:
                 (name, name, version, limit),
             ).fetchall()
         return [(row[0], row[1]) for row in rows]
+
+    # --- signing keys -------------------------------------------------------------------------------
+
+    def record_keys(self, keys: Sequence[PublicKeyVersion], min_versions: dict[str, int]) -> None:
+        """Remember every public key version the signer has served (a revoked version stops being served, so
+        this is the only place its public key survives) and mark versions below each minimum revoked. Backups
+        carry this table, so an archive verifies on its own. A version already recorded keeps its first key."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO signing_keys (key_id, key_version, public_key_pem, fingerprint, first_seen) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(k.key_id, k.key_version, k.public_key_pem, fingerprint(k.public_key_pem), now) for k in keys],
+                )
+                self._db.executemany(
+                    "UPDATE signing_keys SET revoked = 1 WHERE key_id = ? AND key_version < ?",
+                    list(min_versions.items()),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def signing_keys(self) -> list[tuple[PublicKeyVersion, bool]]:
+        """Every recorded key version with whether it is revoked, by key id and version."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key_id, key_version, public_key_pem, first_seen, revoked FROM signing_keys "
+                "ORDER BY key_id, key_version"
+            ).fetchall()
+        return [(PublicKeyVersion(r[0], r[1], r[2], r[3]), bool(r[4])) for r in rows]
 
     # --- events -----------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ the same registry refuses to create agents from a template signed by a revoked v
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from afctl.client import Client, Endpoints
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
+from services.registry import backup
 from tests.harness import ServiceProcess
 from tests.integration.conftest import start_ready
 from tests.integration.executor.agents import LIMITS, manifest, say_wat, wasm
@@ -159,3 +161,13 @@ def test_revocation_reaches_every_executor_by_push_then_resign_brings_templates_
             assert not client.get_template(name, "1.0.0").signature_revoked
         agent = client.scheduler.CreateAgent(create, timeout=10).agent
         assert agent.id
+
+
+def test_a_backup_of_the_live_registry_carries_the_key_set_and_verifies_alone(stack: Stack, workdir: Path) -> None:
+    # After the test above: v1 revoked, v2 live; the registry recorded both from the signer's push.
+    data_dir = stack.registry.workdir / f"{stack.registry.name}-data"
+    summary = backup.create_backup(data_dir, workdir / "archive")
+    keys = json.loads((workdir / "archive" / backup.KEYS).read_text())["keys"]
+    assert [(k["key_version"], k["revoked"]) for k in keys] == [(1, True), (2, False)], keys
+    assert summary["templates"] == 3 and summary["signed_by_revoked_keys"] == [] and summary["unverified"] == []
+    assert backup.verify_backup(workdir / "archive")["unverified"] == []

@@ -73,7 +73,8 @@ class KeySigner:
         self.latest += 1
         self.min_version = self.latest
 
-    def keyring(self) -> Keyring:
+    def public_keys(self) -> list[PublicKeyVersion]:
+        """The live versions, as GetPublicKeys lists them."""
         keys = []
         for version in range(self.min_version, self.latest + 1):
             pem = (
@@ -83,7 +84,10 @@ class KeySigner:
                 .decode()
             )
             keys.append(PublicKeyVersion(self.key_id, version, pem))
-        return Keyring(keys, {self.key_id: self.min_version})
+        return keys
+
+    def keyring(self) -> Keyring:
+        return Keyring(self.public_keys(), {self.key_id: self.min_version})
 
 
 def manifest(name: str = "agent", version: str = "1.0.0", **fields: object) -> bytes:
@@ -115,6 +119,7 @@ def policy() -> Policy:
 @pytest.fixture
 def registry(store: RegistryStore, signer: KeySigner, policy: Policy) -> Registry:
     cache: LruTtlCache = LruTtlCache("registry_manifest_test", 64, 60.0)
+    store.record_keys(signer.public_keys(), {signer.key_id: signer.min_version})  # as the key push does
     return Registry(store, policy, signer, cache, WatchHub(queue_capacity=8))
 
 

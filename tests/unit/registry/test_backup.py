@@ -19,7 +19,8 @@ async def test_backup_and_restore_round_trip(registry: Registry, tmp_path: Path)
     summary = backup.create_backup(registry.store.root, tmp_path / "bk")
     assert (summary["templates"], summary["blobs"], summary["revision"]) == (2, 2, 3)
     listed = json.loads((tmp_path / "bk" / backup.CHECKSUMS).read_text())["files"]
-    assert "registry.db" in listed and "manifests/a/1.0.0.json.zst" in listed and len(listed) == 5
+    assert "registry.db" in listed and "manifests/a/1.0.0.json.zst" in listed and backup.KEYS in listed
+    assert len(listed) == 6
 
     target = tmp_path / "restored"
     backup.restore_backup(tmp_path / "bk", target)
