@@ -233,17 +233,17 @@ def _percent(value: object) -> float:
 
 
 ACCESS_LOG_MODES = ("errors", "all")
-_DURATION = re.compile(r"^\d+(\.\d+)?s$")
+_DURATION = re.compile(r"\A[0-9]+(\.[0-9]+)?s\Z")
 DURATION_KEYS = ("connect", "stream_idle", "long_lived_idle", "unary_max", "grpc_timeout_max", "drain")
 
 
 def _check(topo: Topology) -> None:
     for key in DURATION_KEYS:
         value = topo.timeouts.get(key)
-        if value is None or not _DURATION.match(value):
+        if value is None or not _DURATION.fullmatch(value):
             raise TopologyError(f"timeouts.{key}: {value!r} is not an Envoy duration like '30s' or '1.5s'")
     for key, value in topo.resilience.items():
-        if key.endswith(("_interval", "_timeout", "_time")) and not _DURATION.match(str(value)):
+        if key.endswith(("_interval", "_timeout", "_time")) and not _DURATION.fullmatch(str(value)):
             raise TopologyError(f"resilience.{key}: {value!r} is not an Envoy duration like '5s'")
     for name in topo.services:
         if name not in WORKLOADS or name == "gateway":
@@ -331,7 +331,7 @@ def _require_ip(host: str, what: str) -> None:
 
 
 # RFC 1123 labels; "_" is allowed too (legal in DNS, and the Helm render uses __PLACEHOLDER__ labels).
-_DNS_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+_DNS_LABEL = re.compile(r"\A[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
 
 
 def _require_host(inst: Instance, what: str) -> None:
@@ -343,5 +343,5 @@ def _require_host(inst: Instance, what: str) -> None:
     if inst.bind is None:
         raise TopologyError(f"{what}: {inst.host!r} is not an IP address (a DNS name needs `bind`, the listener's IP)")
     labels = inst.host.rstrip(".").split(".")
-    if len(inst.host) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+    if len(inst.host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
         raise TopologyError(f"{what}: {inst.host!r} is neither an IP address nor a DNS name")

@@ -21,7 +21,7 @@ from typing import Any
 AUDIT_LOGGER = "agentfactory.audit"  # services.common.logs.AUDIT_LOGGER; not imported: no service code here
 DEFAULT_LOG_DIR = Path("var/log")
 _CORE = ("ts", "event", "actor", "target", "outcome", "service", "logger", "level", "msg")
-_DURATION = re.compile(r"^(\d+)([smhd])$")
+_DURATION = re.compile(r"\A([0-9]+)([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -48,7 +48,7 @@ def parse_ts(value: str) -> datetime.datetime | None:
 def parse_since(value: str, now: datetime.datetime | None = None) -> datetime.datetime:
     """`10m`, `2h`, `1d` (ago) or an ISO timestamp (UTC unless it says otherwise)."""
     now = now or datetime.datetime.now(datetime.UTC)
-    match = _DURATION.match(value.strip())
+    match = _DURATION.fullmatch(value.strip())
     if match:
         return now - datetime.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
     ts = parse_ts(value.strip())
@@ -87,7 +87,7 @@ def from_line(line: str, source: str = "") -> AuditEvent | None:
 
 def log_files(log_dir: Path) -> list[Path]:
     """Every log under `log_dir`, rotated generations included (supervisord: <name>.log.1 ...)."""
-    return sorted(p for p in log_dir.glob("*.log*") if p.is_file() and re.search(r"\.log(\.\d+)?$", p.name))
+    return sorted(p for p in log_dir.glob("*.log*") if p.is_file() and re.search(r"\.log(\.[0-9]+)?\Z", p.name))
 
 
 def read(log_dir: Path) -> Iterator[AuditEvent]:

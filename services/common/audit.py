@@ -39,29 +39,33 @@ _XFCC_URI = re.compile(r'(?:^|;)URI="?([^;,"]*)"?')
 
 
 @functools.lru_cache(maxsize=256)
-def _parse_xfcc(xfcc: str) -> spiffe.SpiffeId | None:
-    # Cached: a connection's XFCC is the same on every call, and this runs on every RPC.
+def _parse_xfcc(xfcc: str) -> spiffe.SpiffeId | str | None:
+    """The nearest hop's parsed id; None when it names no URI; INVALID_PEER when the URI is not an id.
+    Cached: a connection's XFCC is the same on every call, and this runs on every RPC."""
     nearest = xfcc.rsplit(",", 1)[-1]  # with APPEND_FORWARD, the last element is the closest hop
     match = _XFCC_URI.search(nearest)
-    return spiffe.parse_or_none(match.group(1)) if match else None
+    if match is None or not match.group(1):
+        return None
+    return spiffe.parse_or_none(match.group(1)) or INVALID_PEER
+
+
+def _peer(metadata: Mapping[str, str]) -> spiffe.SpiffeId | str | None:
+    xfcc = metadata.get(mesh_headers.XFCC, "")
+    return _parse_xfcc(xfcc[: spiffe.MAX_ID_LENGTH * 2]) if xfcc else None
 
 
 def peer_identity(metadata: Mapping[str, str]) -> str:
     """The SPIFFE ID of the direct caller, from the nearest XFCC element; "" without a sidecar."""
-    xfcc = metadata.get(mesh_headers.XFCC, "")
-    if not xfcc:
-        return ""
-    peer = _parse_xfcc(xfcc[: spiffe.MAX_ID_LENGTH * 2])
-    return str(peer) if peer is not None else INVALID_PEER
+    peer = _peer(metadata)
+    return "" if peer is None else str(peer)
 
 
 def caller_from_metadata(metadata: Mapping[str, str]) -> str:
-    xfcc = metadata.get(mesh_headers.XFCC, "")
-    if not xfcc:
-        return UNAUTHENTICATED
-    peer = _parse_xfcc(xfcc[: spiffe.MAX_ID_LENGTH * 2])
+    peer = _peer(metadata)
     if peer is None:
-        return INVALID_PEER
+        return UNAUTHENTICATED
+    if isinstance(peer, str):
+        return peer  # INVALID_PEER
     if peer.workload in PRINCIPAL_SOURCES:
         # The gateway names the end user: its client certificate's SAN, or the JWT's subject. A
         # scheduler forwarding a call to the color that owns the agent passes on whom it served.

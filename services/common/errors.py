@@ -68,3 +68,10 @@ class DataLoss(AgentFactoryError):
     """Stored data is unreadable or does not match its recorded digest. Restore from a backup."""
 
     code_name = "DATA_LOSS"
+
+
+def quote(value: object, limit: int = 64) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how a message names what a client sent, so that an
+    error never repeats unbounded input (the transport bounds whole messages too: grpc_errors)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

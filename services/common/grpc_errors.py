@@ -13,21 +13,37 @@ from services.common.logs import request_id_var
 log = logging.getLogger(__name__)
 
 _DOMAIN = "agentfactory.dev"
+# What a status may carry back, so that grpc-message and grpc-status-details-bin together stay far
+# below the 16 KiB metadata limit whatever a message quotes: UTF-8 bytes, before percent-encoding
+# (at most 3x) and base64 (4/3).
+MAX_MESSAGE_BYTES = 1024
+MAX_FIELD_BYTES = 256
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), marked when cut."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
 def status_code_for(exc: errors.AgentFactoryError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, exc.code_name, grpc.StatusCode.INTERNAL)
 
 
-def _details(exc: errors.AgentFactoryError, code: grpc.StatusCode) -> bytes:
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message)
+def _details(exc: errors.AgentFactoryError, code: grpc.StatusCode, message: str) -> bytes:
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
     if isinstance(exc, errors.InvalidArgument):
+        field = bounded(exc.field, MAX_FIELD_BYTES)
         bad = error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.message)]
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=message)]
         )
         status.details.add().Pack(bad)
     elif isinstance(exc, errors.PermissionDenied) and exc.rule:
-        info = error_details_pb2.ErrorInfo(reason="POLICY_DENIED", domain=_DOMAIN, metadata={"rule": exc.rule})
+        info = error_details_pb2.ErrorInfo(
+            reason="POLICY_DENIED", domain=_DOMAIN, metadata={"rule": bounded(exc.rule, MAX_FIELD_BYTES)}
+        )
         status.details.add().Pack(info)
     return status.SerializeToString()
 
@@ -35,8 +51,10 @@ def _details(exc: errors.AgentFactoryError, code: grpc.StatusCode) -> bytes:
 async def abort_with(context: grpc.aio.ServicerContext, exc: errors.AgentFactoryError) -> None:
     """Abort the call with the status matching `exc`. Always raises."""
     code = status_code_for(exc)
-    metadata = (("grpc-status-details-bin", _details(exc, code)),)
-    await context.abort(code, exc.message, trailing_metadata=metadata)
+    # Domain messages may quote what the client sent: bound them here, once, for every service.
+    message = bounded(exc.message)
+    metadata = (("grpc-status-details-bin", _details(exc, code, message)),)
+    await context.abort(code, message, trailing_metadata=metadata)
 
 
 async def abort_internal(context: grpc.aio.ServicerContext, method: str) -> None:

@@ -3,6 +3,9 @@
 Servicers raise domain errors (services.common.errors); this turns them into statuses, and turns
 anything unexpected into INTERNAL with a generic message while the traceback goes to the log.
 Server-streaming handlers must be async generators.
+
+Requests reach a handler only once decodable and within bounds (services.common.request_guard):
+a method's deserializer is swapped for a guarded one, and a rejected request is INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from services.common import audit, errors
 from services.common.grpc_errors import abort_internal, abort_with
 from services.common.logs import caller_var, request_id_var
 from services.common.metrics import POLICY_DENIALS, RPC_LATENCY, RPC_TOTAL
+from services.common.request_guard import Rejected, guard_deserializer
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> str:
@@ -45,6 +50,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return handler
         incoming = dict(handler_call_details.invocation_metadata or ())
         service = self.service_name
+        deserializer = guard_deserializer(handler.request_deserializer)
 
         caller = audit.caller_from_metadata(incoming)
 
@@ -84,7 +90,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 started, token = begin()
                 outcome = ["OK"]
                 try:
-                    result = await inner(request, context)
+                    result = await inner(_checked(request), context)
                     outcome[0] = _code_of(context)
                     return result
                 except Exception as exc:
@@ -95,7 +101,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             factory = (
                 grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
             )
-            return factory(unary, handler.request_deserializer, handler.response_serializer)
+            return factory(unary, deserializer, handler.response_serializer)
 
         inner_stream = handler.unary_stream or handler.stream_stream
 
@@ -103,7 +109,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             started, token = begin()
             outcome = ["OK"]
             try:
-                async for item in inner_stream(request, context):
+                async for item in inner_stream(_checked(request), context):
                     yield item
                 outcome[0] = _code_of(context)
             except Exception as exc:
@@ -114,4 +120,24 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         factory = (
             grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
         )
-        return factory(streaming, handler.request_deserializer, handler.response_serializer)
+        return factory(streaming, deserializer, handler.response_serializer)
+
+
+def _checked(request: Any) -> Any:
+    """The request itself, or for a client stream an iterator that checks each message as it is read.
+    A rejected message raises InvalidArgument where the handler reads it (its own error handling sees a
+    domain error, and the interceptor maps it)."""
+    if type(request) is Rejected:
+        raise errors.InvalidArgument(request.message, field=request.field)
+    if isinstance(request, Message):
+        return request
+    if hasattr(request, "__aiter__"):
+        return _checked_stream(request)
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for item in requests:
+        if type(item) is Rejected:
+            raise errors.InvalidArgument(item.message, field=item.field)
+        yield item

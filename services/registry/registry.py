@@ -35,6 +35,7 @@ from services.common.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    quote,
 )
 from services.common.logs import log_event
 from services.registry.storage import (
@@ -99,9 +100,9 @@ class ListPage:
 def _check_name(name: str) -> None:
     if not name:
         raise InvalidArgument("name is required", field="name")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidArgument(
-            f"name {name!r} must start with a letter and use lower-case letters, digits and dashes", field="name"
+            f"name {quote(name)} must start with a letter and use lower-case letters, digits and dashes", field="name"
         )
 
 
@@ -134,7 +135,7 @@ def parse_label_selector(selector: str) -> list[tuple[str, str]]:
         key, value = key.strip(), value.strip()
         if not sep or not key or "=" in value:
             raise InvalidArgument(
-                f"label_selector term {raw.strip()!r} must look like key=value (terms joined by commas)",
+                f"label_selector term {quote(raw.strip())} must look like key=value (terms joined by commas)",
                 field="label_selector",
             )
         terms.append((key, value))
@@ -219,7 +220,7 @@ class Registry:
 
     async def fetch_module(self, sha256: str) -> AsyncIterator[tuple[bytes, int]]:
         """Yield (chunk, total_size). Verifies the digest while streaming (see the module docstring)."""
-        if not SHA256_RE.match(sha256):
+        if not SHA256_RE.fullmatch(sha256):
             raise InvalidArgument("sha256 must be 64 lower-case hex digits", field="sha256")
         handle = await self._io(self.store.open_blob, sha256)
         try:

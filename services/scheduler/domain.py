@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument, quote
 from services.spec.manifest import NAME_RE
 from services.spec.semver import Version
 
@@ -30,8 +30,8 @@ MAX_LABEL_VALUE = 256
 MAX_REQUEST_ID = 128
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
-_REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: it goes in logs and URLs
+LABEL_KEY_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._/-]{0,62}\Z")
+_REQUEST_ID_RE = re.compile(r"\A[\x21-\x7e]+\Z")  # printable ASCII without spaces: it goes in logs and URLs
 
 
 class AgentState(enum.IntEnum):
@@ -164,15 +164,15 @@ def validate_labels(labels: Mapping[str, str], field_name: str = "labels") -> No
     if len(labels) > MAX_LABELS:
         raise InvalidArgument(f"{field_name} has {len(labels)} entries; at most {MAX_LABELS}", field=field_name)
     for key, value in labels.items():
-        if not LABEL_KEY_RE.match(key):
+        if not LABEL_KEY_RE.fullmatch(key):
             raise InvalidArgument(
-                f"label key {key!r} must be 1-63 letters, digits, '.', '_', '/' or '-' "
+                f"label key {quote(key)} must be 1-63 letters, digits, '.', '_', '/' or '-' "
                 "and start with a letter or digit",
                 field=f"{field_name}.{key}",
             )
         if len(value) > MAX_LABEL_VALUE or "," in value:
             raise InvalidArgument(
-                f"label {key!r} must be at most {MAX_LABEL_VALUE} characters without commas",
+                f"label {quote(key)} must be at most {MAX_LABEL_VALUE} characters without commas",
                 field=f"{field_name}.{key}",
             )
 
@@ -180,9 +180,9 @@ def validate_labels(labels: Mapping[str, str], field_name: str = "labels") -> No
 def validate_spec(spec: CreateSpec) -> None:
     if not spec.template_name:
         raise InvalidArgument("template_name is required", field="template_name")
-    if not NAME_RE.match(spec.template_name):
+    if not NAME_RE.fullmatch(spec.template_name):
         raise InvalidArgument(
-            f"template_name {spec.template_name!r} must be lower-case letters, digits and dashes",
+            f"template_name {quote(spec.template_name)} must be lower-case letters, digits and dashes",
             field="template_name",
         )
     if spec.template_version:
@@ -193,7 +193,7 @@ def validate_spec(spec: CreateSpec) -> None:
     if len(spec.input) > MAX_INPUT_BYTES:
         raise InvalidArgument(f"input is {len(spec.input)} bytes; at most {MAX_INPUT_BYTES}", field="input")
     validate_labels(spec.labels)
-    if spec.request_id and (len(spec.request_id) > MAX_REQUEST_ID or not _REQUEST_ID_RE.match(spec.request_id)):
+    if spec.request_id and (len(spec.request_id) > MAX_REQUEST_ID or not _REQUEST_ID_RE.fullmatch(spec.request_id)):
         raise InvalidArgument(
             f"request_id must be at most {MAX_REQUEST_ID} printable ASCII characters without spaces",
             field="request_id",
@@ -203,13 +203,13 @@ def validate_spec(spec: CreateSpec) -> None:
 def idempotency_conflict(existing: Agent, spec: CreateSpec) -> str | None:
     """Name the first parameter that differs between a repeated request_id and the agent it created."""
     if existing.template_name != spec.template_name:
-        return f"template_name ({existing.template_name!r} before, {spec.template_name!r} now)"
+        return f"template_name ({quote(existing.template_name)} before, {quote(spec.template_name)} now)"
     if existing.requested_version != spec.template_version:
-        return f"template_version ({existing.requested_version!r} before, {spec.template_version!r} now)"
+        return f"template_version ({quote(existing.requested_version)} before, {quote(spec.template_version)} now)"
     if existing.input != spec.input:
         return f"input ({len(existing.input)} bytes before, {len(spec.input)} different bytes now)"
     if dict(existing.labels) != dict(spec.labels):
-        return f"labels ({dict(existing.labels)!r} before, {dict(spec.labels)!r} now)"
+        return f"labels ({quote(dict(existing.labels))} before, {quote(dict(spec.labels))} now)"
     return None
 
 
@@ -445,13 +445,13 @@ def parse_label_selector(selector: str) -> tuple[tuple[str, str], ...]:
         key, value = key.strip(), value.strip()
         if value.startswith("="):  # accept "k==v" as well
             value = value[1:].strip()
-        if not sep or not LABEL_KEY_RE.match(key):
+        if not sep or not LABEL_KEY_RE.fullmatch(key):
             raise InvalidArgument(
-                f"label_selector part {part.strip()!r} must look like key=value (pairs joined by commas)",
+                f"label_selector part {quote(part.strip())} must look like key=value (pairs joined by commas)",
                 field="label_selector",
             )
         if key in pairs and pairs[key] != value:
-            raise InvalidArgument(f"label_selector asks for two values of {key!r}", field="label_selector")
+            raise InvalidArgument(f"label_selector asks for two values of {quote(key)}", field="label_selector")
         pairs[key] = value
     return tuple(sorted(pairs.items()))
 

@@ -41,7 +41,7 @@ from services.spec.signature import HASH, KEY_BITS, PADDING, PublicKeyVersion, S
 log = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
-KEY_FILE_RE = re.compile(r"^v([1-9][0-9]*)\.pem$")
+KEY_FILE_RE = re.compile(r"\Av([1-9][0-9]*)\.pem\Z")
 PUBLIC_EXPONENT = 65537
 
 
@@ -113,7 +113,7 @@ class LocalKeyBackend:
             self._take_lock()
             for leftover in self.dir.glob(".*.tmp"):
                 leftover.unlink()  # an interrupted write; the rename never happened, so nothing used it
-            key_files = sorted(p for p in self.dir.iterdir() if KEY_FILE_RE.match(p.name))
+            key_files = sorted(p for p in self.dir.iterdir() if KEY_FILE_RE.fullmatch(p.name))
             for path in [*key_files, self.dir / METADATA]:
                 if path.exists():
                     _check_private(path, directory=False)

@@ -13,16 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, quote
 from services.spec.canonical import canonical_json
 from services.spec.semver import Version
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_INHERITANCE_DEPTH = 8
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-HOST_PORT_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}:\d{1,5}$")
+NAME_RE = re.compile(r"\A[a-z][a-z0-9-]{0,62}\Z")
+SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+HOST_PORT_RE = re.compile(r"\A[A-Za-z0-9.-]{1,253}:[0-9]{1,5}\Z")
 LIMIT_KEYS = ("fuel", "memory_bytes", "timeout_ms", "max_output_bytes", "max_tool_calls")
 _MAX_INT = 2**63 - 1
 
@@ -94,8 +94,8 @@ class Manifest:
 def parse_ref(ref: str, field_name: str = "extends") -> tuple[str, str]:
     """Split 'name@version', validating both halves."""
     name, sep, version = ref.partition("@")
-    if not sep or not NAME_RE.match(name):
-        raise InvalidArgument(f"{field_name} {ref!r} must look like 'name@1.2.3'", field=field_name)
+    if not sep or not NAME_RE.fullmatch(name):
+        raise InvalidArgument(f"{field_name} {quote(ref)} must look like 'name@1.2.3'", field=field_name)
     Version(version)
     return name, version
 
@@ -111,7 +111,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise InvalidArgument(f"manifest JSON repeats the key {key!r}", field=key)
+            raise InvalidArgument(f"manifest JSON repeats the key {quote(key)}", field=key)
         result[key] = value
     return result
 
@@ -195,16 +195,16 @@ def parse_draft(raw: bytes) -> Draft:
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         raise InvalidArgument(
-            f"unknown manifest field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}", field=unknown[0]
+            f"unknown manifest field {quote(unknown[0])}; known fields: {', '.join(sorted(_FIELDS))}", field=unknown[0]
         )
     for required in ("name", "version"):
         if required not in data:
             raise InvalidArgument(f"manifest field {required!r} is required", field=required)
     out: dict[str, Any] = {}
     name = _str(data["name"], "name", 63)
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidArgument(
-            f"name {name!r} must start with a letter and use lower-case letters, digits and dashes", field="name"
+            f"name {quote(name)} must start with a letter and use lower-case letters, digits and dashes", field="name"
         )
     out["name"] = name
     out["version"] = str(Version(_str(data["version"], "version", 128)))
@@ -226,7 +226,9 @@ def parse_draft(raw: bytes) -> Draft:
             raise InvalidArgument("limits must be an object", field="limits")
         bad = sorted(set(limits) - set(LIMIT_KEYS))
         if bad:
-            raise InvalidArgument(f"unknown limit {bad[0]!r}; known: {', '.join(LIMIT_KEYS)}", field=f"limits.{bad[0]}")
+            raise InvalidArgument(
+                f"unknown limit {quote(bad[0])}; known: {', '.join(LIMIT_KEYS)}", field=f"limits.{bad[0]}"
+            )
         out["limits"] = {k: _limit(v, f"limits.{k}") for k, v in limits.items()}
     for key in ("env", "labels"):
         if key in data:
@@ -235,7 +237,7 @@ def parse_draft(raw: bytes) -> Draft:
         out["args"] = _str_list(data["args"], "args")
     if "module_sha256" in data:
         digest = _str(data["module_sha256"], "module_sha256", 64)
-        if not SHA256_RE.match(digest):
+        if not SHA256_RE.fullmatch(digest):
             raise InvalidArgument("module_sha256 must be 64 lower-case hex digits", field="module_sha256")
         out["module_sha256"] = digest
     for key in ("input_schema", "output_schema"):
@@ -246,8 +248,8 @@ def parse_draft(raw: bytes) -> Draft:
     if "http_hosts" in data:
         hosts = _str_list(data["http_hosts"], "http_hosts", 16)
         for i, host in enumerate(hosts):
-            if not HOST_PORT_RE.match(host):
-                raise InvalidArgument(f"http_hosts[{i}] {host!r} must be host:port", field=f"http_hosts[{i}]")
+            if not HOST_PORT_RE.fullmatch(host):
+                raise InvalidArgument(f"http_hosts[{i}] {quote(host)} must be host:port", field=f"http_hosts[{i}]")
         out["http_hosts"] = hosts
     if "retryable" in data:
         if not isinstance(data["retryable"], bool):

@@ -7,10 +7,12 @@ from functools import total_ordering
 
 from services.common.errors import InvalidArgument
 
+# \A...\Z and [0-9], not ^...$ and \d: "$" also matches before a final newline, and \d matches every
+# Unicode digit ("1.0.\u0663" would be a look-alike of 1.0.3 that int() even parses).
 _SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"\A(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?\Z"
 )
 
 
@@ -19,9 +21,10 @@ class Version:
     __slots__ = ("major", "minor", "patch", "prerelease", "text")
 
     def __init__(self, text: str) -> None:
-        match = _SEMVER.match(text) if len(text) <= 128 else None
+        match = _SEMVER.fullmatch(text) if len(text) <= 128 else None
         if not match:
-            raise InvalidArgument(f"version {text!r} is not a semantic version like 1.2.3", field="version")
+            shown = repr(text[:64]) + ("..." if len(text) > 64 else "")
+            raise InvalidArgument(f"version {shown} is not a semantic version like 1.2.3", field="version")
         self.text = text
         self.major, self.minor, self.patch = (int(match.group(i)) for i in (1, 2, 3))
         self.prerelease = tuple(match.group(4).split(".")) if match.group(4) else ()

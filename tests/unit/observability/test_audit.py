@@ -76,8 +76,12 @@ def test_peer_identity_from_xfcc(xfcc: str, expected: str) -> None:
 
 
 def test_principal_header_is_believed_only_from_the_gateway_and_a_relaying_scheduler() -> None:
-    from_gateway = {"x-forwarded-client-cert": f"URI={GATEWAY}", "x-agentfactory-principal": "alice (publisher)"}
-    assert audit.caller_from_metadata(from_gateway) == f"alice (publisher) via {GATEWAY}"
+    alice = "spiffe://agentfactory.local/role/publisher/user/alice"
+    from_gateway = {"x-forwarded-client-cert": f"URI={GATEWAY}", "x-agentfactory-principal": alice}
+    assert audit.caller_from_metadata(from_gateway) == f"{alice} via {GATEWAY}"
+    # The gateway writes a certificate's SAN there; what is not one whole SPIFFE id names nobody.
+    not_an_id = {**from_gateway, "x-agentfactory-principal": f"{alice},spiffe://agentfactory.local/role/admin/user/a"}
+    assert audit.caller_from_metadata(not_an_id) == GATEWAY
     # A scheduler forwarding a call to the color that owns the agent passes on whom it served.
     relayed = {"x-forwarded-client-cert": f"URI={SCHEDULER}", "x-agentfactory-principal": f"alice via {GATEWAY}"}
     assert audit.caller_from_metadata(relayed) == f"alice via {GATEWAY} via {SCHEDULER}"
