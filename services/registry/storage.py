@@ -189,6 +189,11 @@ class BlobWriter:
         fsync_dir(final.parent)
         return digest
 
+    def read_back(self) -> bytes:
+        """Everything written so far (a module is at most the policy's module.max_bytes)."""
+        self._handle.flush()
+        return self._tmp.read_bytes()
+
     def discard(self) -> None:
         if not self._handle.closed:
             self._handle.close()
