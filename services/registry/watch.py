@@ -1,17 +1,21 @@
 """Fan-out of registry events to watchers without letting a slow watcher slow anyone else.
 
-Each watcher owns a bounded queue. Publishing an event never waits: if a watcher's queue is full the
-watcher is marked as lagging, its queue is dropped, and its stream ends with RESOURCE_EXHAUSTED
-naming the last revision it received, so it resubscribes from there and catches up from the store.
+Each watcher owns a bounded queue. Publishing an event never waits: it is handed to the watchers by a
+delivery task (services/common/fanout.py), a slice of watchers per loop iteration, so the publisher's
+reply goes out whatever the number of watchers. If a watcher's queue is full the watcher is marked as
+lagging, its queue is dropped, and its stream ends with RESOURCE_EXHAUSTED naming the last revision it
+received, so it resubscribes from there and catches up from the store. Each live event carries its
+encoding (`encoded`), built by the first watcher's stream and reused by every other.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
 
+from services.common.fanout import Fanout
 from services.spec.published import PublishedTemplate
 
 WATCHERS = Gauge("agentfactory_registry_watchers", "Open WatchTemplates streams.")
@@ -25,6 +29,8 @@ class TemplateEvent:
     revision: int
     kind: str  # storage.KIND_PUBLISHED or storage.KIND_DEPRECATED
     template: PublishedTemplate
+    # The transport's encoding of this event, built once and shared by every watcher's stream.
+    encoded: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Subscription:
@@ -66,6 +72,7 @@ class WatchHub:
     def __init__(self, queue_capacity: int) -> None:
         self.queue_capacity = queue_capacity
         self._subscribers: set[Subscription] = set()
+        self._fanout: Fanout[TemplateEvent] = Fanout()
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self, self.queue_capacity)
@@ -78,8 +85,8 @@ class WatchHub:
         WATCHERS.set(len(self._subscribers))
 
     def publish(self, event: TemplateEvent) -> None:
-        for sub in list(self._subscribers):
-            sub.offer(event)
+        """Returns at once; the watchers subscribed now get the event from the delivery task."""
+        self._fanout.publish(event, [sub.offer for sub in self._subscribers])
 
     def __len__(self) -> int:
         return len(self._subscribers)

@@ -3,6 +3,7 @@ mapped to statuses by the shared interceptor."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -62,12 +63,32 @@ def _event_fields(event: WatchEvent) -> dict[str, object]:
     raise TypeError(f"unexpected watch event {event!r}")
 
 
+class _Encoded:
+    """WatchAgent responses of the latest events, so each event is encoded once for all its watchers:
+    every watcher's queue holds the same event object. Keyed by identity, a few dozen entries."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._by_id: OrderedDict[int, tuple[WatchEvent, pb.WatchAgentResponse]] = OrderedDict()
+
+    def get(self, event: WatchEvent) -> pb.WatchAgentResponse:
+        found = self._by_id.get(id(event))
+        if found is not None and found[0] is event:
+            return found[1]
+        response = pb.WatchAgentResponse(**_event_fields(event))
+        self._by_id[id(event)] = (event, response)  # holding the event keeps its id from being reused
+        if len(self._by_id) > self._size:
+            self._by_id.popitem(last=False)
+        return response
+
+
 class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     """`peers`, when set, answers for agents another color's scheduler created (services/scheduler/peers.py)."""
 
     def __init__(self, service: SchedulerService, peers: Peers | None = None) -> None:
         self.service = service
         self.peers = peers
+        self._encoded = _Encoded()
 
     async def _request_owner(self, request_id: str, context: grpc.aio.ServicerContext) -> tuple[Peers, str] | None:
         """The peers and the other color that already created the agent of this request_id, if any."""
@@ -136,7 +157,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     ) -> AsyncIterator[pb.WatchAgentResponse]:
         try:
             async for event in self.service.watch(request.id):
-                yield pb.WatchAgentResponse(**_event_fields(event))
+                yield self._encoded.get(event)
             return
         except NotFound:  # raised before the first message: nothing was sent yet
             if (peers := self._ask_peers(context)) is None:
