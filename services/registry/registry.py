@@ -182,6 +182,17 @@ class Registry:
             self.cache.put(key, template)
         return template
 
+    def _load_page(self, refs: list[ListCursor]) -> list[PublishedTemplate]:
+        """Blocking: one listing page in one thread hop. Served from the cache where it holds a template,
+        but a listing never fills it: a walk over the whole catalog must not push out the templates that
+        executors and schedulers keep asking for (issue 15: a full walk past the cache's size churned it)."""
+        out: list[PublishedTemplate] = []
+        for ref in refs:
+            template = self.cache.get((ref.name, ref.version)) or self.store.get(ref.name, ref.version)
+            if template is not None:  # vanished between the two reads: impossible today (no delete)
+                out.append(template)
+        return out
+
     async def get(self, name: str, version: str) -> PublishedTemplate:
         _check_name(name)
         if not version:
@@ -210,11 +221,7 @@ class Registry:
         refs = await self._io(self.store.list_refs, name, labels, include_deprecated, after, size + 1)
         more = len(refs) > size
         refs = refs[:size]
-        templates = []
-        for ref in refs:
-            template = await self._io(self._load, ref.name, ref.version)
-            if template is not None:  # vanished between the two reads: impossible today (no delete)
-                templates.append(template)
+        templates = await self._io(self._load_page, refs)
         token = refs[-1].encode(fingerprint) if more and refs else ""
         return ListPage(templates, token)
 
