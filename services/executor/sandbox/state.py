@@ -147,20 +147,22 @@ class RunState:
         return False
 
 
-_current = threading.local()
+# The run this thread is executing (`CURRENT.run`), read by host functions and the epoch callback. An
+# attribute of a thread-local rather than a function: stdio host functions read it on every run's path.
+CURRENT = threading.local()
 
 
 def bind(run: RunState | None) -> None:
     """Make `run` the current thread's run (None to unbind): Stores are used on one thread only."""
-    _current.run = run
+    CURRENT.run = run
 
 
 def current() -> RunState:
     """The run this thread is executing; only called from host functions and the epoch callback."""
-    run: RunState = _current.run
+    run: RunState = CURRENT.run
     return run
 
 
 def current_or_none() -> RunState | None:
-    run: RunState | None = getattr(_current, "run", None)
+    run: RunState | None = getattr(CURRENT, "run", None)
     return run
