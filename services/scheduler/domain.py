@@ -422,16 +422,25 @@ class ListFilter:
     state: AgentState | None = None
     template_name: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    # Creation time window in µs since the epoch: created_after_us <= create_us < created_before_us.
+    created_after_us: int | None = None
+    created_before_us: int | None = None
 
     def matches(self, agent: Agent) -> bool:
+        created = round(agent.create_time * 1_000_000)
         return (
             (self.state is None or agent.state is self.state)
             and (not self.template_name or agent.template_name == self.template_name)
             and all(agent.labels.get(k) == v for k, v in self.labels)
+            and (self.created_after_us is None or created >= self.created_after_us)
+            and (self.created_before_us is None or created < self.created_before_us)
         )
 
     def fingerprint(self) -> str:
-        raw = json.dumps([self.state or 0, self.template_name, list(self.labels)]).encode()
+        parts: list[object] = [self.state or 0, self.template_name, list(self.labels)]
+        if self.created_after_us is not None or self.created_before_us is not None:
+            parts += [self.created_after_us, self.created_before_us]  # tokens issued before stay valid
+        raw = json.dumps(parts).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
 
 

@@ -447,6 +447,13 @@ class Journal:
         if after is not None:
             where.append(f"{cursor_cols} < (?, ?)")
             args.extend((after.create_us, after.agent_id))
+        created = cursor_cols.split(",")[0].lstrip("(")  # the driving table's create_us: same index range
+        if flt.created_after_us is not None:
+            where.append(f"{created} >= ?")
+            args.append(flt.created_after_us)
+        if flt.created_before_us is not None:
+            where.append(f"{created} < ?")
+            args.append(flt.created_before_us)
         if flt.state is not None:
             where.append("a.state = ?")
             args.append(int(flt.state))

@@ -63,6 +63,12 @@ def _event_fields(event: WatchEvent) -> dict[str, object]:
     raise TypeError(f"unexpected watch event {event!r}")
 
 
+def _created_window(request: pb.ListAgentsRequest) -> tuple[float | None, float | None]:
+    after = to_unix(request.created_after) if request.HasField("created_after") else None
+    before = to_unix(request.created_before) if request.HasField("created_before") else None
+    return after, before
+
+
 class _Encoded:
     """WatchAgent responses of the latest events, so each event is encoded once for all its watchers:
     every watcher's queue holds the same event object. Keyed by identity, a few dozen entries."""
@@ -136,6 +142,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             request.page_size,
             request.page_token,
             request.request_id,
+            *_created_window(request),
         )
         local = pb.ListAgentsResponse(agents=[agent_to_pb(a) for a in agents], next_page_token=token)
         if (peers := self._ask_peers(context)) is None:
@@ -147,7 +154,12 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
 
         def token_after(last: pb.Agent) -> str:
             return self.service.page_token_after(
-                request.state, request.template_name, request.label_selector, to_unix(last.create_time), last.id
+                request.state,
+                request.template_name,
+                request.label_selector,
+                to_unix(last.create_time),
+                last.id,
+                *_created_window(request),
             )
 
         return merge_pages([local, *others], page_size(request.page_size), token_after)

@@ -121,6 +121,11 @@ def test_list_paginates_newest_first_and_filters(scheduler: SchedulerFactory) ->
         pb.ListAgentsRequest(state=S.AGENT_STATE_SUCCEEDED, template_name="echo-upper"), timeout=TIMEOUT
     )
     assert set(ids) <= {a.id for a in done.agents}
+    # A creation-time window: [created_after, created_before), with the label filter.
+    times = {a.id: a.create_time for a in sched.stub.ListAgents(pb.ListAgentsRequest(label_selector="batch=p"),
+                                                                timeout=TIMEOUT).agents}  # fmt: skip
+    window = pb.ListAgentsRequest(label_selector="batch=p", created_after=times[ids[2]], created_before=times[ids[5]])
+    assert [a.id for a in sched.stub.ListAgents(window, timeout=TIMEOUT).agents] == ids[4:1:-1]
     with pytest.raises(grpc.RpcError) as err:
         sched.stub.ListAgents(pb.ListAgentsRequest(page_token="not-a-token"), timeout=TIMEOUT)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import NotFound
+from services.common.errors import InvalidArgument, NotFound
 from services.scheduler import domain
 from services.scheduler.domain import AgentState, Cause, CreateSpec, ListFilter, Outcome, PageCursor, TemplateInfo
 from services.scheduler.journal import Journal
@@ -121,8 +121,13 @@ async def test_get_agent_of_an_expired_id_is_not_found_saying_it_expired(journal
         ListFilter(labels=(("team", "a"), ("tier", "gold"))),
         ListFilter(state=AgentState.SUCCEEDED, labels=(("team", "b"),)),
         ListFilter(labels=(("team", "nobody"),)),
+        ListFilter(created_after_us=round((T0 + 5) * 1e6), created_before_us=round((T0 + 33) * 1e6)),
+        ListFilter(state=AgentState.SUCCEEDED, created_after_us=round((T0 + 10) * 1e6)),
+        ListFilter(labels=(("team", "a"),), created_before_us=round((T0 + 20) * 1e6)),
     ],
-    ids=lambda f: f"{f.state and f.state.name}-{f.template_name}-{len(f.labels)}",
+    ids=lambda f: (
+        f"{f.state and f.state.name}-{f.template_name}-{len(f.labels)}-{f.created_after_us}-{f.created_before_us}"
+    ),
 )
 async def test_keyset_pages_cover_every_match_once_and_use_an_index(journal: Journal, flt: ListFilter) -> None:
     everyone = []
@@ -166,3 +171,13 @@ async def test_schema_1_journal_is_migrated_with_its_labels(tmp_path: Path) -> N
         assert [a.id for a in await again.list(ListFilter(labels=(("team", "a"),)), None, 10)] == ["agent-0001"]
     finally:
         again.close()
+
+
+async def test_creation_time_window_out_of_range_is_invalid_argument(journal: Journal) -> None:
+    service = SchedulerService(
+        journal, doubles.Templates(), doubles.FakeExecutors({"ex-a": doubles.succeed}), ServiceSettings()
+    )
+    with pytest.raises(InvalidArgument, match="created_after is outside the years 1-9999"):
+        await service.list(0, "", "", 10, "", created_after=1e12)
+    agents, token = await service.list(0, "", "", 10, "", created_after=T0, created_before=T0 + 1)
+    assert (agents, token) == ([], "")
