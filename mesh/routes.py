@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.gateway_health import health_route, lua_source
 from mesh.policy import MethodPolicy, ServicePolicy
 from mesh.topology import Service, Topology
 
@@ -138,8 +139,12 @@ def gateway_routes(
     for name in topo.gateway.upstreams:
         routed += [(mp, topo.services[name]) for mp in policies[name].methods.values()]
     refl = policies[topo.gateway.reflection_upstream]
-    routed += [(mp, topo.services[refl.service]) for mp in (*refl.health, *refl.reflection)]
-    return route_config("gateway", [r for mp, svc in routed for r in routes_for(mp, svc, weights, topo, retries=True)])
+    routed += [(mp, topo.services[refl.service]) for mp in refl.reflection]
+    routes = [r for mp, svc in routed for r in routes_for(mp, svc, weights, topo, retries=True)]
+    # Health names its service in the message: these routes go where mesh.gateway_health says.
+    source = lua_source(topo, weights, COLOR_HEADER)
+    routes += [health_route(route(mp, Target(cluster=refl.service), topo, retries=True), source) for mp in refl.health]
+    return route_config("gateway", routes)
 
 
 def discovery_file(resource: dict[str, Any]) -> dict[str, Any]:
