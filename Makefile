@@ -125,9 +125,9 @@ include images/images.mk
 
 # --- The local platform -----------------------------------------------------------------------
 run: setup $(STAMP)/gen examples tools mesh ## bring the whole mesh up locally, publish the examples, run an agent
-	$(PY) -m observability.render --out build/observability
+	$(PY) -m observability.render --out build/observability --alertmanager-addr 127.0.0.1:9093
 	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) up \
-		--prometheus build/observability/prometheus.yml --trace-sink
+		--prometheus build/observability/prometheus.yml --trace-sink --alertmanager build/observability/alertmanager.yml
 	$(PY) -m afctl.quickstart
 
 stop: ## stop everything `make run` started

@@ -71,9 +71,9 @@ test-images: setup $(STAMP)/gen examples ## build the images, then every image t
 # The `make run` topology from the images: same ports, certificates and configs, every Envoy and
 # service a `docker run --network host` under supervisord (mesh/containers.py). Not with `make run` up.
 run-containers: setup $(STAMP)/gen examples tools mesh images ## `make run`, every process from its image
-	$(PY) -m observability.render --out build/observability
+	$(PY) -m observability.render --out build/observability --alertmanager-addr 127.0.0.1:9093
 	$(PY) -m mesh.containers $(MESH_ARGS) --certs-dir $(CERTS_DIR) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) up \
-		--prometheus build/observability/prometheus.yml --trace-sink
+		--prometheus build/observability/prometheus.yml --trace-sink --alertmanager build/observability/alertmanager.yml
 	$(PY) -m afctl.quickstart
 
 stop-containers: ## stop what `make run-containers` started (and its image daemon)

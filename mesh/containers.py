@@ -198,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--var-dir", type=Path, default=DEFAULT_VAR)
     parser.add_argument("--prometheus", type=Path, help="also supervise Prometheus with this config file")
     parser.add_argument("--trace-sink", action="store_true")
+    parser.add_argument("--alertmanager", type=Path, help="also supervise Alertmanager with this config")
     args = parser.parse_args(argv)
     daemon, tag = Daemon(), image_tag()
     conf = args.out_dir.resolve() / "supervisord.conf"
@@ -220,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         var_dir=args.var_dir,
         prometheus_config=args.prometheus,
         trace_sink=args.trace_sink,
+        alertmanager_config=args.alertmanager,
         launcher=launcher,
     )
     late = up(conf, topo, args.out_dir, timeout=120)

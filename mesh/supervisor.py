@@ -32,6 +32,8 @@ from mesh.topology import Instance, Topology, load
 
 DEFAULT_VAR = REPO / "var"
 PROMETHEUS_ADDR = "127.0.0.1:9090"
+ALERTMANAGER_ADDR = "127.0.0.1:9093"  # as observability.alerting and `make run` give Prometheus
+ALERT_SINK_ADDR = "127.0.0.1:9095"
 
 
 def service_env(topo: Topology, inst: Instance, data_root: Path) -> dict[str, str]:
@@ -78,6 +80,7 @@ def render_conf(
     prometheus_addr: str = PROMETHEUS_ADDR,
     trace_sink: bool = False,
     launcher: Callable[[str, list[str], Mapping[str, str]], list[str]] | None = None,
+    alertmanager_config: Path | None = None,
 ) -> Path:
     """supervisord.conf for the topology. ``launcher(program, command, env)`` may replace each Envoy's
     and service's command (mesh.containers runs them from the images that way)."""
@@ -189,6 +192,35 @@ def render_conf(
             "stdout_logfile_maxbytes=20MB",
             "",
         ]
+    if alertmanager_config is not None:
+        # Alertmanager (Debian package) routes Prometheus' alerts to the receivers of
+        # observability/alerting.py; locally those post to the alert sink (var/alerts/alerts.jsonl).
+        lines += [
+            "[program:alertmanager]",
+            f"command=prometheus-alertmanager --config.file={alertmanager_config.resolve()}"
+            f" --storage.path={var_dir / 'alertmanager'} --web.listen-address={ALERTMANAGER_ADDR}"
+            " --cluster.listen-address=",
+            "priority=390",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=1",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / 'alertmanager.log'}",
+            "stdout_logfile_maxbytes=5MB",
+            "",
+            "[program:alert-sink]",
+            f"command={python} -m observability.alert_sink --listen {ALERT_SINK_ADDR}"
+            f" --out {var_dir / 'alerts' / 'alerts.jsonl'}",
+            f"directory={REPO}",
+            "priority=380",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=1",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / 'alert-sink.log'}",
+            "stdout_logfile_maxbytes=5MB",
+            "",
+        ]
     lines += ["[group:envoy]", f"programs={','.join(envoys)}", ""]
     if services:
         lines += ["[group:services]", f"programs={','.join(services)}", ""]
@@ -282,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--trace-sink", action="store_true", help="also supervise the OTLP trace sink on the topology's telemetry.otlp"
     )
+    parser.add_argument(
+        "--alertmanager", type=Path, help="also supervise Alertmanager with this config, and its alert sink"
+    )
     args = parser.parse_args(argv)
     topo = load(args.topology)
     conf = args.out_dir.resolve() / "supervisord.conf"
@@ -294,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prometheus_config=args.prometheus,
             prometheus_addr=args.prometheus_addr,
             trace_sink=args.trace_sink,
+            alertmanager_config=args.alertmanager,
         )
         print(f"wrote {conf}")
     if args.command == "up":

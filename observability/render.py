@@ -22,6 +22,7 @@ import yaml
 
 from mesh import topology as topo_mod
 from mesh.topology import LOOPBACK, Topology
+from observability import alerting
 
 HERE = Path(__file__).resolve().parent
 RULES_DIR = HERE / "rules"
@@ -162,9 +163,19 @@ def grafana_provisioning(prometheus_url: str, dashboards_dir: Path = DASHBOARDS_
 
 
 def render(
-    topo: Topology, out_dir: Path, scrape_interval: str = "15s", prometheus_addr: str = DEFAULT_PROMETHEUS_ADDR
+    topo: Topology,
+    out_dir: Path,
+    scrape_interval: str = "15s",
+    prometheus_addr: str = DEFAULT_PROMETHEUS_ADDR,
+    alertmanager_addr: str | None = None,
+    alert_sink_addr: str = alerting.DEFAULT_SINK_ADDR,
 ) -> Path:
+    """prometheus.yml (+ rules, Grafana provisioning); with ``alertmanager_addr`` also the alerting
+    section and alertmanager.yml, whose receivers post to the alert sink on ``alert_sink_addr``."""
     config = prometheus_config(topology_targets(topo), scrape_interval=scrape_interval, self_addr=prometheus_addr)
+    if alertmanager_addr:
+        config["alerting"] = alerting.prometheus_alerting(alertmanager_addr)
+        alerting.write_alertmanager(alerting.alertmanager_config(f"http://{alert_sink_addr}/alerts"), out_dir)
     path = write_prometheus(config, out_dir)
     for rel, content in grafana_provisioning(f"http://{prometheus_addr}").items():
         target = out_dir / "grafana" / "provisioning" / rel
@@ -179,8 +190,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--scrape-interval", default="15s")
     parser.add_argument("--prometheus-addr", default=DEFAULT_PROMETHEUS_ADDR)
+    parser.add_argument("--alertmanager-addr", help="send alerts there (and write alertmanager.yml)")
+    parser.add_argument("--alert-sink-addr", default=alerting.DEFAULT_SINK_ADDR, help="the receivers' webhook")
     args = parser.parse_args(argv)
-    path = render(topo_mod.load(args.topology), args.out, args.scrape_interval, args.prometheus_addr)
+    path = render(
+        topo_mod.load(args.topology),
+        args.out,
+        args.scrape_interval,
+        args.prometheus_addr,
+        alertmanager_addr=args.alertmanager_addr,
+        alert_sink_addr=args.alert_sink_addr,
+    )
     print(path)
     return 0
 

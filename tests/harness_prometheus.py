@@ -29,8 +29,11 @@ class PromQLError(RuntimeError):
 
 
 class PrometheusProcess:
-    def __init__(self, workdir: Path, targets: Iterable[Target], scrape_interval: str = "1s") -> None:
+    def __init__(
+        self, workdir: Path, targets: Iterable[Target], scrape_interval: str = "1s", extra_args: Iterable[str] = ()
+    ) -> None:
         self.workdir = workdir
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.addr}"
@@ -49,6 +52,7 @@ class PrometheusProcess:
                 f"--web.listen-address={self.addr}",
                 "--storage.tsdb.retention.time=1h",
                 "--log.level=warn",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
