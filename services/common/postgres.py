@@ -34,6 +34,7 @@ _MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Errors that mean "the database is not there right now", not "this statement is wrong": the caller gets
 # UNAVAILABLE and may retry; the pool replaces broken connections by itself.
 _UNREACHABLE: tuple[type[BaseException], ...] = (
+    TimeoutError,  # command_timeout: a server that stopped answering
     OSError,
     ConnectionError,
     asyncpg.PostgresConnectionError,

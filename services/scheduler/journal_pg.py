@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -35,11 +36,22 @@ _MUTABLE = (
     "state", "reason", "cause", "status", "output", "output_truncated", "exit_code", "fuel_used", "attempts",
     "executor", "in_flight", "start_us", "finish_us",
 )  # fmt: skip
-_N = len(_MUTABLE)
-_UPDATE_SQL = (
-    f"UPDATE agents SET {', '.join(f'{c} = ${i}' for i, c in enumerate(_MUTABLE, start=1))} "
-    f"WHERE id = ${_N + 1} AND fence = ${_N + 2}"
+_TYPES = {
+    "state": "smallint", "reason": "text", "cause": "text", "status": "text", "output": "bytea",
+    "output_truncated": "boolean", "exit_code": "integer", "fuel_used": "bigint", "attempts": "integer",
+    "executor": "text", "in_flight": "boolean", "start_us": "bigint", "finish_us": "bigint",
+}  # fmt: skip
+# Group commit, PostgreSQL style: every update submitted while the previous batch is in flight goes out
+# as one statement (one round trip, one WAL flush) over arrays, one element per agent. Each row is
+# written only if its fence still matches; the ids written come back, the others are looked at one by one.
+_BATCH_UPDATE_SQL = (
+    f"UPDATE agents AS a SET {', '.join(f'{c} = v.{c}' for c in _MUTABLE)} "
+    f"FROM unnest($1::text[], $2::bigint[], "
+    f"{', '.join(f'${i}::{_TYPES[c]}[]' for i, c in enumerate(_MUTABLE, start=3))}) "
+    f"AS v(id, fence, {', '.join(_MUTABLE)}) "
+    "WHERE a.id = v.id AND a.fence = v.fence RETURNING a.id"
 )
+MAX_BATCH = 512
 _INSERT_COLS = (
     "id", "request_id", "template_name", "template_version", "requested_version", "input", "labels", "retryable",
     "timeout_ms", *_MUTABLE, "deadline_us", "create_us", "owner", "fence",
@@ -107,6 +119,9 @@ class PgJournal:
         self.pool = pool
         self.owner = owner
         self.lease_seconds = lease_seconds
+        # Loop-side group commit state: updates waiting for the next batch, and whether one is in flight.
+        self._waiting: list[tuple[Agent, asyncio.Future[None]]] = []
+        self._flushing = False
 
     @classmethod
     async def open(cls, dsn: str, owner: str, lease_seconds: float = 10.0, pool_size: int = 10) -> PgJournal:
@@ -144,17 +159,61 @@ class PgJournal:
         return _row_to_agent(row), False
 
     async def update(self, agent: Agent) -> None:
-        """Journal an agent's new state, if this replica still holds its lease (its fence); LeaseLost if
-        another replica took the agent over, KeyError if there is no such agent."""
+        """Journal an agent's new state (committed when this returns), if this replica still holds its
+        lease (its fence); LeaseLost if another replica took the agent over, KeyError if there is no such
+        agent. Callers write one agent at a time (book.py holds the agent's lock), so a batch never
+        holds two updates of one agent."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((agent, future))
+        if not self._flushing:
+            self._flushing = True
+            # After this loop iteration: updates from the other ready tasks join the batch.
+            asyncio.get_running_loop().call_soon(self._flush_soon)
         with span("journal_write", op="update", agent=agent.id, state=agent.state.name):
-            async with postgres.connection(self.pool, "the agent journal could not write") as conn:
-                status = await conn.execute(_UPDATE_SQL, *_mutable_values(agent), agent.id, agent.fence)
-                if status == "UPDATE 1":
-                    return
-                fence = await conn.fetchval("SELECT fence FROM agents WHERE id = $1", agent.id)
-        if fence is None:
-            raise KeyError(f"agent {agent.id} is not in the journal")
-        raise LeaseLost(f"agent {agent.id} was taken over by another scheduler (fence {fence} > {agent.fence})")
+            await future
+
+    def _flush_soon(self) -> None:
+        task = asyncio.create_task(self._flush())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # every op of the batch learns it; the next batch still goes
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+        finally:
+            self._flushing = False
+
+    async def _write(self, batch: list[tuple[Agent, asyncio.Future[None]]]) -> None:
+        agents = [agent for agent, _ in batch]
+        columns = [list(column) for column in zip(*(_mutable_values(a) for a in agents), strict=True)]
+        async with postgres.connection(self.pool, "the agent journal could not write") as conn:
+            rows = await conn.fetch(_BATCH_UPDATE_SQL, [a.id for a in agents], [a.fence for a in agents], *columns)
+            written = {row["id"] for row in rows}
+            refused = [a.id for a in agents if a.id not in written]
+            fences = {}
+            if refused:
+                found = await conn.fetch("SELECT id, fence FROM agents WHERE id = ANY($1::text[])", refused)
+                fences = {row["id"]: row["fence"] for row in found}
+        for agent, future in batch:
+            if future.done():  # its caller went away; the write stands all the same
+                continue
+            if agent.id in written:
+                future.set_result(None)
+            elif agent.id not in fences:
+                future.set_exception(KeyError(f"agent {agent.id} is not in the journal"))
+            else:
+                future.set_exception(
+                    LeaseLost(
+                        f"agent {agent.id} was taken over by another scheduler "
+                        f"(fence {fences[agent.id]} > {agent.fence})"
+                    )
+                )
 
     async def renew(self) -> int:
         """Extend this replica's leases on its unfinished agents; returns how many it holds."""

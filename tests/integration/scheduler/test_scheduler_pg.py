@@ -31,7 +31,7 @@ def replica(scheduler: SchedulerFactory, dsn: str, **env: str) -> Scheduler:
     return scheduler(AF_DATABASE_URL=dsn, AF_SCHEDULER_LEASE_SECONDS=LEASE, **env)
 
 
-def wait_terminal(sched: Scheduler, agent_id: str, timeout: float = 60.0) -> pb.Agent:
+def wait_terminal(sched: Scheduler, agent_id: str, timeout: float = 180.0) -> pb.Agent:
     deadline = time.monotonic() + timeout
     while True:
         agent = sched.get(agent_id)
