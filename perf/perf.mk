@@ -6,9 +6,10 @@
 # and perf/REPORT.md. PERF_ARGS="--quick" for a shorter sweep.
 
 PERF_ARGS     ?=
+PERF_SCALE_ARGS ?=
 PERF_TOPOLOGY := build/perf/topology.yaml
 
-.PHONY: perf perf-soak perf-report
+.PHONY: perf perf-soak perf-report perf-scale
 
 $(PERF_TOPOLOGY): mesh/topology.yaml perf/topology.py $(STAMP)/venv
 	$(PY) -m perf.topology mesh/topology.yaml $@
@@ -27,3 +28,6 @@ perf-soak: setup $(STAMP)/gen examples tools $(PERF_TOPOLOGY) ## 5 min of RunAge
 
 perf-report: ## re-render perf/REPORT.md from perf/results/ and perf/NOTES.md
 	$(PY) -m perf.runner report
+
+perf-scale: setup $(STAMP)/gen ## costs against their work (catalog, agents, watchers, module size): perf/SCALE.md (~15 min)
+	$(PY) -m perf.scale $(PERF_SCALE_ARGS)
