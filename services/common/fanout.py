@@ -47,9 +47,16 @@ class Fanout(Generic[T]):
             for receive in receivers:
                 receive(item)
             return
+        loop = asyncio.get_running_loop()
+        if self._task is not None and self._task.get_loop() is not loop:
+            # A new event loop (a restarted service in one process, a test's own loop): what was queued on
+            # the old one had receivers on that loop; nobody can take it any more.
+            self._pending.clear()
+            self._delivering = False
+            self._task = None
         self._pending.append((item, receivers))
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._deliver(), name="fanout")
+            self._task = loop.create_task(self._deliver(), name="fanout")
 
     async def _deliver(self) -> None:
         await asyncio.sleep(0)  # the writer's own continuation (its reply) runs first

@@ -61,3 +61,23 @@ async def test_a_failing_receiver_does_not_stop_the_others() -> None:
     fanout.publish(7, [broken, got.append])
     await settle(fanout)  # type: ignore[arg-type]
     assert got == [7]
+
+
+def test_a_new_event_loop_starts_a_fresh_delivery() -> None:
+    fanout: Fanout[int] = Fanout()
+    stale: list[int] = []
+
+    async def leave_pending() -> None:
+        fanout.publish(1, [stale.append])  # its loop closes before the delivery task runs
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(leave_pending())
+    loop.close()
+    fresh: list[int] = []
+
+    async def publish_again() -> None:
+        fanout.publish(2, [fresh.append])
+        await settle(fanout)  # type: ignore[arg-type]
+
+    asyncio.run(publish_again())
+    assert fresh == [2] and stale == []
