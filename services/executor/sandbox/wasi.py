@@ -116,6 +116,7 @@ def poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, nsubscriptio
                 now = time.monotonic()
                 if now >= wake:
                     break
+                run.maybe_flush()  # what the guest wrote before it waits reaches the stream meanwhile
                 time.sleep(max(min(wake - now, run.deadline - now, run.tick), 0.0))
         now = time.monotonic()
         ready += [_event(userdata, ERRNO_SUCCESS, EVENTTYPE_CLOCK) for fires, userdata in clocks if fires <= now]

@@ -105,6 +105,17 @@ def manifest(name: str, version: str = "1.0.0", **fields: object) -> bytes:
 
 LIMITS = {"fuel": 50_000_000, "memory_bytes": 1 << 20, "timeout_ms": 2000, "max_output_bytes": 65536}
 
+# One WASI poll_oneoff asking to sleep an hour: only its 30 s deadline or a cancel can end it.
+SLEEP_HOUR_WAT = r"""
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))
+"""
+
 
 def extra_templates(fast_host: str, slow_host: str) -> list[tuple[bytes, bytes | None]]:
     """(manifest JSON, module) pairs published after the examples; parents come first."""
@@ -119,4 +130,5 @@ def extra_templates(fast_host: str, slow_host: str) -> list[tuple[bytes, bytes |
         (manifest("scratch-probe", tools=["scratch"], limits=LIMITS), wasm(SCRATCH_WAT)),
         (manifest("scratch-ungranted", limits=LIMITS), wasm(SCRATCH_WAT)),
         (manifest("cache-probe", limits=LIMITS), wasm(say_wat("cache probe"))),
+        (manifest("sleep-hour", limits={**LIMITS, "timeout_ms": 30_000}), wasm(SLEEP_HOUR_WAT)),
     ]

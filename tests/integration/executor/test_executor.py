@@ -70,6 +70,22 @@ def test_pool_full_is_resource_exhausted_and_cancel_frees_the_worker(executor: E
     assert executor.run_retrying("echo-upper", data=b"y")[1] == OK
 
 
+def test_cancel_ends_a_run_blocked_in_a_wasi_sleep(executor: Executor) -> None:
+    """The guest sleeps an hour inside poll_oneoff (deadline 30 s): only the cancel can free the worker
+    before the deadline, and it must, although epochs never reach a guest inside a host call."""
+    request = pb.RunRequest(agent_id="a", template_name="sleep-hour", template_version="1.0.0")
+    call = executor.stub.Run(request, timeout=60)
+    kinds_seen = [e.WhichOneof("event") for e in next(call).events]
+    while "started" not in kinds_seen:
+        kinds_seen += [e.WhichOneof("event") for e in next(call).events]
+    began = time.monotonic()
+    call.cancel()
+    while executor.stub.GetCapacity(pb.GetCapacityRequest(), timeout=5).busy:
+        assert time.monotonic() - began < 25, "the cancel did not reach the run waiting in poll_oneoff"
+        time.sleep(0.01)
+    assert executor.run_retrying("echo-upper", data=b"y")[1] == OK
+
+
 def test_get_capacity(executor: Executor) -> None:
     cap = executor.stub.GetCapacity(pb.GetCapacityRequest(), timeout=5)
     assert cap.max_workers == 1 and cap.executor_id == "executor"
