@@ -17,11 +17,15 @@ $(BIN)/helm-$(HELM_VERSION):
 $(HELM): $(BIN)/helm-$(HELM_VERSION)
 helm: $(HELM) ## build the pinned helm into build/bin (go install)
 
-helm-files: $(STAMP)/venv ## regenerate the chart's Envoy configs from mesh/ (commit the result)
+helm-files: $(STAMP)/venv ## regenerate the chart's Envoy configs, rules, dashboards and values schema (commit the result)
 	$(PY) -m mesh.kubernetes
+	$(PY) -m observability.chart
+	$(PY) helm/values_schema.py
 
 helm-lint: $(HELM) $(STAMP)/venv ## helm lint --strict on every values profile; the chart's Envoy files are fresh
 	$(PY) -m mesh.kubernetes --check
+	$(PY) -m observability.chart --check
+	$(PY) helm/values_schema.py --check
 	for p in $(HELM_PROFILES); do \
 	  $(HELM) lint --strict --kube-version $(HELM_KUBE) $(CHART) -f $(CHART)/$$p || exit 1; done
 

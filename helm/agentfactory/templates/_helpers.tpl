@@ -88,7 +88,7 @@ securityContext:
 {{- define "af.envoyContainer" -}}
 {{- $root := .root -}}
 - name: envoy
-  image: {{ $root.Values.envoy.image }}
+  image: {{ include "af.image" (dict "root" $root "repository" $root.Values.envoy.image.repository "tag" $root.Values.envoy.image.tag) }}
   imagePullPolicy: {{ $root.Values.images.pullPolicy }}
   {{- if eq .kind "sidecar" }}
   restartPolicy: Always
