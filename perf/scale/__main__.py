@@ -34,7 +34,7 @@ CURVES: dict[str, tuple[Curve, list[int], list[int], str, list[str]]] = {
         curves.executor_startup, [10, 100, 1_000, 10_000], [10, 100, 1_000],
         "Executor start-up against the catalog (templates published, each with its own module): seconds from "
         "spawn to SERVING with a cold data directory, seconds until the background warm-up ended (it loads "
-        "most recent first into a 64 MiB memory budget), and the executor's RSS then.",
+        "most recent first into a 32 MiB memory budget), and the executor's RSS then.",
         ["serving_s", "rss_mb"],
     ),
     "listings": (

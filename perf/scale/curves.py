@@ -76,7 +76,7 @@ def executor_startup(points: list[int], work: Path) -> list[Row]:
                 "AF_SIGNER_ADDR": signer.addr,
                 "AF_METRICS_ADDR": metrics,
                 "AF_DATA_DIR": str(work / f"executor-{n}"),
-                "AF_EXECUTOR_MODULE_MEMORY_BYTES": str(64 << 20),
+                "AF_EXECUTOR_MODULE_MEMORY_BYTES": str(32 << 20),
             }
             executor = ServiceProcess("executor", work, env)
             serving = stack.start_timed(executor, EXECUTOR)

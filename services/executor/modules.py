@@ -1,9 +1,9 @@
 """Compiled modules, three levels deep: an in-memory LRU, serialized artifacts on disk, the registry last.
 
 Both cache levels are bounded by bytes (AF_EXECUTOR_MODULE_MEMORY_BYTES, AF_EXECUTOR_MODULE_DISK_BYTES) and
-evict least recently used first. A compiled module's memory is counted as its serialized size: that is its
-native code and metadata, which is what a loaded `wasmtime.Module` holds. Runs (demand) evict; background
-fill-ins (`evict=False`: start-up warm-up, precompilation on Watch) only take free room.
+evict least recently used first. A compiled module's memory is counted as its serialized size (its native
+code and metadata, what a loaded `wasmtime.Module` holds), and at least MIN_MODULE_COST. Runs (demand)
+evict; background fill-ins (`evict=False`: start-up warm-up, precompilation on Watch) only take free room.
 
 Keys are module digests: a module only enters any level after its bytes hashed to the digest the signed
 manifest names, so "module sha256 matches the manifest" holds for every run that finds its digest here.
@@ -35,6 +35,11 @@ from services.executor.wasm_binary import check_bounds
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
+# What a loaded module costs at least, whatever its serialized size: its code mapping (whole pages), its
+# wasmtime registration, its linked InstancePre and the executor's template and verification entries.
+# Measured (perf/SCALE.md, executor_startup): about 29 KiB of RSS per tiny module; counting tiny modules
+# by their ~14 KiB serialized size let 10,000 of them take 2.6x the executor's base RSS in a 64 MiB budget.
+MIN_MODULE_COST = 32 * 1024
 DEFAULT_DISK_BYTES = 2 * 1024 * 1024 * 1024
 
 
@@ -84,7 +89,7 @@ class ModuleCache:
     def expected_size(self, digest: str, module_size: int) -> int:
         """A module's memory before loading it: its artifact's size when on disk, else its wasm size (a
         lower bound: compiled code is larger, which the cache accounts for once it is compiled)."""
-        return self.disk.size(self._name(digest)) or module_size
+        return max(self.disk.size(self._name(digest)) or module_size, MIN_MODULE_COST)
 
     def fits_in_memory(self, size: int) -> bool:
         """Whether a fill-in of about `size` bytes would find free room in memory."""
@@ -114,7 +119,7 @@ class ModuleCache:
             return None
         metrics.MODULE_CACHE.labels("disk", "hit").inc()
         compiled = Compiled(digest, module)
-        self._memory.put(digest, compiled, len(payload), evict=evict)
+        self._memory.put(digest, compiled, max(len(payload), MIN_MODULE_COST), evict=evict)
         return compiled
 
     def compile(self, digest: str, wasm: bytes, evict: bool = True) -> Compiled:
@@ -129,7 +134,7 @@ class ModuleCache:
         metrics.COMPILE_SECONDS.observe(time.perf_counter() - began)
         compiled = Compiled(digest, module)
         payload = module.serialize()
-        self._memory.put(digest, compiled, len(payload), evict=evict)
+        self._memory.put(digest, compiled, max(len(payload), MIN_MODULE_COST), evict=evict)
         try:
             self.disk.write(self._name(digest), hashlib.sha256(payload).digest() + payload)
         except OSError as exc:  # the disk level is an optimisation; a full disk must not fail runs

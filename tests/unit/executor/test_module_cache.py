@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.executor.disk_cache import DiskModuleStore
 from services.executor.kvstore import KvStore
-from services.executor.modules import ModuleCache
+from services.executor.modules import MIN_MODULE_COST, ModuleCache
 from services.executor.pool import WorkerPool
 from services.executor.sandbox import Sandbox
 from services.executor.service import ExecutorService
@@ -45,15 +45,17 @@ def cache(sandbox: Sandbox, data: Path, memory_bytes: int, disk_bytes: int = 1 <
     )
 
 
-def artifact_size(sandbox: Sandbox, tmp: Path) -> int:
-    probe = cache(sandbox, tmp / "probe", 1 << 30)
+def artifact_size(sandbox: Sandbox, tmp: Path, level: str = "memory") -> int:
+    """What one small module counts for in memory (at least MIN_MODULE_COST) or on disk (its file)."""
+    probe = cache(sandbox, tmp / f"probe-{level}", 1 << 30)
     wasm = module(0)
     probe.compile(digest(wasm), wasm)
-    return probe.memory.bytes
+    return probe.memory.bytes if level == "memory" else probe.disk.bytes
 
 
 def test_memory_level_is_bounded_by_bytes(sandbox: Sandbox, tmp_path: Path) -> None:
     size = artifact_size(sandbox, tmp_path)
+    assert size == MIN_MODULE_COST  # a tiny module counts for what loading it really costs
     modules = cache(sandbox, tmp_path, memory_bytes=3 * size)
     wasms = [module(i) for i in range(1, 6)]
     for wasm in wasms:
@@ -65,7 +67,7 @@ def test_memory_level_is_bounded_by_bytes(sandbox: Sandbox, tmp_path: Path) -> N
 
 
 def test_disk_level_is_pruned_least_recently_used_first(sandbox: Sandbox, tmp_path: Path) -> None:
-    size = artifact_size(sandbox, tmp_path) + 32  # the artifact carries its sha256
+    size = artifact_size(sandbox, tmp_path, "disk")
     modules = cache(sandbox, tmp_path, memory_bytes=1 << 30, disk_bytes=3 * size)
     wasms = [module(i) for i in range(1, 5)]
     for wasm in wasms[:3]:
