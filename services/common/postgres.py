@@ -13,14 +13,16 @@ before the replicas start: the component's rows make it a no-op for them).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -28,6 +30,7 @@ from services.common.errors import Unavailable
 from services.common.logs import log_event
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -182,3 +185,34 @@ async def connection(pool: asyncpg.Pool, what: str) -> AsyncIterator[asyncpg.Con
     with unavailable_on_outage(what):
         async with pool.acquire() as conn:
             yield conn
+
+
+class BlockingPool:
+    """An asyncpg pool for code that blocks by design (the registry store runs in worker threads): the pool
+    lives on a private event loop in its own thread, and `call()` runs a coroutine there and waits. Safe
+    from any thread, including before or outside the service's own event loop."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8, what: str = "the database") -> None:
+        self.what = what
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pg-blocking", daemon=True)
+        self._thread.start()
+        self._pool: asyncpg.Pool = self._submit(create_pool(dsn, min_size=min_size, max_size=max_size))
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """fn(connection) on a pooled connection; an outage surfaces as Unavailable."""
+
+        async def run() -> T:
+            async with connection(self._pool, self.what) as conn:
+                return await fn(conn)
+
+        return self._submit(run())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._submit(self._pool.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +16,18 @@ from agentfactory.registry.v1 import registry_service_pb2, registry_service_pb2_
 from services.common import event_loop
 from services.common.cache import LruTtlCache
 from services.common.config import ConfigError, Env
-from services.common.errors import AgentFactoryError
+from services.common.errors import AgentFactoryError, Unavailable
 from services.common.logs import log_event, setup_logging
+from services.common.postgres import is_unreachable
 from services.common.server import Readiness, ServerSettings, serve
+from services.registry.ports import TemplateStore
 from services.registry.registry import Registry
 from services.registry.servicer import RegistryServicer
 from services.registry.signer_client import GrpcSigner
 from services.registry.storage import RegistryStore
+from services.registry.store_pg import PgRegistryStore
 from services.registry.watch import WatchHub
+from services.registry.watch_feed import follow_store
 from services.spec.policy import DEFAULT_POLICY_PATH, Policy, PolicyError
 
 log = logging.getLogger("services.registry")
@@ -40,6 +45,8 @@ class RegistrySettings:
     cache_entries: int
     cache_ttl_seconds: float
     watch_queue: int
+    # PostgreSQL DSN of the store every registry replica shares; unset: the embedded store in data_dir.
+    database_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> RegistrySettings:
@@ -52,6 +59,7 @@ class RegistrySettings:
             cache_entries=env.int("AF_REGISTRY_CACHE_ENTRIES", 1024),
             cache_ttl_seconds=env.float("AF_REGISTRY_CACHE_TTL_SECONDS", 300.0),
             watch_queue=env.int("AF_REGISTRY_WATCH_QUEUE", 1024),
+            database_url=env.optional("AF_DATABASE_URL"),
         )
         if settings.cache_entries < 0:
             raise ConfigError("AF_REGISTRY_CACHE_ENTRIES must be >= 0")
@@ -64,7 +72,24 @@ class RegistrySettings:
         return settings
 
 
-async def run(settings: RegistrySettings, policy: Policy, store: RegistryStore, writable: bool) -> None:
+def open_store(settings: RegistrySettings) -> TemplateStore:
+    """The embedded store, or the shared PostgreSQL one; waits (logging) while the database is unreachable
+    instead of exiting, so a database outage at start-up is not a crash loop."""
+    if settings.database_url is None:
+        return RegistryStore(settings.data_dir)
+    delay = 0.5
+    while True:
+        try:
+            return PgRegistryStore(settings.database_url)
+        except Exception as exc:
+            if not is_unreachable(exc) and not isinstance(exc, Unavailable):
+                raise
+            log_event(log, "database unreachable; retrying", logging.WARNING, error=type(exc).__name__, delay=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def run(settings: RegistrySettings, policy: Policy, store: TemplateStore, writable: bool) -> None:
     signer = GrpcSigner(settings.signer_addr, settings.signer_timeout_seconds)
     cache: LruTtlCache = LruTtlCache("registry_manifest", settings.cache_entries, settings.cache_ttl_seconds)
     registry = Registry(store, policy, signer, cache, WatchHub(settings.watch_queue))
@@ -99,6 +124,8 @@ async def run(settings: RegistrySettings, policy: Policy, store: RegistryStore, 
         # Reads would work without a writable store, but a registry that cannot accept a publish
         # must not attract traffic: it stays NOT_SERVING and says why in the log.
         tasks.append(asyncio.create_task(follow_signer_keys()))
+        if store.shared:  # every replica's publishes reach this one's watchers, in revision order
+            tasks.append(asyncio.create_task(follow_store(registry, registry.feed_wake)))
         if writable:
             await readiness.set_serving()
 
@@ -122,7 +149,7 @@ def main() -> int:
         return 2
     setup_logging(settings.server.service_id, settings.server.log_level)
     try:
-        store = RegistryStore(settings.data_dir)
+        store = open_store(settings)
     except Exception as exc:
         log_event(
             log, "cannot open the registry store", level=logging.ERROR, data_dir=str(settings.data_dir), error=repr(exc)

@@ -38,15 +38,15 @@ from services.common.errors import (
     quote,
 )
 from services.common.logs import log_event
+from services.registry.ports import BlobUpload, TemplateStore
 from services.registry.storage import (
     KIND_DEPRECATED,
     KIND_PUBLISHED,
     MAX_CANONICAL_BYTES,
-    BlobWriter,
     DataLoss,
     EventRow,
     ListCursor,
-    RegistryStore,
+    PublishRace,
 )
 from services.registry.watch import TemplateEvent, WatchHub
 from services.spec.manifest import NAME_RE, SHA256_RE, Draft, Manifest, parse_draft, resolve
@@ -145,7 +145,7 @@ def parse_label_selector(selector: str) -> list[tuple[str, str]]:
 class Registry:
     def __init__(
         self,
-        store: RegistryStore,
+        store: TemplateStore,
         policy: Policy,
         signer: Signer,
         cache: LruTtlCache[tuple[str, str], PublishedTemplate],
@@ -157,9 +157,20 @@ class Registry:
         self.cache = cache
         self.hub = hub
         self._write_lock = asyncio.Lock()
+        # Shared store only: set after a write so watch_feed.follow_store reads the new event at once.
+        self.feed_wake = asyncio.Event()
         # The signer's live key versions as last pushed (None until the first push): reads mark templates
         # signed by anything else as revoked, so the scheduler can refuse them at create.
         self.live_keys: frozenset[tuple[str, int]] | None = None
+
+    def _announce(self, event: TemplateEvent) -> None:
+        """Tell watchers about a write: through this process's hub, or, on a store other replicas write
+        too, by waking the feed that reads every replica's events in revision order (watch_feed.py): a
+        local event published here could overtake another replica's smaller revision."""
+        if self.store.shared:
+            self.feed_wake.set()
+        else:
+            self.hub.publish(event)
 
     def revoked(self, template: PublishedTemplate) -> bool:
         return self.live_keys is not None and _signed_by(template) not in self.live_keys
@@ -315,17 +326,17 @@ class Registry:
                 raise NotFound(f"template {name}@{version} is not published")
             self.cache.put((name, version), template)
             if revision is not None:
-                self.hub.publish(TemplateEvent(revision, KIND_DEPRECATED, template))
+                self._announce(TemplateEvent(revision, KIND_DEPRECATED, template))
                 audit.record("deprecate", target=template.ref, revision=revision, reason=reason)
         return template
 
-    async def _receive_module(self, module_size: int, chunks: AsyncIterator[bytes]) -> BlobWriter | None:
+    async def _receive_module(self, module_size: int, chunks: AsyncIterator[bytes]) -> BlobUpload | None:
         limit = self.policy.max_module_bytes
         if module_size > limit:
             raise ResourceExhausted(
                 f"module_size {module_size} exceeds the policy limit of {limit} bytes (rule module.max_bytes)"
             )
-        writer: BlobWriter | None = None
+        writer: BlobUpload | None = None
         head = b""
         received = 0
         try:
@@ -390,7 +401,7 @@ class Registry:
             if writer is not None:
                 await self._io(writer.discard)  # no-op once committed (the temp file was renamed)
 
-    async def _publish(self, draft: Draft, writer: BlobWriter | None) -> PublishResult:
+    async def _publish(self, draft: Draft, writer: BlobUpload | None) -> PublishResult:
         parents: dict[str, PublishedTemplate] = {}
 
         def load_parent(name: str, version: str) -> Manifest:
@@ -429,7 +440,7 @@ class Registry:
         else:
             if not await self._io(self.store.blob_referenced, manifest.module_sha256):
                 raise FailedPrecondition(f"module {manifest.module_sha256} is not stored; upload it with this manifest")
-            module_size = await self._io(lambda: self.store.blob_path(manifest.module_sha256).stat().st_size)
+            module_size = await self._io(self.store.blob_size, manifest.module_sha256)
         self.policy.check(manifest)
 
         signature = await self.signer.sign(canonical)
@@ -448,9 +459,15 @@ class Registry:
             existing = await self._io(self.store.get, manifest.name, manifest.version)
             if existing is not None:
                 return self._same_or_conflict(existing, manifest)
-            stored = await self._io(self.store.insert, candidate)
+            try:
+                stored = await self._io(self.store.insert, candidate)
+            except PublishRace:  # another registry replica stored it first: answer as for an existing one
+                existing = await self._io(self.store.get, manifest.name, manifest.version)
+                if existing is None:
+                    raise
+                return self._same_or_conflict(existing, manifest)
             self.cache.put((manifest.name, manifest.version), stored)
-            self.hub.publish(TemplateEvent(stored.revision, KIND_PUBLISHED, stored))
+            self._announce(TemplateEvent(stored.revision, KIND_PUBLISHED, stored))
         audit.record(
             "publish",
             target=stored.ref,
@@ -506,7 +523,7 @@ class Registry:
             if stored is None:  # cannot happen: update_signature raised NotFound
                 raise NotFound(f"template {template.ref} is not published")
             self.cache.put((stored.manifest.name, stored.manifest.version), stored)
-            self.hub.publish(TemplateEvent(revision, KIND_PUBLISHED, stored))
+            self._announce(TemplateEvent(revision, KIND_PUBLISHED, stored))
         audit.record(
             "resign",
             target=stored.ref,

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import zstandard
 
-from services.common.errors import DataLoss, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound
 from services.common.files import fsync_dir, write_durably
 from services.common.logs import log_event
 from services.spec.manifest import SHA256_RE, manifest_from_canonical
@@ -107,6 +107,11 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     PRIMARY KEY (key_id, key_version)
 );
 """
+
+
+class PublishRace(AlreadyExists):
+    """Another writer stored this name@version between the registry's check and its insert (only a store
+    shared by several registry replicas can see this)."""
 
 
 # --- version ordering in SQL ----------------------------------------------------------------------
@@ -242,6 +247,8 @@ class ListCursor:
 
 
 class RegistryStore:
+    shared = False  # one process writes: its own hub sees every event
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp_dir = root / "tmp"
@@ -315,6 +322,9 @@ class RegistryStore:
 
     def new_blob(self) -> BlobWriter:
         return BlobWriter(self)
+
+    def blob_size(self, digest: str) -> int:
+        return self.blob_path(digest).stat().st_size
 
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
