@@ -9,6 +9,8 @@
 #                                       -> build/wasm/hostile-huge-module.wasm (padded past 8 MiB)
 #   examples/hostile/many-functions/gen_many_functions.py
 #                                       -> build/wasm/hostile-many-functions.wasm (60,000 functions)
+#   examples/hostile/deep-nesting/gen_deep_nesting.py
+#                                       -> build/wasm/hostile-deep-nesting.wasm (60,000 nested loops)
 # A directory with only a template.json (e.g. text-stats-strict) has no module of its own.
 
 EX       := examples
@@ -31,7 +33,7 @@ EX_AGENTS_WAT  := $(notdir $(basename $(wildcard $(EX)/agents/*/*.wat)))
 EX_AGENTS_C    := $(notdir $(basename $(wildcard $(EX)/agents/*/*.c)))
 EX_AGENTS_GO   := $(notdir $(patsubst %/go.mod,%,$(wildcard $(EX)/agents/*/go.mod)))
 EX_HOSTILE_WAT := $(filter-out huge-module,$(notdir $(basename $(wildcard $(EX)/hostile/*/*.wat))))
-EX_HOSTILE_GEN := huge-module many-functions
+EX_HOSTILE_GEN := huge-module many-functions deep-nesting
 
 EX_MODULES := $(foreach n,$(EX_AGENTS_WAT) $(EX_AGENTS_C) $(EX_AGENTS_GO),$(WASM_OUT)/$(n).wasm) \
               $(foreach n,$(EX_HOSTILE_WAT) $(EX_HOSTILE_GEN),$(WASM_OUT)/hostile-$(n).wasm)
@@ -77,4 +79,7 @@ $(WASM_OUT)/hostile-huge-module.wasm: $(EX)/hostile/huge-module/gen_huge_module.
 	$(PY) $^ $@
 
 $(WASM_OUT)/hostile-many-functions.wasm: $(EX)/hostile/many-functions/gen_many_functions.py | $(STAMP)/venv $(WASM_OUT)
+	$(PY) $< $@
+
+$(WASM_OUT)/hostile-deep-nesting.wasm: $(EX)/hostile/deep-nesting/gen_deep_nesting.py | $(STAMP)/venv $(WASM_OUT)
 	$(PY) $< $@

@@ -3,7 +3,7 @@
 1. The policy's module bounds (spec/wasm_structure.py), read from section headers and counts:
    FAILED_PRECONDITION naming the rule, before any compile work.
 2. The start function is detached (start.py) so that it runs after instantiation.
-3. Small modules (what every example agent is) compile in-process, as fast as ever; anything larger
+3. Small modules (what every example agent is) whose nesting was read compile in-process; anything else
    compiles in a child process (compile_worker.py) under RLIMIT_CPU and RLIMIT_AS and a wall-clock
    timeout, which is abandoned (killed) when it runs past them; its serialized result is deserialized
    here (about 0.04 ms). The warm path (a cached compiled module) never comes here.
@@ -61,7 +61,8 @@ def compile_module(
         detached, _ = detach_start(wasm)
     except MalformedModule as exc:
         raise FailedPrecondition(f"{exc} (rule module.well_formed)") from exc
-    if structure.code_bytes <= INPROCESS_MAX_CODE_BYTES and structure.functions <= INPROCESS_MAX_FUNCTIONS:
+    cheap = structure.code_bytes <= INPROCESS_MAX_CODE_BYTES and structure.functions <= INPROCESS_MAX_FUNCTIONS
+    if cheap and structure.max_nesting >= 0:  # -1: an instruction the reader could not decode
         try:
             return wasmtime.Module(engine, detached)
         except wasmtime.WasmtimeError as exc:

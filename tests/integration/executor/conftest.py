@@ -33,7 +33,8 @@ TIMEOUT = 10.0
 EXECUTOR_SERVICE = "agentfactory.executor.v1.ExecutorService"
 HUGE = "hostile-huge-module"
 MANY_FUNCTIONS = "hostile-many-functions"
-REFUSED_AT_PUBLISH = frozenset({HUGE, MANY_FUNCTIONS})  # test_hostile.py checks how
+DEEP_NESTING = "hostile-deep-nesting"
+REFUSED_AT_PUBLISH = frozenset({HUGE, MANY_FUNCTIONS, DEEP_NESTING})  # test_hostile.py checks how
 SLOW_SERVER_SECONDS = 3.0  # longer than any deadline an agent that calls it has
 
 

@@ -17,6 +17,7 @@ from afctl.examples import catalogue
 from agentfactory.executor.v1 import executor_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from tests.integration.executor.conftest import (
+    DEEP_NESTING,
     HUGE,
     MANY_FUNCTIONS,
     REFUSED_AT_PUBLISH,
@@ -246,17 +247,26 @@ def test_huge_module_is_refused_at_publish_and_never_reaches_the_executor(execut
     assert (code, events) == (grpc.StatusCode.NOT_FOUND, [])
 
 
-def test_many_functions_module_is_refused_at_publish_naming_the_rule(executor: Executor, stack: Stack) -> None:
-    hostile = next(t for t in catalogue("hostile") if t.name == MANY_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        (MANY_FUNCTIONS, "module has 60000 functions; the policy allows at most 20000 (rule module.max_functions)"),
+        (
+            DEEP_NESTING,
+            "module has 60000 levels of block nesting in one function; the policy allows at most 5000 "
+            "(rule module.max_nesting)",
+        ),
+    ],
+)
+def test_costly_to_compile_module_is_refused_at_publish_naming_the_rule(name: str, why: str, stack: Stack) -> None:
+    hostile = next(t for t in catalogue("hostile") if t.name == name)
     with stack.client() as client:
         with pytest.raises(grpc.RpcError) as refused:
             client.publish(hostile.manifest_json(), hostile.module())
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert refused.value.details() == (
-            "module has 60000 functions; the policy allows at most 20000 (rule module.max_functions)"
-        )
+        assert refused.value.details() == why
         with pytest.raises(grpc.RpcError) as missing:
-            client.get_template(MANY_FUNCTIONS, "1.0.0")
+            client.get_template(name, "1.0.0")
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 

@@ -69,3 +69,36 @@ def test_policy_reads_its_module_section() -> None:
     assert policy.module_violation(b"not wasm") is not None and "module.well_formed" in policy.module_violation(b"x")  # type: ignore[operator]
     with pytest.raises(ValueError, match="unknown module bounds"):
         ModuleBounds.from_mapping({"max_fun": 1})
+
+
+NESTED = """(module
+  (memory 1)
+  (func (param i32) (result i64)
+    (block (result i64)
+      (loop
+        (if (local.get 0)
+          (then (block (br_table 0 1 2 (local.get 0))))
+          (else (drop (f64.const 1.5)) (drop (f32.const 2)) (i32.store offset=8 (i32.const 0) (i32.const -1))))
+        (memory.fill (i32.const 0) (i32.const 0) (i32.const 0))
+        (drop (i64.load align=4 (i32.const 0)))
+        (br_if 0 (i32.eqz (local.get 0))))
+      (i64.const -123456789012)))
+  (func (block (block (block (block (block (nop)))))))
+  (func (drop (v128.const i32x4 1 2 3 4)) (drop (i8x16.extract_lane_s 3 (v128.const i64x2 0 0)))))"""
+
+
+def test_nesting_is_the_deepest_control_structure_of_any_function() -> None:
+    assert read_structure(bytes(wasmtime.wat2wasm(NESTED))).max_nesting == 5
+    assert read_structure(bytes(wasmtime.wat2wasm(NESTED)), nesting=False).max_nesting == -1
+    message = ModuleBounds(max_nesting=4).violation(read_structure(bytes(wasmtime.wat2wasm(NESTED))))
+    assert (
+        message
+        == "module has 5 levels of block nesting in one function; the policy allows at most 4 (rule module.max_nesting)"
+    )
+
+
+def test_an_instruction_the_reader_does_not_decode_leaves_nesting_unread() -> None:
+    wasm = bytearray(wasmtime.wat2wasm("(module (func (block (nop))))"))
+    wasm[wasm.rindex(b"\x01\x0b")] = 0xFB  # the nop becomes a GC-prefixed instruction
+    structure = read_structure(bytes(wasm))
+    assert structure.max_nesting == -1 and ModuleBounds(max_nesting=0).violation(structure) is None
