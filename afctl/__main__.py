@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +13,7 @@ from typing import Annotated
 import grpc
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from afctl import audit, traces
@@ -117,6 +120,18 @@ def fail(exc: grpc.RpcError) -> None:
 
 # --- templates -------------------------------------------------------------------------------------
 
+# A module this large takes long enough to upload that a person wants to see it move.
+PROGRESS_MIN_BYTES = 1024 * 1024
+
+
+@contextlib.contextmanager
+def upload_progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (gone when done) and the function that advances it."""
+    columns = (TextColumn("uploading module"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("upload", total=total)
+        yield lambda n: bar.advance(task, n)
+
 
 @templates_app.command("publish")
 def publish(
@@ -125,9 +140,14 @@ def publish(
 ) -> None:
     """Publish one template."""
     path = manifest / "template.json" if manifest.is_dir() else manifest
+    manifest_json, module_bytes = path.read_bytes(), module.read_bytes() if module else None
     with client() as c:
         try:
-            reply = c.publish(path.read_bytes(), module.read_bytes() if module else None)
+            if module_bytes and len(module_bytes) >= PROGRESS_MIN_BYTES and err.is_terminal:
+                with upload_progress(len(module_bytes)) as advance:
+                    reply = c.publish(manifest_json, module_bytes, progress=advance)
+            else:
+                reply = c.publish(manifest_json, module_bytes)
         except grpc.RpcError as exc:
             fail(exc)
     t = reply.template

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,8 +111,11 @@ class Client:
 
     # --- registry ---------------------------------------------------------------------------------
 
-    def publish(self, manifest_json: bytes, module: bytes | None) -> reg_pb.PublishTemplateResponse:
-        """Upload a manifest and (optionally) its module in chunks. Sets module_sha256 when absent."""
+    def publish(
+        self, manifest_json: bytes, module: bytes | None, progress: Callable[[int], None] | None = None
+    ) -> reg_pb.PublishTemplateResponse:
+        """Upload a manifest and (optionally) its module in chunks. Sets module_sha256 when absent.
+        ``progress`` hears the size of each chunk as gRPC takes it (a progress bar for people)."""
         if module is not None:
             manifest = json.loads(manifest_json)
             manifest.setdefault("module_sha256", hashlib.sha256(module).hexdigest())
@@ -122,7 +125,10 @@ class Client:
             header = reg_pb.PublishHeader(manifest_json=manifest_json, module_size=len(module or b""))
             yield reg_pb.PublishTemplateRequest(header=header)
             for start in range(0, len(module or b""), CHUNK_BYTES):
-                yield reg_pb.PublishTemplateRequest(chunk=module[start : start + CHUNK_BYTES])  # type: ignore[index]
+                chunk = module[start : start + CHUNK_BYTES]  # type: ignore[index]
+                yield reg_pb.PublishTemplateRequest(chunk=chunk)
+                if progress is not None:
+                    progress(len(chunk))
 
         return self.registry.PublishTemplate(requests(), timeout=self.timeout * 3, metadata=self.metadata)
 
