@@ -48,9 +48,10 @@ MAX_TABLES = 4
 MAX_INSTANCES = 4
 MAX_MEMORIES = 1
 
-# WASI calls that can make the calling thread wait (poll_oneoff sleeps on a clock subscription). Our
-# poll_oneoff is interruptible, but a run that may wait must not run on the event loop's thread.
-BLOCKING_WASI_IMPORTS = frozenset({"poll_oneoff"})
+# WASI calls that can hold the calling thread for long: poll_oneoff sleeps on a clock subscription and
+# random_get fills up to all of memory. Ours keep to the run's deadline, but a run that may spend its
+# whole deadline inside one must not run on the event loop's thread (the inline path, service.py).
+BLOCKING_WASI_IMPORTS = frozenset({"poll_oneoff", "random_get"})
 
 
 @ffi.EpochCallback

@@ -126,3 +126,9 @@ def test_a_tool_call_after_the_deadline_ends_the_run(runner: Runner, http_server
     finished = runner.sandbox.run(prepared, state)
     assert finished.outcome is Outcome.CANCELLED, finished
     assert finished.duration_seconds < 3.0  # the server answers after 3 s
+
+
+def test_a_module_that_can_wait_in_wasi_never_runs_inline(runner: Runner) -> None:
+    for hostile in ("hostile-sleep-poll", "hostile-random-flood"):
+        assert not runner.prepare(wasm_file(hostile)).pure, hostile
+    assert runner.prepare(wasm_file("hostile-write-flood")).pure  # one fd_write is bounded work
