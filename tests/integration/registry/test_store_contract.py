@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.errors import NotFound
 from services.registry.ports import TemplateStore
-from services.registry.storage import KIND_DEPRECATED, KIND_PUBLISHED, RegistryStore
+from services.registry.storage import KIND_DEPRECATED, KIND_PUBLISHED, PublishRace, RegistryStore
 from services.registry.store_pg import PgRegistryStore
 from services.spec.manifest import parse_draft, resolve
 from services.spec.policy import Policy
@@ -143,3 +143,18 @@ def test_signing_keys_are_remembered_and_revoked(store: TemplateStore) -> None:
 def test_the_store_is_writable_and_sweeps(store: TemplateStore) -> None:
     store.check_writable()
     assert isinstance(store.sweep(), dict)
+
+
+def test_two_postgres_stores_inserting_one_version_have_one_winner(pg_dsn: str) -> None:  # noqa: F811
+    first, second = PgRegistryStore(pg_dsn), PgRegistryStore(pg_dsn)
+    try:
+        put_blob(first)
+        won = first.insert(template("race", "1.0.0", description="first"))
+        with pytest.raises(PublishRace):
+            second.insert(template("race", "1.0.0", description="second"))
+        stored = second.get("race", "1.0.0")
+        assert stored is not None and stored.canonical_manifest == won.canonical_manifest
+        assert second.current_revision() == 1 and [e.revision for e in second.events_after(0, 10)] == [1]
+    finally:
+        first.close()
+        second.close()
