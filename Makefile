@@ -30,7 +30,8 @@ $(STAMP)/venv: requirements.txt pyproject.toml | $(STAMP)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	# The `afctl` command (pyproject.toml [project.scripts]) into .venv/bin; editable, so it runs this tree.
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	# (Build isolation fetches the setuptools pyproject.toml asks for: a new venv's own is too old.)
+	$(PY) -m pip install -q --no-deps -e .
 	# Make the repository and the generated stubs importable from the venv.
 	echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/agentfactory-repo.pth
 	echo "$(CURDIR)/$(GEN)" >> $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/agentfactory-repo.pth
