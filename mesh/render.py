@@ -165,13 +165,19 @@ def _cluster_specs(topo: Topology, upstreams: Sequence[str]) -> list[dict[str, A
     for up in upstreams:
         svc = topo.services[up]
         for name, instances in svc.clusters().items():
+            fallbacks = svc.fallbacks(name)
             specs.append(
                 {
                     "name": name,
                     "service": up,
                     "san": topo.spiffe_id(up),
-                    "endpoints": [{"id": i.id, "host": i.host, "port": i.inbound} for i in instances],
-                    "dns": any(i.dns for i in instances),
+                    # Envoy priorities: 0 = this cluster's own hosts, 1 = where it fails over to.
+                    "priorities": [
+                        [{"id": i.id, "host": i.host, "port": i.inbound} for i in group]
+                        for group in (instances, fallbacks)
+                        if group
+                    ],
+                    "dns": any(i.dns for i in (*instances, *fallbacks)),
                 }
             )
     return specs

@@ -32,6 +32,9 @@ ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 COLOR_HEADER = "x-agentfactory-color"
 RETRY_ON = "unavailable,resource-exhausted,connect-failure,refused-stream"
 PREVIOUS_HOSTS = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+PREVIOUS_PRIORITIES = (
+    "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig"
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def target_for(svc: Service, weights: Mapping[str, Mapping[str, int]]) -> Target
     return Target(weighted=tuple((f"{svc.name}-{color}", int(split[color])) for color in svc.colors))
 
 
-def route(mp: MethodPolicy, target: Target, topo: Topology, *, retries: bool) -> dict[str, Any]:
+def route(mp: MethodPolicy, target: Target, topo: Topology, *, retries: bool, failover: bool = False) -> dict[str, Any]:
     t = topo.timeouts
     action: dict[str, Any] = {**target.action(), "timeout": "0s"}
     # Streams: Envoy does not enforce the client's grpc-timeout (no max_stream_duration). The client
@@ -91,6 +94,14 @@ def route(mp: MethodPolicy, target: Target, topo: Topology, *, retries: bool) ->
             "host_selection_retry_max_attempts": 10,
             "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
         }
+        if failover:
+            # The cluster's fallback color is priority 1, which a plain retry never reaches while the
+            # failing host still counts as healthy: after two attempts on this color's priority the
+            # last retry goes to the other color (a one-host color's second attempt repeats its host).
+            action["retry_policy"]["retry_priority"] = {
+                "name": "envoy.retry_priorities.previous_priorities",
+                "typed_config": {"@type": PREVIOUS_PRIORITIES, "update_frequency": 2},
+            }
     return {"name": mp.method.path.lstrip("/"), "match": {"path": mp.method.path, "grpc": {}}, "route": action}
 
 
@@ -101,11 +112,11 @@ def routes_for(
     calls that name their color in COLOR_HEADER. First match wins in Envoy."""
     pinned = []
     for color in svc.colors:
-        r = route(mp, Target(cluster=f"{svc.name}-{color}"), topo, retries=retries)
+        r = route(mp, Target(cluster=f"{svc.name}-{color}"), topo, retries=retries, failover=svc.failover)
         r["name"] += f"@{color}"
         r["match"]["headers"] = [{"name": COLOR_HEADER, "string_match": {"exact": color}}]
         pinned.append(r)
-    return [*pinned, route(mp, target_for(svc, weights), topo, retries=retries)]
+    return [*pinned, route(mp, target_for(svc, weights), topo, retries=retries, failover=svc.failover)]
 
 
 def route_config(name: str, routes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -66,6 +66,9 @@ class Service:
     upstreams: tuple[str, ...]
     instances: tuple[Instance, ...]
     env: Mapping[str, str] = field(default_factory=dict)  # extra settings for every instance
+    # Stateless and split blue/green: a color's cluster keeps the other colors' instances as a
+    # lower-priority fallback, so a color that is ejected or unhealthy sheds its traffic to them.
+    failover: bool = False
 
     @property
     def colors(self) -> tuple[str, ...]:
@@ -81,6 +84,13 @@ class Service:
         if not self.colors:
             return {self.name: self.instances}
         return {f"{self.name}-{color}": tuple(i for i in self.instances if i.color == color) for color in self.colors}
+
+    def fallbacks(self, cluster: str) -> tuple[Instance, ...]:
+        """The instances a cluster falls back to (Envoy priority 1) when its own are all out: the
+        other colors' for a ``failover`` service, none otherwise."""
+        if not self.failover or not self.colors:
+            return ()
+        return tuple(i for i in self.instances if f"{self.name}-{i.color}" != cluster)
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,7 @@ def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
             upstreams=tuple(spec.get("upstreams") or ()),
             instances=instances,
             env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
+            failover=bool(spec.get("failover", False)),
         )
     gw = raw["gateway"]
     gateway = Gateway(
@@ -264,6 +275,8 @@ def _check(topo: Topology) -> None:
         colored = [i.color is not None for i in svc.instances]
         if any(colored) and not all(colored):
             raise TopologyError(f"service {svc.name}: either every instance has a color or none does")
+        if svc.failover and len(svc.colors) < 2:
+            raise TopologyError(f"service {svc.name}: failover needs at least two colors to fall back between")
         for up in svc.upstreams:
             if up not in topo.services:
                 raise TopologyError(f"service {svc.name} calls unknown upstream {up!r}")

@@ -29,8 +29,9 @@ GC_GEN0_THRESHOLD = 5_000
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # Clients (Envoy included) may ping every 10 s; stricter limits make the server send GOAWAY.
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    # The sidecar PINGs its app every 5 s (resilience.keepalive_interval in mesh/topology.yaml) to
+    # find a stopped app; a client pinging more often than every 4 s gets GOAWAY.
+    ("grpc.http2.min_ping_interval_without_data_ms", 4_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.so_reuseport", 0),
 ]

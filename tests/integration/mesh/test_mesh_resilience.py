@@ -91,7 +91,9 @@ def _all_healthy(mesh: Mesh, envoy_id: str, cluster: str) -> bool:
 
 def test_resource_exhausted_executor_is_retried_on_another_host(mesh: Mesh) -> None:
     # executor-blue answers "full" (RESOURCE_EXHAUSTED) to everything; the scheduler's sidecar
-    # retries Run on executor-blue-2, so the scheduler app never sees a refusal.
+    # retries Run on another host, so the scheduler app never sees a refusal. That is executor-blue-2,
+    # or green (blue's fallback priority) once the fault fails executor-blue's health checks too: with
+    # half of blue out, Envoy moves 30 % of blue's traffic to green (overprovisioning factor 1.4).
     retries = "cluster.executor-blue.upstream_rq_retry"
     before = _stat(mesh, "scheduler-blue", retries)
     # Start from a cluster the caller sees whole (an earlier test's faults may still be wearing off).
@@ -102,7 +104,8 @@ def test_resource_exhausted_executor_is_retried_on_another_host(mesh: Mesh) -> N
     finally:
         chaos.off(mesh.admin("executor-blue"))
     assert [s for s, _ in results] == [grpc.StatusCode.OK] * 20
-    assert {t["x-served-by"] for _, t in results} == {"executor-blue-2"}
+    served = {t["x-served-by"] for _, t in results}
+    assert "executor-blue-2" in served and served <= {"executor-blue-2", "executor-green"}, served
     assert _stat(mesh, "scheduler-blue", retries) > before
 
 

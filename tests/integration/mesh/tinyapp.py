@@ -26,6 +26,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from mesh.methods import Method
+from services.common.server import SERVER_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ class TinyApp:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        server = grpc.aio.server()
+        # The services' own options: above all the PING policy, since every sidecar PINGs its app.
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
         for m in self.methods:
             service = m.path.split("/")[1]
