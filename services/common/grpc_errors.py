@@ -53,7 +53,8 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: errors.AgentFactory
     code = status_code_for(exc)
     # Domain messages may quote what the client sent: bound them here, once, for every service.
     message = bounded(exc.message)
-    metadata = (("grpc-status-details-bin", _details(exc, code, message)),)
+    # Keep what the handler already put in the trailers (abort replaces them).
+    metadata = (*(context.trailing_metadata() or ()), ("grpc-status-details-bin", _details(exc, code, message)))
     await context.abort(code, message, trailing_metadata=metadata)
 
 

@@ -17,3 +17,5 @@ JWT_SUBJECT = "x-agentfactory-jwt-subject"
 COLOR = "x-agentfactory-color"
 # A scheduler forwarding a call to the color that owns the agent; the gateway drops a client's.
 FORWARDED_BY = "x-agentfactory-forwarded-by"
+# Trailer of a refused or failed Run: the executor that answered (its caller only knows its sidecar).
+EXECUTOR = "x-agentfactory-executor"

@@ -9,6 +9,8 @@ from google.protobuf import duration_pb2
 
 from agentfactory.executor.v1 import executor_service_pb2 as pb
 from agentfactory.executor.v1 import executor_service_pb2_grpc as pb_grpc
+from services.common import mesh_headers
+from services.common.errors import AgentFactoryError
 from services.executor import events
 from services.executor.service import ExecutorService, RunCommand
 
@@ -72,8 +74,14 @@ class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
             template_version=request.template_version,
             input=request.input,
         )
-        async for batch in self.service.run(command):
-            yield pb.RunResponse(events=[event_to_proto(event) for event in batch])
+        try:
+            async for batch in self.service.run(command):
+                yield pb.RunResponse(events=[event_to_proto(event) for event in batch])
+        except AgentFactoryError:
+            # A refusal comes before any event: name ourselves, or the scheduler could only name its
+            # sidecar. (Error path only: a run that ends OK adds nothing.)
+            context.set_trailing_metadata(((mesh_headers.EXECUTOR, self.service.executor_id),))
+            raise
 
     async def GetCapacity(
         self, request: pb.GetCapacityRequest, context: grpc.aio.ServicerContext

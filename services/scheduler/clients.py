@@ -17,7 +17,7 @@ from agentfactory.executor.v1 import executor_service_pb2 as ex_pb
 from agentfactory.executor.v1 import executor_service_pb2_grpc as ex_grpc
 from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
 from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
-from services.common import errors
+from services.common import errors, mesh_headers
 from services.common.channels import aio_channel
 from services.scheduler.domain import RunFinished, RunOutcome, TemplateInfo
 from services.scheduler.ports import Accepted, Ended, ExecutorEvent, Log, Output, RunSpec, Started
@@ -127,7 +127,8 @@ class GrpcRun:
                     return
                 raise
             except grpc.aio.AioRpcError as exc:
-                yield Ended(exc.code().name, exc.details() or "")
+                executor = dict(exc.trailing_metadata() or ()).get(mesh_headers.EXECUTOR, "")
+                yield Ended(exc.code().name, exc.details() or "", str(executor))
                 return
             code = await self._call.code()
             yield Ended(code.name, await self._call.details() or "")

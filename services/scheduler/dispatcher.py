@@ -158,7 +158,7 @@ class Dispatcher:
             tried.add(address)
             result = await self._attempt(live, address, timeout, caller_deadline)
             if isinstance(result, Refused):
-                last_refusal = f"{address}: {result.code}: {result.message}"
+                last_refusal = f"{result.executor}: {result.code}: {result.message}"
                 metrics.DISPATCH_RETRIES.labels(
                     "executor_full" if result.code == "RESOURCE_EXHAUSTED" else "executor_unavailable"
                 ).inc()
@@ -217,7 +217,7 @@ class Dispatcher:
             # The executor skipped RunAccepted; the run happened all the same, so record it as one.
             await self.book.update(live, lambda a: domain.mark_running(a, address, time.time()))
         return domain.classify_run(
-            executor=address,
+            executor=ended.executor or address,
             saw_events=saw_events,
             finished=finished,
             code=ended.code,

@@ -155,6 +155,7 @@ class Outcome:
     status: str = "OK"
     exit_code: int = 0
     fuel_used: int = 0
+    executor: str = ""  # set when the ending names an executor the agent never ran on (a refusal)
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -288,6 +289,7 @@ def finish(agent: Agent, outcome: Outcome, now: float, output: bytes | None = No
         status=outcome.status,
         exit_code=outcome.exit_code,
         fuel_used=outcome.fuel_used,
+        executor=agent.executor or outcome.executor,
         output=agent.output if output is None else output,
         output_truncated=agent.output_truncated if output is None else truncated,
         in_flight=False,
@@ -339,6 +341,7 @@ class Refused:
 
     code: str
     message: str
+    executor: str = ""  # who refused: an executor id, or the address called when it did not say
 
 
 @dataclass(frozen=True)
@@ -402,16 +405,17 @@ def classify_run(
         return Outcome(AgentState.TIMED_OUT, reason, Cause.TIMED_OUT, "DEADLINE_EXCEEDED")
     if not saw_events:
         if code in _RETRY_ELSEWHERE or code == "OK":
-            return Refused(code, message or "the stream ended without any event")
+            return Refused(code, message or "the stream ended without any event", executor)
         return Outcome(AgentState.FAILED, f"executor {executor} refused the run: {message or code}", Cause.REJECTED,
-                       code)  # fmt: skip
+                       code, executor=executor)  # fmt: skip
     if code == "OK":
         return Lost(f"executor {executor} ended the stream without a RunFinished event")
     if code in ("UNAVAILABLE", "CANCELLED", "INTERNAL", "UNKNOWN", "ABORTED"):
         return Lost(f"executor {executor} stream broke: {code}: {message}")
     if code == "RESOURCE_EXHAUSTED":
         return Outcome(AgentState.FAILED, message or "a run limit was exhausted", Cause.LIMIT, code)
-    return Outcome(AgentState.FAILED, f"executor {executor} failed the run: {message or code}", Cause.REJECTED, code)
+    return Outcome(AgentState.FAILED, f"executor {executor} failed the run: {message or code}", Cause.REJECTED, code,
+                   executor=executor)  # fmt: skip
 
 
 # --- listing ---------------------------------------------------------------------------------------

@@ -90,6 +90,7 @@ class Ended:
 
     code: str  # a gRPC status code name: "OK", "RESOURCE_EXHAUSTED", ...
     message: str = ""
+    executor: str = ""  # the executor that answered, when it said so (a refusal's trailers)
 
 
 ExecutorEvent = Accepted | Started | Output | Log | RunFinished | Ended

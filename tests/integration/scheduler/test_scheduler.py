@@ -243,6 +243,25 @@ def test_full_executor_sends_runs_to_the_other(
         channel.close()
 
 
+def test_a_refusal_names_the_executor_not_the_address_called(
+    scheduler: SchedulerFactory, small_executor: ServiceProcess
+) -> None:
+    # Through a mesh the address is the scheduler's own sidecar: only the executor's trailer says who.
+    channel = grpc.insecure_channel(small_executor.addr)
+    hog = ex_grpc.ExecutorServiceStub(channel).Run(
+        ex_pb.RunRequest(agent_id="hog", template_name="sched-spin", template_version="1.0.0"), timeout=30
+    )
+    assert next(hog).events[0].WhichOneof("event") == "accepted"
+    try:
+        sched = scheduler(executors=[small_executor.addr], AF_DISPATCH_WAIT_SECONDS="0.5")
+        events, code, details = run_agent(sched, "echo-upper", b"w")
+    finally:
+        hog.cancel()
+        channel.close()
+    assert code == grpc.StatusCode.UNAVAILABLE, details
+    assert "last refusal: executor-small: RESOURCE_EXHAUSTED" in details and small_executor.addr not in details
+
+
 def test_unreachable_executor_is_skipped(scheduler: SchedulerFactory, executor: ServiceProcess) -> None:
     sched = scheduler(executors=[f"127.0.0.1:{free_port()}", executor.addr])
     for _ in range(4):
