@@ -69,6 +69,7 @@ class Trust:
         self._pins: dict[tuple[str, int], str] = {}  # (key id, version) -> fingerprint first seen
         self.replaced: set[tuple[str, int]] = set()  # versions whose public key changed: refused for good
         self._missing: set[tuple[str, int]] = set()  # versions the current key set lacks (asked once)
+        self._last_set: object = None  # what the last key set held, to tell a new one from a repeat
 
     async def refresh(self, *, only_if_stale: bool = False) -> None:
         """Fetch the keys and swap the keyring (a reference swap: readers never see a half-built one)."""
@@ -96,9 +97,11 @@ class Trust:
     def apply(self, keys: list[PublicKeyVersion], min_versions: dict[str, int]) -> None:
         """Install a key set (fetched or pushed), refusing any version whose public key changed."""
         kept = []
+        held = []
         for key in keys:
             ref = (key.key_id, key.key_version)
             now = fingerprint(key.public_key_pem)
+            held.append((ref, now))
             seen = self._pins.setdefault(ref, now)
             if seen != now and ref not in self.replaced:
                 self.replaced.add(ref)
@@ -120,7 +123,10 @@ class Trust:
         ):
             self._verified.clear()  # revocation or a lost version: nothing verified before is trusted
         self.keyring = keyring
-        self._missing = set()
+        key_set = (frozenset(held), tuple(sorted(min_versions.items())))
+        if key_set != self._last_set:  # only a different key set can hold a version that was missing
+            self._missing = set()
+            self._last_set = key_set
         self.has_keys = True
 
     def _live(self, key_id: str, version: int) -> bool:

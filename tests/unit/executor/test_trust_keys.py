@@ -84,6 +84,10 @@ async def test_an_unknown_version_is_asked_about_once_per_key_set() -> None:
         with pytest.raises(UnknownKeyVersion):
             await trust.verify(lost, "echo", "1.0.0")
     assert keys.calls == 2
+    trust.apply([pem(1)], {"templates": 1})  # the same key set pushed again: nothing new to ask about
+    with pytest.raises(UnknownKeyVersion):
+        await trust.verify(lost, "echo", "1.0.0")
+    assert keys.calls == 2
     trust.apply([pem(1), pem(2)], {"templates": 1})  # the key comes back (pushed): asked again, found
     assert (await trust.verify(lost, "echo", "1.0.0")).key_version == 2
 
