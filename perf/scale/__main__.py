@@ -51,8 +51,9 @@ CURVES: dict[str, tuple[Curve, list[int], list[int], str, list[str]]] = {
         curves.journal_size, [10_000, 30_000, 100_000, 300_000], [10_000, 30_000],
         "The journal's files (database + WAL) under a constant load — agents created, run and finished "
         "through the journal's own writes, 1,000 at a time, a retention pass after each thousand — with "
-        "retention keeping the newest 2,000 finished agents of the template (count rule). The first point is "
-        "already past the retention bound (before it, the journal fills up to it).",
+        "retention keeping the newest 2,000 finished agents of the template (count rule) and the newest 5,000 "
+        "tombstones of expired ids. The first point is already past both bounds (before it, the journal "
+        "fills up to them).",
         ["journal_mb"],
     ),
     "publish_watchers": (

@@ -8,8 +8,9 @@ import asyncio
 import dataclasses
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -19,8 +20,6 @@ import grpc
 import grpc.aio
 import wasmtime
 
-from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
-from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from perf.scale import stack
@@ -29,7 +28,7 @@ from services.scheduler import domain
 from services.scheduler.domain import AgentState, Cause, CreateSpec, ListFilter, Outcome, PageCursor, TemplateInfo
 from services.scheduler.journal import _INSERT_SQL, _LABELS_SQL, Journal, _mutable_values, us
 from services.scheduler.retention import Retention, RetentionPolicy
-from tests.harness import ServiceProcess, free_port
+from tests.harness import REPO, ServiceProcess, free_port
 
 Row = tuple[int, dict[str, float]]
 EXECUTOR = "agentfactory.executor.v1.ExecutorService"
@@ -153,10 +152,11 @@ def listings(points: list[int], work: Path) -> list[Row]:
 
 def journal_size(points: list[int], work: Path) -> list[Row]:
     """Agents created, run and finished through the journal's own writes, retention keeping the newest
-    2,000 finished per template (count rule): the files' size after each total."""
+    2,000 finished per template (count rule) and 5,000 tombstones: the files' size after each total."""
     path = work / "constant-load"
     journal = Journal.open(path, "NORMAL")
-    retention = Retention(journal, RetentionPolicy(max_age_seconds=None, keep_per_template=2_000, batch=500))
+    policy = RetentionPolicy(max_age_seconds=None, keep_per_template=2_000, max_tombstones=5_000, batch=500)
+    retention = Retention(journal, policy)
     info = TemplateInfo("echo", "1.0.0", retryable=False, timeout_ms=1000)
     rows: list[Row] = []
 
@@ -191,42 +191,22 @@ def journal_size(points: list[int], work: Path) -> list[Row]:
 
 
 class _Watchers:
-    """`count` streams opened on an event loop of their own thread, each reading everything it is sent."""
+    """`count` watch streams held open and read by a process of their own (perf/scale/watchers.py)."""
 
-    def __init__(self, addr: str, open_stream: Callable[[grpc.aio.Channel], grpc.aio.UnaryStreamCall], count: int):
-        self.loop = asyncio.new_event_loop()
-        self.received = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        self._calls: list[grpc.aio.UnaryStreamCall] = []
-        self._readers: list[asyncio.Future[None]] = []
-
-        async def start() -> None:
-            self.channel = grpc.aio.insecure_channel(addr)
-            for _ in range(count):
-                call = open_stream(self.channel)
-                self._calls.append(call)
-                self._readers.append(asyncio.ensure_future(self._read(call)))
-
-        asyncio.run_coroutine_threadsafe(start(), self.loop).result(TIMEOUT_WATCH)
-
-    async def _read(self, call: grpc.aio.UnaryStreamCall) -> None:
-        try:
-            async for _ in call:
-                self.received += 1
-        except grpc.aio.AioRpcError:
-            pass
+    def __init__(self, kind: str, addr: str, count: int, agent_id: str = "") -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "perf.scale.watchers", kind, addr, str(count), agent_id],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the watchers process did not open its streams")
+        time.sleep(0.5)  # every stream subscribed on the server side too
 
     def close(self) -> None:
-        async def stop() -> None:
-            for call in self._calls:
-                call.cancel()
-            await self.channel.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(TIMEOUT_WATCH)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(TIMEOUT_WATCH)
 
 
 TIMEOUT_WATCH = 60.0
@@ -240,14 +220,7 @@ def publish_with_watchers(points: list[int], work: Path) -> list[Row]:
         seq = 0
         with grpc.insecure_channel(registry.addr) as channel:
             for n in points:
-                watchers = _Watchers(
-                    registry.addr,
-                    lambda ch: reg_grpc.RegistryServiceStub(ch).WatchTemplates(
-                        reg_pb.WatchTemplatesRequest(after_revision=1 << 40), timeout=600
-                    ),
-                    n,
-                )
-                time.sleep(1.0)  # every stream subscribed
+                watchers = _Watchers("templates", registry.addr, n)
 
                 def one() -> None:
                     nonlocal seq
@@ -283,14 +256,7 @@ def cancel_with_watchers(points: list[int], work: Path) -> list[Row]:
                         agent = stub.CreateAgent(pb.CreateAgentRequest(template_name="scale-spin"), timeout=10).agent
                         while stub.GetAgent(pb.GetAgentRequest(id=agent.id), timeout=10).agent.state != 2:
                             time.sleep(0.02)
-                        watchers = _Watchers(
-                            sched.addr,
-                            lambda ch, i=agent.id: pb_grpc.SchedulerServiceStub(ch).WatchAgent(
-                                pb.WatchAgentRequest(id=i), timeout=600
-                            ),
-                            n,
-                        )
-                        time.sleep(0.5)
+                        watchers = _Watchers("agent", sched.addr, n, agent.id)
                         began = time.perf_counter()
                         stub.CancelAgent(pb.CancelAgentRequest(id=agent.id), timeout=30)
                         samples.append((time.perf_counter() - began) * 1000)

@@ -555,6 +555,17 @@ class Journal:
 
         return await self.submit(op, atomic=True)
 
+    async def tombstone_cutoff(self, keep: int) -> int | None:
+        def search() -> int | None:
+            row = (
+                self._retention_reader()
+                .execute("SELECT expired_us FROM expired_agents ORDER BY expired_us DESC LIMIT 1 OFFSET ?", (keep,))
+                .fetchone()
+            )
+            return None if row is None else row[0]
+
+        return await asyncio.to_thread(search)
+
     async def expired_at(self, agent_id: str) -> int | None:
         row = self._reader.execute("SELECT expired_us FROM expired_agents WHERE id = ?", (agent_id,)).fetchone()
         return None if row is None else row[0]

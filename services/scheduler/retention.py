@@ -1,13 +1,14 @@
 """Retention of finished agents: the policy, the background job that applies it, and what an expired id says.
 
-Journal-independent: an adapter provides the four primitives of `RetentionJournal` (the SQLite journal in
-journal.py does; a PostgreSQL adapter implements the same four and reuses everything here). What the
+Journal-independent: an adapter provides the five primitives of `RetentionJournal` (the SQLite journal in
+journal.py does; a PostgreSQL adapter implements the same five and reuses everything here). What the
 policy means:
 - a finished agent (SUCCEEDED, FAILED, CANCELLED, TIMED_OUT) is deleted once it finished more than
   `max_age_seconds` ago, and beyond the newest `keep_per_template` finished agents of its template;
   unfinished agents are never touched;
-- a deleted id leaves a tombstone for `tombstone_seconds`, so GetAgent answers NOT_FOUND saying it
-  expired (and when) instead of "does not exist"; tombstones are pruned by the same job.
+- a deleted id leaves a tombstone for `tombstone_seconds` (and among the newest `max_tombstones`), so
+  GetAgent answers NOT_FOUND saying it expired (and when) instead of "does not exist"; tombstones are
+  pruned by the same job, so the journal stays bounded under a constant load.
 
 The job deletes in batches of `batch` ids, each its own journal write, and yields between batches: a large
 backlog (a first run on an old journal) never holds the event loop or the writer for long. Finding the
@@ -46,6 +47,7 @@ class RetentionPolicy:
     max_age_seconds: float | None = 7 * 24 * 3600.0  # None: no age limit
     keep_per_template: int | None = None  # None: no count limit
     tombstone_seconds: float = 30 * 24 * 3600.0
+    max_tombstones: int = 100_000  # and at most this many (the newest), whatever their age
     interval_seconds: float = 60.0
     batch: int = 200
 
@@ -54,14 +56,14 @@ class RetentionPolicy:
             raise ValueError("the retention period must be positive (or unset: keep forever)")
         if self.keep_per_template is not None and self.keep_per_template < 0:
             raise ValueError("the per-template count must be >= 0 (or unset: no count limit)")
-        if self.tombstone_seconds < 0 or self.interval_seconds <= 0 or self.batch <= 0:
-            raise ValueError("tombstone period >= 0, interval > 0 and batch > 0 are required")
+        if self.tombstone_seconds < 0 or self.max_tombstones < 0 or self.interval_seconds <= 0 or self.batch <= 0:
+            raise ValueError("tombstone period and count >= 0, interval > 0 and batch > 0 are required")
 
     @classmethod
     def from_env(cls, env: Env) -> RetentionPolicy:
         """AF_RETENTION_SECONDS (7 days; 0 keeps finished agents forever), AF_RETENTION_PER_TEMPLATE (unset
-        or 0: no count limit), AF_RETENTION_TOMBSTONE_SECONDS (30 days), AF_RETENTION_INTERVAL_SECONDS
-        (60), AF_RETENTION_BATCH (200)."""
+        or 0: no count limit), AF_RETENTION_TOMBSTONE_SECONDS (30 days), AF_RETENTION_TOMBSTONES
+        (100,000), AF_RETENTION_INTERVAL_SECONDS (60), AF_RETENTION_BATCH (200)."""
         age = env.float("AF_RETENTION_SECONDS", 7 * 24 * 3600.0)
         per_template = env.int("AF_RETENTION_PER_TEMPLATE", 0)
         if age < 0 or per_template < 0:
@@ -71,6 +73,7 @@ class RetentionPolicy:
                 max_age_seconds=age if age > 0 else None,
                 keep_per_template=per_template if per_template > 0 else None,
                 tombstone_seconds=env.float("AF_RETENTION_TOMBSTONE_SECONDS", 30 * 24 * 3600.0),
+                max_tombstones=env.int("AF_RETENTION_TOMBSTONES", 100_000),
                 interval_seconds=env.float("AF_RETENTION_INTERVAL_SECONDS", 60.0),
                 batch=env.int("AF_RETENTION_BATCH", 200),
             )
@@ -111,6 +114,11 @@ class RetentionJournal(Protocol):
         """Delete up to `limit` tombstones written before `before_us`; returns how many."""
         ...
 
+    async def tombstone_cutoff(self, keep: int) -> int | None:
+        """When the newest tombstone beyond the newest `keep` was written (None if there are at most `keep`).
+        Must not block the event loop."""
+        ...
+
     async def expired_at(self, agent_id: str) -> int | None:
         """When this id was deleted by retention (its tombstone), or None."""
         ...
@@ -140,6 +148,9 @@ class Retention:
                     break
                 await asyncio.sleep(0)  # let the hot path in between batches
         horizon = round((now - policy.tombstone_seconds) * 1_000_000)
+        cutoff = await self.journal.tombstone_cutoff(policy.max_tombstones)
+        if cutoff is not None:  # past the count: the oldest go, even if younger than the period
+            horizon = max(horizon, cutoff + 1)  # at most `max_tombstones` stay (fewer if times tie)
         while (pruned := await self.journal.prune_tombstones(horizon, policy.batch)) > 0:
             TOMBSTONES_PRUNED.inc(pruned)
             if pruned < policy.batch:

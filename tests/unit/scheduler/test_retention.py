@@ -89,6 +89,17 @@ async def test_tombstones_are_pruned_after_their_own_period(journal: Journal) ->
     assert await journal.expired_at(gone.id) is None
 
 
+async def test_tombstones_are_capped_by_count(journal: Journal) -> None:
+    policy = RetentionPolicy(max_age_seconds=DAY, max_tombstones=3)
+    retention = Retention(journal, policy)
+    first = [await add(journal, i, finished_at=T0) for i in range(4)]
+    await retention.run_once(T0 + 2 * DAY)  # four tombstones from one pass: they share a time, all stay
+    later = [await add(journal, 10 + i, finished_at=T0 + 2 * DAY) for i in range(3)]
+    await retention.run_once(T0 + 4 * DAY)  # three newer ones: the first pass's four are beyond the count
+    assert [await journal.expired_at(a.id) for a in first] == [None] * 4
+    assert all([await journal.expired_at(a.id) is not None for a in later])
+
+
 async def test_get_agent_of_an_expired_id_is_not_found_saying_it_expired(journal: Journal) -> None:
     policy = RetentionPolicy(max_age_seconds=7 * DAY)
     service = SchedulerService(
