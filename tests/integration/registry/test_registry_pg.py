@@ -4,8 +4,13 @@ deprecations in revision order with no gap; bad input is as precise as in the em
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,8 +18,10 @@ import grpc
 import pytest
 
 from agentfactory.registry.v1 import registry_service_pb2 as pb
-from tests.harness import ServiceProcess
+from mesh.pglocal import LocalPostgres
+from tests.harness import ServiceProcess, free_port
 from tests.integration.registry.conftest import Client, fresh_registry, manifest
+from tests.integration.scheduler.test_scheduler_pg import restart
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401 — fixtures
 
 
@@ -102,3 +109,48 @@ def test_bad_input_is_as_precise_as_embedded(replicas: list[Client]) -> None:
     with pytest.raises(grpc.RpcError) as err:
         a.fetch("0" * 64)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_database_outage_is_unavailable_and_heals(tmp_path: Path, signer: ServiceProcess) -> None:
+    root = Path(tempfile.mkdtemp(prefix="af-postgres-registry-outage-"))
+    server = LocalPostgres(root, free_port())
+    server.start()
+    try:
+        with fresh_registry(tmp_path / "r", signer.addr, AF_DATABASE_URL=server.dsn) as proc:
+            client = Client(proc.addr, signer.addr)
+            try:
+                client.publish(manifest("outage-kept"))
+                pid = server.pid()
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                codes = set()
+                for i in range(3):
+                    new = manifest("outage-new", version=f"1.{i}.0")
+                    calls: list[tuple[Callable[..., object], tuple[object, ...]]] = [
+                        (client.get, ("outage-kept", "1.0.0")),
+                        (client.publish, (new,)),
+                    ]
+                    for call, args in calls:
+                        try:
+                            call(*args)
+                        except grpc.RpcError as err:
+                            codes.add(err.code())
+                    time.sleep(0.2)
+                assert codes == {grpc.StatusCode.UNAVAILABLE}, codes
+                assert proc.alive()
+                restart(server)
+                deadline = time.monotonic() + 60
+                while True:  # the pool reconnects by itself
+                    try:
+                        got = client.get("outage-kept", "1.0.0").template
+                        break
+                    except grpc.RpcError as err:
+                        assert err.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, err
+                        time.sleep(0.2)
+                assert got.manifest.name == "outage-kept"  # nothing acknowledged was lost
+                assert client.publish(manifest("outage-after")).template.revision > got.revision
+            finally:
+                client.close()
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
