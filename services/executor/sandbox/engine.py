@@ -48,9 +48,10 @@ MAX_TABLES = 4
 MAX_INSTANCES = 4
 MAX_MEMORIES = 1
 
-# WASI calls that can hold the calling thread for long: poll_oneoff sleeps on a clock subscription and
-# random_get fills up to all of memory. Ours keep to the run's deadline, but a run that may spend its
-# whole deadline inside one must not run on the event loop's thread (the inline path, service.py).
+# WASI calls that can hold the calling thread for long: poll_oneoff sleeps on a clock subscription, and
+# random_get, though capped at 64 KiB a call, is called in loops by hostile modules. Ours keep to the
+# run's deadline, but a run that may spend its whole deadline in them must not run on the event loop's
+# thread (the inline path, service.py).
 BLOCKING_WASI_IMPORTS = frozenset({"poll_oneoff", "random_get"})
 
 
@@ -132,11 +133,7 @@ class Sandbox:
                 if "scratch" not in tools:
                     linker.define_func(WASI_MODULE, "fd_write", stdio.FD_TYPE, stdio.fd_write, access_caller=True)
                     linker.define_func(WASI_MODULE, "fd_read", stdio.FD_TYPE, stdio.fd_read, access_caller=True)
-                for name, ty, func in (
-                    ("poll_oneoff", wasi.POLL_ONEOFF_TYPE, wasi.poll_oneoff),
-                    ("random_get", wasi.RANDOM_GET_TYPE, wasi.random_get),
-                    ("clock_time_get", wasi.CLOCK_TIME_GET_TYPE, wasi.clock_time_get),
-                ):
+                for name, ty, func in wasi.shadows(tools):
                     linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
                 for function in TOOL_FUNCTIONS.values():
                     if function.tool in tools:

@@ -6,10 +6,16 @@ code). These shadows keep each call within one epoch tick of its run's deadline 
 - `poll_oneoff`: fd subscriptions are ready at once (stdio is in memory; regular files always poll
   ready); clock subscriptions wait in slices of at most one tick, checking the deadline and the cancel
   flag between slices.
-- `random_get`: filled in 64 KiB slices with the same checks between slices.
-- `clock_time_get`: shadowed only so that `poll_oneoff`'s absolute monotonic timeouts and the guest's
+- `random_get`: at most the `random` tool's cap (64 KiB) per call, like `random_fill`; a larger request
+  is EINVAL (the call has no short-read form), so one call is bounded work.
+- `clock_time_get`: shadowed so that `poll_oneoff`'s absolute monotonic timeouts and the guest's
   monotonic clock are the same clock (Python's `time.monotonic_ns`); CPU-time clocks answer EBADF as
   wasmtime's own implementation does. Every other WASI call does a small, bounded amount of work.
+
+Capabilities: reading a clock (`clock_time_get`, `clock_res_get`) is the `clock` grant and random bytes
+(`random_get`) the `random` grant, as for the tool functions. Without the grant the Linker of that tool
+set holds the `*_denied` functions below, which answer ENOTCAPABLE; choosing per Linker costs a run
+nothing. Sleeping (`poll_oneoff` on a clock) reads no time and stays available to every agent.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Callable
 
 import wasmtime
 
@@ -25,6 +32,7 @@ from services.executor.sandbox.hostcall import host_failure, stop_if_due
 from services.executor.sandbox.state import current
 
 ERRNO_SUCCESS, ERRNO_BADF, ERRNO_FAULT, ERRNO_INTR, ERRNO_INVAL = 0, 8, 21, 27, 28
+ERRNO_NOTCAPABLE = 76
 
 CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
 CLOCK_CPUTIME_IDS = (2, 3)  # process and thread CPU time: not offered (as in wasmtime's WASI)
@@ -32,13 +40,14 @@ SUBCLOCKFLAG_ABSTIME = 1
 EVENTTYPE_CLOCK, EVENTTYPE_FD_READ, EVENTTYPE_FD_WRITE = 0, 1, 2
 SUBSCRIPTION_BYTES, EVENT_BYTES = 48, 32
 MAX_SUBSCRIPTIONS = 1024
-RANDOM_SLICE = 64 * 1024
+MAX_RANDOM_BYTES = 64 * 1024  # the random tool's cap (tools.MAX_RANDOM_BYTES), on random_get too
 
 I32 = wasmtime.ValType.i32()
 I64 = wasmtime.ValType.i64()
 POLL_ONEOFF_TYPE = wasmtime.FuncType([I32, I32, I32, I32], [I32])
 RANDOM_GET_TYPE = wasmtime.FuncType([I32, I32], [I32])
 CLOCK_TIME_GET_TYPE = wasmtime.FuncType([I32, I64, I32], [I32])
+CLOCK_RES_GET_TYPE = wasmtime.FuncType([I32, I32], [I32])
 
 
 def _clock_ns(clock_id: int) -> int | None:
@@ -65,19 +74,39 @@ def random_get(caller: wasmtime.Caller, buf: int, length: int) -> int:
     try:
         buf &= guest.U32
         length &= guest.U32
-        if not guest.write(caller, buf, length, b""):
+        if length > MAX_RANDOM_BYTES:
+            return ERRNO_INVAL
+        if not guest.write(caller, buf, length, os.urandom(length)):
             return ERRNO_FAULT
-        done = 0
-        while done < length:
-            if stop_if_due(caller, run):
-                return ERRNO_INTR
-            piece = os.urandom(min(RANDOM_SLICE, length - done))
-            if not guest.write(caller, buf + done, len(piece), piece):  # memory cannot shrink, but be exact
-                return ERRNO_FAULT
-            done += len(piece)
         return ERRNO_SUCCESS
     except BaseException as exc:
         return host_failure(caller, run, "random_get", exc)
+
+
+def clock_time_get_denied(_caller: wasmtime.Caller, _clock_id: int, _precision: int, _out: int) -> int:
+    return ERRNO_NOTCAPABLE
+
+
+def clock_res_get_denied(_caller: wasmtime.Caller, _clock_id: int, _out: int) -> int:
+    return ERRNO_NOTCAPABLE
+
+
+def random_get_denied(_caller: wasmtime.Caller, _buf: int, _length: int) -> int:
+    return ERRNO_NOTCAPABLE
+
+
+def shadows(tools: frozenset[str]) -> list[tuple[str, wasmtime.FuncType, Callable[..., int]]]:
+    """The WASI functions a Linker for `tools` defines over wasmtime's own: (name, type, function)."""
+    found: list[tuple[str, wasmtime.FuncType, Callable[..., int]]] = [
+        ("poll_oneoff", POLL_ONEOFF_TYPE, poll_oneoff)
+    ]
+    if "clock" in tools:
+        found.append(("clock_time_get", CLOCK_TIME_GET_TYPE, clock_time_get))
+    else:
+        found.append(("clock_time_get", CLOCK_TIME_GET_TYPE, clock_time_get_denied))
+        found.append(("clock_res_get", CLOCK_RES_GET_TYPE, clock_res_get_denied))
+    found.append(("random_get", RANDOM_GET_TYPE, random_get if "random" in tools else random_get_denied))
+    return found
 
 
 def poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, nsubscriptions: int, nevents: int) -> int:
