@@ -163,6 +163,28 @@ def _str_map(value: Any, name: str, max_items: int = 64) -> dict[str, str]:
     return {_str(k, f"{name} key", 256): _str(v, f"{name}.{k}", 4096) for k, v in value.items()}
 
 
+def _env(value: Any) -> dict[str, str]:
+    """`env` as a WASI environment: NUL-terminated `KEY=value` strings, so a key must be non-empty and hold
+    no `=` (the guest's getenv would split it elsewhere) and nothing may hold a NUL (it would cut the entry)."""
+    env = _str_map(value, "env")
+    for key, val in env.items():
+        if not key:
+            raise InvalidArgument("env has an empty key", field="env")
+        if "=" in key or "\0" in key:
+            raise InvalidArgument(f"env key {quote(key)} contains '=' or a NUL character", field="env")
+        if "\0" in val:
+            raise InvalidArgument(f"env.{quote(key)} contains a NUL character", field="env")
+    return env
+
+
+def _args(value: Any) -> tuple[str, ...]:
+    args = _str_list(value, "args")
+    for i, arg in enumerate(args):
+        if "\0" in arg:
+            raise InvalidArgument(f"args[{i}] contains a NUL character", field="args")
+    return args
+
+
 def _limit(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"{name} must be a whole number", field=name)
@@ -230,11 +252,12 @@ def parse_draft(raw: bytes) -> Draft:
                 f"unknown limit {quote(bad[0])}; known: {', '.join(LIMIT_KEYS)}", field=f"limits.{bad[0]}"
             )
         out["limits"] = {k: _limit(v, f"limits.{k}") for k, v in limits.items()}
-    for key in ("env", "labels"):
-        if key in data:
-            out[key] = _str_map(data[key], key)
+    if "env" in data:
+        out["env"] = _env(data["env"])
+    if "labels" in data:
+        out["labels"] = _str_map(data["labels"], "labels")
     if "args" in data:
-        out["args"] = _str_list(data["args"], "args")
+        out["args"] = _args(data["args"])
     if "module_sha256" in data:
         digest = _str(data["module_sha256"], "module_sha256", 64)
         if not SHA256_RE.fullmatch(digest):

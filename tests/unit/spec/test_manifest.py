@@ -60,6 +60,16 @@ def resolved(raw: bytes, *parents: Manifest, digest: str | None = DIGEST) -> Man
         (draft(limits={"fuel": True}), "limits.fuel"),
         (draft(limits={"cpu": 1}), "limits.cpu"),
         (draft(env={"A": 1}), "env.A"),
+        (draft(env={"": "x"}), "env"),
+        (draft(env={"A=B": "x"}), "env"),
+        (draft(env={"A\0": "x"}), "env"),
+        (draft(env={"A": "x\0y"}), "env"),
+        (draft(env={f"K{i}": "v" for i in range(65)}), "env"),
+        (draft(env={"K" * 257: "v"}), "env key"),
+        (draft(env={"K": "v" * 4097}), "env.K"),
+        (draft(args=["a\0b"]), "args"),
+        (draft(args=["a"] * 65), "args"),
+        (draft(args=["a" * 4097]), "args[0]"),
         (draft(module_sha256="XYZ"), "module_sha256"),
         (draft(http_hosts=["no-port"]), "http_hosts[0]"),
         (draft(retryable="yes"), "retryable"),
@@ -70,6 +80,12 @@ def test_bad_drafts_name_the_field(raw: bytes, field: str) -> None:
         parse_draft(raw)
     assert err.value.field == field
     assert err.value.message
+
+
+def test_env_errors_do_not_repeat_a_long_key() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse_draft(draft(env={"=" * 250: "v"}))
+    assert len(err.value.message) < 120
 
 
 def test_oversize_manifest_is_rejected() -> None:
