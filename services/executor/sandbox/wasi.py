@@ -97,9 +97,7 @@ def random_get_denied(_caller: wasmtime.Caller, _buf: int, _length: int) -> int:
 
 def shadows(tools: frozenset[str]) -> list[tuple[str, wasmtime.FuncType, Callable[..., int]]]:
     """The WASI functions a Linker for `tools` defines over wasmtime's own: (name, type, function)."""
-    found: list[tuple[str, wasmtime.FuncType, Callable[..., int]]] = [
-        ("poll_oneoff", POLL_ONEOFF_TYPE, poll_oneoff)
-    ]
+    found: list[tuple[str, wasmtime.FuncType, Callable[..., int]]] = [("poll_oneoff", POLL_ONEOFF_TYPE, poll_oneoff)]
     if "clock" in tools:
         found.append(("clock_time_get", CLOCK_TIME_GET_TYPE, clock_time_get))
     else:
