@@ -32,7 +32,7 @@ from services.common.logs import log_event
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_MIGRATION_RE = re.compile(r"\A([0-9]{4})_([a-z0-9_]+)\.sql\Z")
 
 # Errors that mean "the database is not there right now", not "this statement is wrong": the caller gets
 # UNAVAILABLE and may retry; the pool replaces broken connections by itself.
@@ -78,7 +78,7 @@ def load_migrations(folder: Path) -> list[Migration]:
     """The folder's NNNN_name.sql files in order; versions must be 1, 2, 3, ... with no gap."""
     found: list[Migration] = []
     for path in sorted(folder.glob("*.sql")):
-        match = _MIGRATION_RE.match(path.name)
+        match = _MIGRATION_RE.fullmatch(path.name)
         if match is None:
             raise ValueError(f"{path.name}: migration files are named NNNN_lower_case_name.sql")
         found.append(Migration(int(match.group(1)), match.group(2), path.read_text()))
