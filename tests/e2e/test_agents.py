@@ -47,6 +47,7 @@ EXAMPLES: dict[str, tuple[bytes, Callable[[bytes], None]]] = {
     "text-stats-strict": (json.dumps({"text": TEXT}).encode(), lambda out: _eq(json.loads(out), TEXT_STATS)),
     "prime-sieve": (b'{"n": 100}', lambda out: _eq(json.loads(out), {"n": 100, "primes": 25, "largest": 97})),
     "kv-counter": (b'{"key": "visits"}', lambda out: _check_kv(json.loads(out))),
+    "fs-conformance": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 29/29")),
 }
 
 

@@ -7,8 +7,8 @@ Each call does bounded work whatever the guest asks: at most 1024 iovecs and MAX
 kept are copied out of the guest (stdout up to the cap plus one byte to detect the overflow). So a call
 returns to wasm, where the epoch deadline reaches the guest, within about a millisecond; no deadline
 check of its own is needed (these two run on every run's path, so each saved step counts).
-With `scratch` granted WASI owns file descriptors >= 3 and stdio goes through WASI: stdin from a file
-in the run's private directory, stdout/stderr through callbacks (the output cap then stops the guest
+With `scratch` granted WASI owns file descriptors >= 3 (the run's private directory, preopened at
+`/scratch` and at `/`) and stdio goes through WASI: stdin from a file in the run's private directory, stdout/stderr through callbacks (the output cap then stops the guest
 at the next tick).
 """
 
@@ -94,11 +94,17 @@ def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState) -> Path 
     wasi.env = list(spec.env.items())
     scratch: Path | None = None
     if "scratch" in spec.tools:
-        # A private directory per run: /scratch for the guest, plus the stdin file beside it.
+        # A private directory per run, `fs`, is the guest's whole file system: preopened at `/`, where
+        # standard libraries resolve both absolute paths and relative ones (their working directory is
+        # `/`), and its subdirectory `scratch` at `/scratch` as before. `/scratch` is preopened first so
+        # that it keeps fd 3 for programs that call WASI directly; libc picks the longest matching
+        # preopen, so `/scratch/x` is the same file through either. The stdin file lies outside `fs`.
         scratch = Path(tempfile.mkdtemp(prefix="af-run-"))
-        (scratch / "fs").mkdir()
+        root = scratch / "fs"
+        (root / "scratch").mkdir(parents=True)
         (scratch / "stdin").write_bytes(spec.input)
-        wasi.preopen_dir(str(scratch / "fs"), "/scratch")
+        wasi.preopen_dir(str(root / "scratch"), "/scratch")
+        wasi.preopen_dir(str(root), "/")
         wasi.stdin_file = str(scratch / "stdin")
 
         def stdout(data: bytes) -> int:

@@ -1,6 +1,6 @@
 """Every agent tool through real signer, registry and executor processes: log, kv (per agent id, also
 across runs and through the scheduler), clock, random, http_get (allowed, and denied at call time),
-scratch (WASI files under /scratch) and the max_tool_calls cap."""
+scratch (WASI files at / and /scratch; the fs-conformance agent) and the max_tool_calls cap."""
 
 from __future__ import annotations
 
@@ -139,6 +139,14 @@ def test_scratch_directory_is_private_per_run(executor: Executor) -> None:
         data = output(events)
         assert data[:2] == bytes([44, 63]), data[:2]  # ENOENT before creating it; EPERM for ../escape
         assert data[2:] == b"kept in scratch\n"
+
+
+def test_fs_conformance_agent_through_the_executor(executor: Executor) -> None:
+    """The C program of examples/agents/fs-conformance (standard file APIs at `/` and `/scratch`, escapes
+    refused); tests/unit/executor/test_filesystem.py compares its report with bare wasmtime-py's."""
+    for _ in range(2):  # its first check fails if a run sees an earlier run's files
+        report = output(ok_run(executor, "fs-conformance")).decode()
+        assert report.endswith("passed 29/29\n") and "FAIL" not in report, report
 
 
 def test_no_host_directory_without_the_scratch_tool(executor: Executor) -> None:
