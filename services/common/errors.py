@@ -70,6 +70,21 @@ class DataLoss(AgentFactoryError):
     code_name = "DATA_LOSS"
 
 
+_BY_CODE: dict[str, type[AgentFactoryError]] = {
+    cls.code_name: cls
+    for cls in (
+        InvalidArgument, NotFound, AlreadyExists, PermissionDenied, FailedPrecondition, ResourceExhausted,
+        Unavailable, DeadlineExceeded, Cancelled, DataLoss,
+    )
+}  # fmt: skip
+
+
+def error_for_code(code_name: str, message: str) -> AgentFactoryError:
+    """The domain error whose status is `code_name` (the base, INTERNAL, for a code no domain error has):
+    a status passed on as it is, such as a run's journaled end or a forwarded call's own answer."""
+    return _BY_CODE.get(code_name, AgentFactoryError)(message)
+
+
 def quote(value: object, limit: int = 64) -> str:
     """``repr(value)`` cut to ``limit`` characters: how a message names what a client sent, so that an
     error never repeats unbounded input (the transport bounds whole messages too: grpc_errors)."""

@@ -1,4 +1,7 @@
-"""The one place where domain errors become gRPC statuses (with google.rpc details where useful)."""
+"""The one place where domain errors and gRPC statuses meet, both ways: a server turns its domain errors
+into statuses (with google.rpc details where useful, `abort_with`), and every client adapter turns an
+upstream's status back into a domain error (`error_from_rpc`), so that one status means one thing in
+every service."""
 
 from __future__ import annotations
 
@@ -63,3 +66,47 @@ async def abort_internal(context: grpc.aio.ServicerContext, method: str) -> None
     rid = request_id_var.get()
     log.exception("unhandled error in %s", method, extra={"fields": {"method": method}})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid}); the server log has details")
+
+
+# Client side. An upstream's status is either its verdict on what this service asked (kept: the same
+# error class the upstream raised, so the caller learns the same thing) or a failure to get a verdict at
+# all (UNAVAILABLE: retrying, possibly elsewhere, may help). A refusal of this service itself (the mesh's
+# RBAC, a missing identity) is no verdict on the caller's request and no transient failure either: an
+# operator fixes it, so it is FAILED_PRECONDITION.
+_VERDICTS: dict[grpc.StatusCode, type[errors.AgentFactoryError]] = {
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.OUT_OF_RANGE: errors.FailedPrecondition,
+    # The upstream's stored copy is damaged: retrying elsewhere cannot help, so it is not UNAVAILABLE
+    # (which callers read as "try another replica").
+    grpc.StatusCode.DATA_LOSS: errors.DataLoss,
+}
+_REFUSALS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
+# An upstream's details are bounded by the upstream; bound them again so that a quoted reply stays short.
+MAX_UPSTREAM_DETAILS_BYTES = 512
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError, what: str, *, field: str = "") -> errors.AgentFactoryError:
+    """The domain error for an upstream call that ended with `exc`; `what` names the call (upstream,
+    method, subject) and starts the message; `field` is the caller's field an INVALID_ARGUMENT is about."""
+    code = exc.code()
+    details = bounded(exc.details() or "", MAX_UPSTREAM_DETAILS_BYTES)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.InvalidArgument(f"{what}: {details}", field=field)
+    verdict = _VERDICTS.get(code)
+    if verdict is not None:
+        return verdict(f"{what}: {details}")
+    name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+    if code in _REFUSALS:
+        return errors.FailedPrecondition(f"{what} was refused to this service ({name}: {details})")
+    return errors.Unavailable(f"{what} failed ({name}: {details}); retry")
+
+
+def relayed_error(exc: grpc.aio.AioRpcError) -> errors.AgentFactoryError:
+    """A forwarded call's status, passed on as it is: the upstream answered the very RPC the caller made
+    (not a question of this service's own), so its verdict and its failures alike are the caller's answer."""
+    code = exc.code()
+    return errors.error_for_code(
+        code.name if isinstance(code, grpc.StatusCode) else str(code), bounded(exc.details() or "")
+    )
