@@ -47,6 +47,9 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.QueryCanceledError,
+    # Raised by a pooled connection whose server went away mid-operation ("cannot switch to state ...;
+    # another operation is in progress" while the pool resets it): the connection is gone, not the query.
+    asyncpg.InternalClientError,
 )
 
 

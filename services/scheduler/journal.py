@@ -583,3 +583,10 @@ class Journal:
     async def renew(self) -> int:
         """No leases to renew: the journal file is this process's alone."""
         return 0
+
+    async def request_cancel(self, agent_id: str, reason: str) -> bool:
+        """Every unfinished agent of this journal runs in this process, which cancels it directly."""
+        return False
+
+    async def cancel_requests(self) -> list[tuple[str, str]]:
+        return []

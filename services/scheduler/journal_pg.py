@@ -69,6 +69,7 @@ _INSERT_SQL = (
     "SELECT seq FROM ins"
 )
 _TERMINAL = int(AgentState.SUCCEEDED)  # every state from SUCCEEDED on is terminal (domain.AgentState)
+_RETENTION_LOCK = 0x5C4ED01E  # transaction advisory lock: one replica's retention deletes at a time
 _SELECT = "SELECT * FROM agents"
 
 
@@ -215,6 +216,28 @@ class PgJournal:
                     )
                 )
 
+    async def request_cancel(self, agent_id: str, reason: str) -> bool:
+        """Ask the replica running an unfinished agent to cancel it; False if the agent is not unfinished."""
+        async with postgres.connection(self.pool, "the agent journal could not write") as conn:
+            status = await conn.execute(
+                "UPDATE agents SET cancel_reason = $2 WHERE id = $1 AND state IN (1, 2) AND cancel_reason IS NULL",
+                agent_id,
+                reason,
+            )
+            if status == "UPDATE 1":
+                return True
+            return bool(await conn.fetchval("SELECT state IN (1, 2) FROM agents WHERE id = $1", agent_id))
+
+    async def cancel_requests(self) -> list[tuple[str, str]]:
+        """(id, reason) of this replica's unfinished agents another replica was asked to cancel."""
+        async with postgres.connection(self.pool, "the agent journal could not read") as conn:
+            rows = await conn.fetch(
+                "SELECT id, cancel_reason FROM agents WHERE owner = $1 AND cancel_reason IS NOT NULL "
+                "AND state IN (1, 2)",
+                self.owner,
+            )
+        return [(row["id"], row["cancel_reason"]) for row in rows]
+
     async def renew(self) -> int:
         """Extend this replica's leases on its unfinished agents; returns how many it holds."""
         async with postgres.connection(self.pool, "the agent journal could not renew leases") as conn:
@@ -346,6 +369,10 @@ class PgJournal:
                 postgres.connection(self.pool, "retention could not write the journal") as conn,
                 conn.transaction(),
             ):
+                # One replica at a time: concurrent deletes of overlapping ids could deadlock; the other
+                # replicas' passes skip (their ids are the same finished agents) and retry next period.
+                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RETENTION_LOCK):
+                    return 0
                 # Only agents still finished ("never an unfinished agent" by construction).
                 gone = [
                     row["id"]
@@ -374,6 +401,13 @@ class PgJournal:
                 limit,
             )
         return int(status.rsplit(" ", 1)[-1])
+
+    async def tombstone_cutoff(self, keep: int) -> int | None:
+        async with postgres.connection(self.pool, "retention could not read the journal") as conn:
+            value = await conn.fetchval(
+                "SELECT expired_us FROM expired_agents ORDER BY expired_us DESC LIMIT 1 OFFSET $1", keep
+            )
+        return None if value is None else int(value)
 
     async def expired_at(self, agent_id: str) -> int | None:
         async with postgres.connection(self.pool, "the agent journal could not read") as conn:

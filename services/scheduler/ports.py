@@ -47,6 +47,15 @@ class AgentJournal(Protocol):
         """Keep this replica's claim on its unfinished agents; returns how many it holds."""
         ...
 
+    async def request_cancel(self, agent_id: str, reason: str) -> bool:
+        """Ask whichever replica runs this unfinished agent to cancel it; False if it is not unfinished
+        (or, embedded, if no other process could be running it)."""
+        ...
+
+    async def cancel_requests(self) -> list[tuple[str, str]]:
+        """(id, reason) of this replica's agents that another replica was asked to cancel."""
+        ...
+
 
 class TemplateResolver(Protocol):
     async def resolve(self, name: str, version: str, timeout: float) -> TemplateInfo:

@@ -121,6 +121,7 @@ class SchedulerService:
         self.dispatcher.start()
         if shared_journal:
             self._in_background(self._keep_leases(), "scheduler-leases")
+            self._in_background(self._follow_cancel_requests(), "scheduler-cancel-requests")
         if self.retention is not None and self.settings.retention.enabled:
             # Never awaited by a call: deletes in small journal writes between the hot path's own.
             self._in_background(self.retention.run(asyncio.Event()), "scheduler-retention")
@@ -140,6 +141,24 @@ class SchedulerService:
                 await self.recover()
             except errors.Unavailable as exc:  # the database is away; the leases run on until it is back
                 log_event(log, "could not renew leases", logging.WARNING, error=exc.message)
+
+    async def _follow_cancel_requests(self) -> None:
+        """Shared journal: cancel this replica's agents that a CancelAgent on another replica asked for."""
+        failing = False
+        while True:
+            await asyncio.sleep(self.settings.watch_poll_seconds)
+            try:
+                requests = await self.journal.cancel_requests()
+            except errors.Unavailable as exc:
+                if not failing:  # once per outage, not five times a second
+                    log_event(log, "could not read cancel requests", logging.WARNING, error=exc.message)
+                failing = True
+                continue
+            failing = False
+            for agent_id, reason in requests:
+                live = self.book.live.get(agent_id)
+                if live is not None and live.cancel_reason is None:
+                    self._in_background(self.cancel(agent_id, reason), f"cancel-{agent_id}")
 
     async def stop(self, grace: float) -> None:
         await self.dispatcher.stop(grace)
@@ -308,7 +327,11 @@ class SchedulerService:
     async def cancel(self, agent_id: str, reason: str = "cancelled by CancelAgent") -> Agent:
         live = self.book.live.get(_required_id(agent_id))
         if live is None:
-            return await self.book.get(agent_id)  # already ended (or NotFound)
+            # Ended (or NotFound), or run by another replica of a shared journal: ask it through the journal.
+            if await self.journal.request_cancel(agent_id, reason):
+                audit.record("cancel", target=agent_id, reason=reason)
+                return await self._until_terminal(agent_id)
+            return await self.book.get(agent_id)
         live.request_cancel(reason)
         audit.record("cancel", target=agent_id, reason=reason)
         if not live.dispatching:
@@ -319,6 +342,16 @@ class SchedulerService:
         except TimeoutError:
             log_event(log, "cancel still in progress", logging.WARNING, agent=agent_id)
         return await self.book.get(agent_id)
+
+    async def _until_terminal(self, agent_id: str) -> Agent:
+        """The agent once another replica has ended it (or as it is after cancel_wait_seconds)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settings.cancel_wait_seconds
+        agent = await self.book.get(agent_id)
+        while not agent.state.terminal and loop.time() < give_up:
+            await asyncio.sleep(self.settings.watch_poll_seconds)
+            agent = await self.book.get(agent_id)
+        return agent
 
     async def run(
         self, spec: CreateSpec, timeout: float | None, *, result_only: bool = False

@@ -194,6 +194,8 @@ async def test_retention_finds_deletes_and_remembers_finished_agents_only(
     assert await journal.list(ListFilter(labels=(("team", "a"),)), None, 50) == []  # its labels went too
     assert await journal.expired_at(old[0].id) == 9_000_000  # type: ignore[attr-defined]
     assert await journal.expired_at(recent.id) is None  # type: ignore[attr-defined]
+    assert await journal.tombstone_cutoff(1) == 9_000_000  # type: ignore[attr-defined]
+    assert await journal.tombstone_cutoff(3) is None  # type: ignore[attr-defined]
     assert await journal.prune_tombstones(9_000_001, 2) == 2  # type: ignore[attr-defined]
     assert await journal.prune_tombstones(9_000_001, 2) == 1  # type: ignore[attr-defined]
     assert await journal.expired_at(old[0].id) is None  # type: ignore[attr-defined]

@@ -138,3 +138,16 @@ async def test_a_newer_or_edited_schema_is_refused(pg_dsn: str, tmp_path: Path) 
     (tmp_path / "0003_c.sql").write_text("SELECT 1")
     with pytest.raises(ValueError, match="0002 is missing"):
         postgres.load_migrations(tmp_path)
+
+
+async def test_cancel_requests_reach_the_owner_only(replicas: list[PgJournal]) -> None:
+    owner, other, _ = replicas
+    stored, _ = await owner.create(agent(1))
+    assert await other.request_cancel(stored.id, "stop it") is True
+    assert await other.cancel_requests() == []
+    assert await owner.cancel_requests() == [(stored.id, "stop it")]
+    done = domain.finish(stored, domain.Outcome(domain.AgentState.CANCELLED, "stop it", "cancelled", "CANCELLED"), 1.0)
+    await owner.update(done)
+    assert await owner.cancel_requests() == []  # only unfinished agents are asked about
+    assert await other.request_cancel(stored.id, "again") is False
+    assert await other.request_cancel("no-such-agent", "x") is False

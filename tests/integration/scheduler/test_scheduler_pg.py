@@ -183,3 +183,15 @@ def test_database_outage_is_unavailable_and_heals(scheduler: SchedulerFactory) -
     finally:
         server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_cancel_on_a_replica_that_does_not_run_the_agent(scheduler: SchedulerFactory, pg_dsn: str) -> None:  # noqa: F811
+    a, b = replica(scheduler, pg_dsn), replica(scheduler, pg_dsn)
+    spinning = a.create("sched-spin")
+    while a.get(spinning.id).state != S.AGENT_STATE_RUNNING:
+        time.sleep(0.05)
+    cancelled = b.stub.CancelAgent(pb.CancelAgentRequest(id=spinning.id), timeout=30).agent
+    assert cancelled.state == S.AGENT_STATE_CANCELLED, cancelled  # the owner stopped the run
+    assert a.get(spinning.id).state == S.AGENT_STATE_CANCELLED
+    again = b.stub.CancelAgent(pb.CancelAgentRequest(id=spinning.id), timeout=30).agent
+    assert again.state == S.AGENT_STATE_CANCELLED  # idempotent on an ended agent
