@@ -21,8 +21,8 @@ async def _read(call: grpc.aio.UnaryStreamCall) -> None:
     try:
         async for _ in call:
             pass
-    except grpc.aio.AioRpcError:
-        pass
+    except (grpc.aio.AioRpcError, asyncio.CancelledError):
+        pass  # the end of the measurement cancels every stream
 
 
 async def main(kind: str, addr: str, count: int, agent_id: str) -> None:
@@ -34,13 +34,15 @@ async def main(kind: str, addr: str, count: int, agent_id: str) -> None:
             sched = pb_grpc.SchedulerServiceStub(channel)
             calls = [sched.WatchAgent(pb.WatchAgentRequest(id=agent_id)) for _ in range(count)]
         readers = [asyncio.ensure_future(_read(call)) for call in calls]
-        for call in calls:  # open: the server has answered with its headers
-            await call.initial_metadata()
+        await channel.channel_ready()
+        # A watch with nothing to replay sends no message (and no headers) until an event: give the server
+        # time to take every stream, then say so (the caller waits a little more on its side).
+        await asyncio.sleep(0.5 + count / 500)
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         for call in calls:
             call.cancel()
-        await asyncio.gather(*readers)
+        await asyncio.gather(*readers, return_exceptions=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ WatchEvent = AgentChanged | Output | Log
 # the delivery task hands it on in slices, off the writer's path. One FIFO for every agent keeps each
 # watcher's order.
 INLINE_WATCHERS = 4
-FANOUT: Fanout[tuple[WatchEvent | None, bool]] = Fanout(slice_size=32)
+FANOUT: Fanout[tuple[WatchEvent | None, bool]] = Fanout()
 
 
 class Subscriber:
