@@ -12,7 +12,8 @@ from agentfactory.registry.v1 import registry_service_pb2 as reg_pb2
 from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb2
 from agentfactory.signer.v1 import signer_service_pb2_grpc as sig_grpc
-from services.common.errors import AgentFactoryError, DataLoss, FailedPrecondition, NotFound, Unavailable
+from services.common.errors import FailedPrecondition
+from services.common.grpc_errors import error_from_rpc
 from services.common.template_proto import template_from_proto
 from services.executor.service import TemplateChange
 from services.spec.published import PublishedTemplate
@@ -22,19 +23,6 @@ UNARY_TIMEOUT_S = 5.0
 FETCH_TIMEOUT_S = 30.0
 WATCH_TIMEOUT_S = 300.0  # a watch is re-opened from the last revision when its deadline ends it
 LIST_PAGE = 500
-
-
-def _translate(what: str, exc: grpc.aio.AioRpcError) -> AgentFactoryError:
-    code = exc.code()
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFound(f"{what}: {exc.details()}")
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-        return FailedPrecondition(f"{what}: {exc.details()}")
-    if code == grpc.StatusCode.DATA_LOSS:
-        # The registry's stored copy is damaged (e.g. a module blob failing its digest): retrying elsewhere
-        # cannot help, so say so instead of UNAVAILABLE, which callers treat as "try another executor".
-        return DataLoss(f"{what}: {exc.details()}")
-    return Unavailable(f"{what} failed: {code.name} {exc.details()}")
 
 
 class RegistryClient:
@@ -47,9 +35,7 @@ class RegistryClient:
                 reg_pb2.GetTemplateRequest(name=name, version=version), timeout=UNARY_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(f"template {name}@{version} is not published") from exc
-            raise _translate(f"registry GetTemplate {name}@{version}", exc) from exc
+            raise error_from_rpc(exc, f"registry GetTemplate {name}@{version}") from exc
         return template_from_proto(reply.template)
 
     async def fetch_module(self, sha256: str, max_bytes: int) -> bytes:
@@ -64,7 +50,7 @@ class RegistryClient:
                     )
                 data += chunk.chunk
         except grpc.aio.AioRpcError as exc:
-            raise _translate(f"registry FetchModule {sha256}", exc) from exc
+            raise error_from_rpc(exc, f"registry FetchModule {sha256}") from exc
         if hashlib.sha256(data).hexdigest() != sha256:
             raise FailedPrecondition(f"module fetched for {sha256} hashes to {hashlib.sha256(data).hexdigest()}")
         return bytes(data)
@@ -86,7 +72,7 @@ class RegistryClient:
                 if not token:
                     return out
         except grpc.aio.AioRpcError as exc:
-            raise _translate("registry ListTemplates", exc) from exc
+            raise error_from_rpc(exc, "registry ListTemplates") from exc
 
     async def watch(self, after_revision: int) -> AsyncIterator[TemplateChange]:
         call = self._stub.WatchTemplates(
@@ -103,7 +89,7 @@ class RegistryClient:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return  # the planned end of one watch; the caller re-opens it
-            raise _translate("registry WatchTemplates", exc) from exc
+            raise error_from_rpc(exc, "registry WatchTemplates") from exc
         finally:
             call.cancel()
 
@@ -116,7 +102,7 @@ class SignerClient:
         try:
             reply = await self._stub.GetPublicKeys(sig_pb2.GetPublicKeysRequest(), timeout=UNARY_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
-            raise _translate("signer GetPublicKeys", exc) from exc
+            raise error_from_rpc(exc, "signer GetPublicKeys") from exc
         return _key_set(reply)
 
     async def watch_keys(self) -> AsyncIterator[tuple[list[PublicKeyVersion], dict[str, int]]]:
@@ -128,7 +114,7 @@ class SignerClient:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return  # the planned end of one watch; the caller re-opens it
-            raise _translate("signer WatchPublicKeys", exc) from exc
+            raise error_from_rpc(exc, "signer WatchPublicKeys") from exc
         finally:
             call.cancel()
 

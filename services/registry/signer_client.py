@@ -9,12 +9,11 @@ import grpc
 
 from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
 from services.common.channels import aio_channel
-from services.common.errors import FailedPrecondition, Unavailable
+from services.common.grpc_errors import error_from_rpc
 from services.common.template_proto import signature_from_proto
 from services.spec.signature import PublicKeyVersion, SignatureRecord
 
 WATCH_TIMEOUT_S = 300.0  # a key watch is re-opened when its deadline ends it
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,7 @@ class GrpcSigner:
         try:
             reply = await self._stub.Sign(signer_service_pb2.SignRequest(payload=payload), timeout=self.timeout_seconds)
         except grpc.aio.AioRpcError as exc:
-            detail = f"{exc.code().name}: {exc.details()}"
-            if exc.code() in _TRANSIENT:
-                raise Unavailable(f"the signer at {self.target} is unavailable ({detail}); retry the publish") from exc
-            raise FailedPrecondition(f"the signer at {self.target} refused to sign ({detail})") from exc
+            raise error_from_rpc(exc, f"the signer at {self.target} signing") from exc
         return signature_from_proto(reply.signature)
 
     async def live_keys(self) -> frozenset[tuple[str, int]]:
@@ -50,8 +46,7 @@ class GrpcSigner:
                 signer_service_pb2.GetPublicKeysRequest(), timeout=self.timeout_seconds
             )
         except grpc.aio.AioRpcError as exc:
-            detail = f"{exc.code().name}: {exc.details()}"
-            raise Unavailable(f"the signer at {self.target} did not list its keys ({detail}); retry") from exc
+            raise error_from_rpc(exc, f"the signer at {self.target} listing its keys") from exc
         return frozenset((k.key_id, k.key_version) for k in reply.keys if k.key_version >= reply.min_version)
 
     async def watch_keys(self) -> AsyncIterator[KeySetSeen]:
@@ -71,7 +66,7 @@ class GrpcSigner:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return  # the planned end of one watch; the caller re-opens it
-            raise Unavailable(f"the signer's key watch at {self.target} ended ({exc.code().name})") from exc
+            raise error_from_rpc(exc, f"the signer's key watch at {self.target}") from exc
         finally:
             call.cancel()
 

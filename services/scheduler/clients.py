@@ -19,6 +19,7 @@ from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
 from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from services.common import errors, mesh_headers
 from services.common.channels import aio_channel
+from services.common.grpc_errors import error_from_rpc
 from services.scheduler.domain import RunFinished, RunOutcome, TemplateInfo
 from services.scheduler.ports import Accepted, Ended, ExecutorEvent, Log, Output, RunSpec, Started
 
@@ -46,13 +47,8 @@ class RegistryTemplates:
         try:
             reply = await self._stub.GetTemplate(reg_pb.GetTemplateRequest(name=name, version=version), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            code, details = exc.code(), exc.details() or ""
-            if code == grpc.StatusCode.NOT_FOUND:
-                raise errors.NotFound(f"template {ref} is not published in the registry: {details}") from None
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise errors.InvalidArgument(f"the registry refused {ref}: {details}", field="template_name") from None
-            raise errors.Unavailable(
-                f"the registry at {self.address} could not resolve {ref} ({code.name}: {details}); retry"
+            raise error_from_rpc(
+                exc, f"the registry at {self.address} resolving {ref}", field="template_name"
             ) from None
         template = reply.template
         if template.deprecated and version:

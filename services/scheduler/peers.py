@@ -24,11 +24,11 @@ from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
 from services.common import mesh_headers
 from services.common.channels import aio_channel
 from services.common.errors import NotFound, Unavailable
+from services.common.grpc_errors import relayed_error
 from services.common.logs import caller_var, log_event
 from services.common.timestamps import to_unix
 from services.scheduler import metrics
 from services.scheduler.domain import PageCursor
-from services.scheduler.service import error_for_status
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
@@ -111,7 +111,7 @@ class Peers:
             while (response := await call.read()) is not grpc.aio.EOF:
                 yield response
         except grpc.aio.AioRpcError as exc:  # the owner ended the watch with an error: pass it on
-            raise error_for_status(exc.code().name, exc.details() or "") from None
+            raise relayed_error(exc) from None
         finally:
             call.cancel()
 
@@ -159,7 +159,7 @@ class Peers:
                 request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
             )
         except grpc.aio.AioRpcError as exc:  # ALREADY_EXISTS for a different input, and the like
-            raise error_for_status(exc.code().name, exc.details() or "") from None
+            raise relayed_error(exc) from None
 
     async def run(
         self, request: pb.RunAgentRequest, color: str, timeout: float | None
@@ -171,7 +171,7 @@ class Peers:
             while (response := await call.read()) is not grpc.aio.EOF:
                 yield response
         except grpc.aio.AioRpcError as exc:
-            raise error_for_status(exc.code().name, exc.details() or "") from None
+            raise relayed_error(exc) from None
         finally:
             call.cancel()
 
