@@ -1,0 +1,108 @@
+"""An executor that hangs (SIGSTOP: alive, connected, silent) in the middle of a run.
+
+Nothing closes its connections, so only the sidecar's HTTP/2 keepalive on its connection to the app
+(resilience.keepalive_interval/_timeout) can notice: the unanswered PING closes the connection, the
+Run stream breaks, and the scheduler re-runs the retryable agent on the other executor. Before, the
+run stayed RUNNING for its timeout plus 30 s of slack and ended TIMED_OUT after one attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from afctl.client import Client
+from afctl.examples import catalogue
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as S
+from tests.harness_mesh import E2EMesh, wait_until
+
+TIMEOUT = 15.0
+EXECUTORS = ("executor-blue", "executor-green")
+CALLERS = ("scheduler-blue", "scheduler-green")
+ENDED = (S.AGENT_STATE_SUCCEEDED, S.AGENT_STATE_FAILED, S.AGENT_STATE_TIMED_OUT, S.AGENT_STATE_CANCELLED)
+
+
+def _pid(mesh: E2EMesh, program: str) -> int:
+    ctl = str(Path(sys.executable).parent / "supervisorctl")
+    out = subprocess.run(
+        [ctl, "-c", str(mesh.conf), "pid", f"services:{program}"], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip())
+
+
+def _publish_spinner(publisher: Client) -> str:
+    (parent,) = [t for t in catalogue("hostile") if t.name == "hostile-loop-export"]
+    publisher.publish(parent.manifest_json(), parent.module())
+    # An endless loop with fuel for a few seconds: long enough to be frozen mid-run, and it ends the
+    # same way wherever it runs (its fuel), so a re-run is visible in `attempts` and `executor`.
+    child = {
+        "name": "e2e-stalled",
+        "version": "1.0.0",
+        "extends": parent.ref,
+        "description": "hostile-loop-export, retryable, with fuel for a few seconds",
+        "limits": {"fuel": 4_000_000_000, "timeout_ms": 30_000},
+        "retryable": True,
+    }
+    publisher.publish(json.dumps(child).encode(), None)
+    return "e2e-stalled"
+
+
+def _health(mesh: E2EMesh, caller: str, executor: str) -> str:
+    """The executor's health flags in the caller's sidecar (its own color's cluster)."""
+    url = f"http://127.0.0.1:{mesh.topo.instance(caller).admin}/clusters"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        lines = resp.read().decode().splitlines()
+    mine = [ln for ln in lines if ln.startswith(f"{executor}::")]
+    hosts = {ln.split("::")[1] for ln in mine if ln.endswith(f"::hostname::{executor}")}
+    flags = [ln.rsplit("::", 1)[-1] for ln in mine if ln.split("::")[1] in hosts and "::health_flags::" in ln]
+    return flags[0] if flags else ""
+
+
+def _get(op: Client, agent_id: str) -> S.Agent:
+    return op.scheduler.GetAgent(S.GetAgentRequest(id=agent_id), timeout=TIMEOUT, metadata=op.metadata).agent
+
+
+def test_a_stopped_executor_mid_run_is_cut_off_and_the_agent_re_run_elsewhere(
+    e2e_mesh: E2EMesh, as_role: Callable[[str], Client]
+) -> None:
+    publisher, op = as_role("publisher"), as_role("operator")
+    name = _publish_spinner(publisher)
+    agent = op.scheduler.CreateAgent(
+        S.CreateAgentRequest(template_name=name), timeout=TIMEOUT, metadata=op.metadata
+    ).agent
+    deadline = time.monotonic() + 20
+    while agent.state != S.AGENT_STATE_RUNNING and time.monotonic() < deadline:
+        time.sleep(0.02)
+        agent = _get(op, agent.id)
+    assert agent.state == S.AGENT_STATE_RUNNING and agent.executor in EXECUTORS, agent
+    frozen = agent.executor
+    pid = _pid(e2e_mesh, frozen)
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        # A generous wait, not a bound: without keepalive the agent would end TIMED_OUT after ~60 s.
+        deadline = stopped + 120
+        while agent.state not in ENDED and time.monotonic() < deadline:
+            time.sleep(0.2)
+            agent = _get(op, agent.id)
+        took = time.monotonic() - stopped
+        # The mesh's own figure: the callers' sidecars flag the stopped host (its health checks time
+        # out), so no new run goes there while it is stopped.
+        flagged = {s: wait_until(lambda s=s: _health(e2e_mesh, s, frozen) not in ("", "healthy"), 30) for s in CALLERS}
+        flags = {s: _health(e2e_mesh, s, frozen) for s in CALLERS}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    print(f"executor {frozen} stopped mid-run; agent ended {S.AgentState.Name(agent.state)} {took:.1f} s later")
+    # Re-run on the other executor to its own end (the fuel), not timed out on the frozen one.
+    assert agent.state == S.AGENT_STATE_FAILED and "fuel" in agent.reason, agent
+    assert agent.attempts == 2, agent
+    assert agent.executor in EXECUTORS and agent.executor != frozen, agent
+    assert all(flagged.values()), flags
+    print(f"{frozen} as the schedulers' sidecars saw it: {flags}")
