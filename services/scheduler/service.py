@@ -25,20 +25,6 @@ from services.scheduler.retention import Retention, RetentionJournal, RetentionP
 
 log = logging.getLogger(__name__)
 
-_ERRORS: dict[str, type[errors.AgentFactoryError]] = {
-    cls.code_name: cls
-    for cls in (
-        errors.InvalidArgument, errors.NotFound, errors.AlreadyExists, errors.PermissionDenied,
-        errors.FailedPrecondition, errors.ResourceExhausted, errors.Unavailable, errors.DeadlineExceeded,
-        errors.Cancelled,
-    )
-}  # fmt: skip
-
-
-def error_for_status(status: str, message: str) -> errors.AgentFactoryError:
-    """The domain error a RunAgent call ends with for a journaled status (INTERNAL for unknown codes)."""
-    return _ERRORS.get(status, errors.AgentFactoryError)(message)
-
 
 # Timestamps a listing accepts: 0001-01-01 .. 9999-12-31, the range google.protobuf.Timestamp allows.
 _MIN_UNIX, _MAX_UNIX = -62_135_596_800, 253_402_300_799
@@ -374,7 +360,7 @@ class SchedulerService:
         if final is None:
             raise errors.Unavailable(f"agent {agent.id} is still running but its stream ended; watch it")
         if final.status and final.status != "OK":
-            raise error_for_status(final.status, final.reason)
+            raise errors.error_for_code(final.status, final.reason)  # the journaled end, as it is
 
     async def _result(self, agent: Agent) -> AsyncIterator[WatchEvent]:
         """The agent as created, then as it ended: no subscription, nothing in between."""
