@@ -60,6 +60,7 @@ images: images-base images-context ## build every image (base from debootstrap, 
 	    --build-arg BASE=$(IMAGE_BASE) --build-arg VERSION=$(IMAGE_TAG) \
 	    -t agentfactory/$$t:$(IMAGE_TAG) - < $(IMAGES_DIR)/context.tar >/dev/null; \
 	done
+	@$(DOCKER_ENV) $(DOCKER) image prune -f >/dev/null  # the layers a rebuild replaced
 	@$(DOCKER_ENV) $(DOCKER) image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' 'agentfactory/*'
 	@$(if $(KEEP_DAEMON),,images/dockerd.sh stop)
 

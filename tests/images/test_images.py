@@ -33,6 +33,12 @@ class Container:
     def logs(self) -> str:
         return self.daemon.docker("logs", self.name).stdout[-4000:]
 
+    def output(self) -> str:
+        """What the container printed: from `docker logs` while it exists, else from its client."""
+        if self.proc.poll() is not None and self.proc.stdout:
+            return self.proc.stdout.read().decode(errors="replace")[-4000:]
+        return self.logs()
+
     def stop(self) -> None:
         self.daemon.docker("stop", "-t", "10", self.name)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -80,10 +86,16 @@ def chain(daemon: Daemon, tag: str, tmp_path_factory: pytest.TempPathFactory) ->
             t0 = time.monotonic()
             container = Container(daemon, name, args)
             containers.append(container)
-            try:
-                wait_serving(addr, timeout=120)
-            except TimeoutError:
-                pytest.fail(f"{service} image never SERVING on {addr}:\n{container.logs()}")
+            # Short health waits while the container lives: a service that dies at start-up (say an
+            # import missing from images/requirements-runtime.txt) fails here with its own log.
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    wait_serving(addr, timeout=1)
+                    break
+                except TimeoutError:
+                    if container.proc.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"{service} image never SERVING on {addr}:\n{container.output()}")
             started[service] = (addr, time.monotonic() - t0)
             print(f"{service}: SERVING {started[service][1]:.2f} s after docker run")
         yield started
@@ -138,6 +150,7 @@ def test_envoy_image_serves_its_admin_ready(daemon: Daemon, tag: str, tmp_path: 
         read_only_mounts=[tmp_path],
         label=SESSION_LABEL,
     )
+    t0 = time.monotonic()
     container = Container(daemon, name, args)
     try:
         deadline = time.monotonic() + 60
@@ -150,5 +163,6 @@ def test_envoy_image_serves_its_admin_ready(daemon: Daemon, tag: str, tmp_path: 
                     break
             time.sleep(0.1)
         assert body == "LIVE", container.logs()
+        print(f"envoy: LIVE {time.monotonic() - t0:.2f} s after docker run")
     finally:
         container.stop()
