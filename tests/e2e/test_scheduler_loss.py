@@ -1,0 +1,87 @@
+"""A scheduler killed (SIGKILL) while a RunAgent streams to its client.
+
+What the client sees is a broken stream: the response had started, so Envoy can only reset it, and a
+gRPC client reports that as INTERNAL or UNAVAILABLE depending on how the reset reaches it (issue 10
+item 16 asks for UNAVAILABLE; HTTP/2 cannot carry a status after the response started, see
+mesh/README.md). What the platform guarantees is checked here: once supervisord has restarted the
+scheduler, the same request_id reaches the same agent, which ends normally; nothing ran twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from afctl.client import Client
+from afctl.examples import catalogue
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as S
+from tests.harness_mesh import E2EMesh
+
+TIMEOUT = 60.0
+
+
+def _pid(mesh: E2EMesh, program: str) -> int:
+    ctl = str(Path(sys.executable).parent / "supervisorctl")
+    out = subprocess.run(
+        [ctl, "-c", str(mesh.conf), "pid", f"services:{program}"], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip())
+
+
+def _publish(publisher: Client) -> str:
+    (parent,) = [t for t in catalogue("hostile") if t.name == "hostile-loop-export"]
+    publisher.publish(parent.manifest_json(), parent.module())
+    child = {
+        "name": "e2e-sched-killed",
+        "version": "1.0.0",
+        "extends": parent.ref,
+        "description": "hostile-loop-export, retryable, with fuel for a few seconds",
+        "limits": {"fuel": 4_000_000_000, "timeout_ms": 30_000},
+        "retryable": True,
+    }
+    publisher.publish(json.dumps(child).encode(), None)
+    return "e2e-sched-killed"
+
+
+def test_a_killed_scheduler_breaks_the_stream_and_the_request_id_finds_the_agent_again(
+    e2e_mesh: E2EMesh, as_role: Callable[[str], Client]
+) -> None:
+    publisher, op = as_role("publisher"), as_role("operator")
+    name = _publish(publisher)
+    request_id = uuid.uuid4().hex
+    first: S.Agent | None = None
+    code = grpc.StatusCode.OK
+    killed = ""
+    try:
+        for event in op.run_agent(name, b"", timeout=TIMEOUT, request_id=request_id):
+            if event.WhichOneof("event") == "agent" and first is None:
+                first = event.agent
+                # make run's weights send every new agent to blue.
+                killed = "scheduler-blue"
+                os.kill(_pid(e2e_mesh, killed), signal.SIGKILL)
+    except grpc.RpcError as exc:
+        code = exc.code()
+        print(f"RunAgent in flight when {killed} was killed: {code.name}: {exc.details()}")
+    assert first is not None
+    assert code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE), code
+    # Retry with the same request_id until a scheduler answers again (supervisord restarts it).
+    deadline, final = time.monotonic() + TIMEOUT, S.Agent()
+    while time.monotonic() < deadline:
+        try:
+            for event in op.run_agent(name, b"", timeout=TIMEOUT, request_id=request_id):
+                if event.WhichOneof("event") == "agent":
+                    final = event.agent
+            break
+        except grpc.RpcError:
+            time.sleep(0.5)  # not back yet
+    assert final.id == first.id, (first, final)
+    assert final.state in (S.AGENT_STATE_FAILED, S.AGENT_STATE_SUCCEEDED), final
