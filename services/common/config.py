@@ -6,6 +6,7 @@ with a message naming the variable.
 
 from __future__ import annotations
 
+import builtins  # Env has methods named str and list: annotations after them name the builtins explicitly
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,11 +30,11 @@ class Env:
             return default
         return value
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: builtins.str) -> builtins.str | None:
         value = self._env.get(name)
         return value if value else None
 
-    def int(self, name: str, default: int) -> int:
+    def int(self, name: builtins.str, default: int) -> int:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -42,7 +43,7 @@ class Env:
         except ValueError as exc:
             raise ConfigError(f"{name}={raw!r} is not an integer") from exc
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: builtins.str, default: float) -> float:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -51,7 +52,7 @@ class Env:
         except ValueError as exc:
             raise ConfigError(f"{name}={raw!r} is not a number") from exc
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -62,13 +63,15 @@ class Env:
             return False
         raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
 
-    def list(self, name: str, default: list[str] | None = None) -> list[str]:
+    def list(
+        self, name: builtins.str, default: builtins.list[builtins.str] | None = None
+    ) -> builtins.list[builtins.str]:
         raw = self._env.get(name)
         if not raw:
             return list(default or [])
         return [item.strip() for item in raw.split(",") if item.strip()]
 
-    def path(self, name: str, default: str) -> Path:
+    def path(self, name: builtins.str, default: builtins.str) -> Path:
         return Path(self.str(name, default))
 
 

@@ -6,6 +6,7 @@ every service."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -51,7 +52,7 @@ def _details(exc: errors.AgentFactoryError, code: grpc.StatusCode, message: str)
     return status.SerializeToString()
 
 
-async def abort_with(context: grpc.aio.ServicerContext, exc: errors.AgentFactoryError) -> None:
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: errors.AgentFactoryError) -> None:
     """Abort the call with the status matching `exc`. Always raises."""
     code = status_code_for(exc)
     # Domain messages may quote what the client sent: bound them here, once, for every service.
@@ -61,7 +62,7 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: errors.AgentFactory
     await context.abort(code, message, trailing_metadata=metadata)
 
 
-async def abort_internal(context: grpc.aio.ServicerContext, method: str) -> None:
+async def abort_internal(context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
     """Unexpected failure: log the traceback, tell the caller only that it happened and where to look."""
     rid = request_id_var.get()
     log.exception("unhandled error in %s", method, extra={"fields": {"method": method}})

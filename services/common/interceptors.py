@@ -25,7 +25,7 @@ from services.common.metrics import POLICY_DENIALS, RPC_LATENCY, RPC_TOTAL
 from services.common.request_guard import Rejected, guard_deserializer
 
 
-def _code_of(context: grpc.aio.ServicerContext) -> str:
+def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     code = context.code()
     if code is None:
         return "OK"
@@ -71,7 +71,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 POLICY_DENIALS.labels(service, rule).inc()
                 audit.record("policy_denial", target=method, outcome="denied", rule=rule, reason=exc.message)
 
-        async def settle(exc: Exception, context: grpc.aio.ServicerContext, outcome: list[str]) -> None:
+        async def settle(exc: Exception, context: grpc.aio.ServicerContext[Any, Any], outcome: list[str]) -> None:
             """Turn what a handler raised into the call's status; always raises."""
             if isinstance(exc, errors.AgentFactoryError):
                 outcome[0] = exc.code_name
@@ -86,7 +86,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started, token = begin()
                 outcome = ["OK"]
                 try:
@@ -105,7 +105,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         inner_stream = handler.unary_stream or handler.stream_stream
 
-        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started, token = begin()
             outcome = ["OK"]
             try:

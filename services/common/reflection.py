@@ -126,7 +126,9 @@ class ReflectionServicer(BaseReflectionServicer):
         return self._files(request, service.file)
 
     async def ServerReflectionInfo(
-        self, request_iterator: AsyncIterator[pb.ServerReflectionRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[pb.ServerReflectionRequest],
+        context: grpc.aio.ServicerContext[pb.ServerReflectionRequest, pb.ServerReflectionResponse],
     ) -> AsyncIterator[pb.ServerReflectionResponse]:
         async for request in request_iterator:
             kind = request.WhichOneof("message_request")

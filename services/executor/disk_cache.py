@@ -10,6 +10,7 @@ crash are deleted at start-up.
 
 from __future__ import annotations
 
+import builtins  # DiskModuleStore has a method named bytes: later annotations name the builtin explicitly
 import contextlib
 import logging
 import os
@@ -59,7 +60,7 @@ class DiskModuleStore:
         with self._lock:
             self._prune()
 
-    def read(self, name: str) -> bytes | None:
+    def read(self, name: str) -> builtins.bytes | None:
         """The artifact's bytes, or None. Blocking."""
         try:
             raw = (self.dir / name).read_bytes()
@@ -73,7 +74,7 @@ class DiskModuleStore:
             os.utime(self.dir / name)  # recency for the next start-up's order
         return raw
 
-    def write(self, name: str, data: bytes) -> None:
+    def write(self, name: str, data: builtins.bytes) -> None:
         """Store atomically, then prune the least recently used artifacts past the budget. Raises OSError.
         An artifact larger than the whole budget is not stored."""
         if len(data) > self.max_bytes:

@@ -67,7 +67,9 @@ class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
     def __init__(self, service: ExecutorService) -> None:
         self.service = service
 
-    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunResponse]:
+    async def Run(
+        self, request: pb.RunRequest, context: grpc.aio.ServicerContext[pb.RunRequest, pb.RunResponse]
+    ) -> AsyncIterator[pb.RunResponse]:
         command = RunCommand(
             agent_id=request.agent_id,
             template_name=request.template_name,
@@ -84,7 +86,9 @@ class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
             raise
 
     async def GetCapacity(
-        self, request: pb.GetCapacityRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetCapacityRequest,
+        context: grpc.aio.ServicerContext[pb.GetCapacityRequest, pb.GetCapacityResponse],
     ) -> pb.GetCapacityResponse:
         cap = self.service.capacity()
         return pb.GetCapacityResponse(

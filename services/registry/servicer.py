@@ -32,7 +32,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return message
 
     async def PublishTemplate(
-        self, request_iterator: AsyncIterator[pb.PublishTemplateRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[pb.PublishTemplateRequest],
+        context: grpc.aio.ServicerContext[pb.PublishTemplateRequest, pb.PublishTemplateResponse],
     ) -> pb.PublishTemplateResponse:
         messages = aiter(request_iterator)
         try:
@@ -55,13 +57,17 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return pb.PublishTemplateResponse(template=self._proto(result.template), created=result.created)
 
     async def GetTemplate(
-        self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetTemplateRequest,
+        context: grpc.aio.ServicerContext[pb.GetTemplateRequest, pb.GetTemplateResponse],
     ) -> pb.GetTemplateResponse:
         template = await self.registry.get(request.name, request.version)
         return pb.GetTemplateResponse(template=self._proto(template))
 
     async def ListTemplates(
-        self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListTemplatesRequest,
+        context: grpc.aio.ServicerContext[pb.ListTemplatesRequest, pb.ListTemplatesResponse],
     ) -> pb.ListTemplatesResponse:
         page = await self.registry.list(
             request.name, request.label_selector, request.page_size, request.page_token, request.include_deprecated
@@ -71,19 +77,25 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         )
 
     async def FetchModule(
-        self, request: pb.FetchModuleRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.FetchModuleRequest,
+        context: grpc.aio.ServicerContext[pb.FetchModuleRequest, pb.FetchModuleResponse],
     ) -> AsyncIterator[pb.FetchModuleResponse]:
         async for chunk, total in self.registry.fetch_module(request.sha256):
             yield pb.FetchModuleResponse(chunk=chunk, total_size=total)
 
     async def DeprecateTemplate(
-        self, request: pb.DeprecateTemplateRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeprecateTemplateRequest,
+        context: grpc.aio.ServicerContext[pb.DeprecateTemplateRequest, pb.DeprecateTemplateResponse],
     ) -> pb.DeprecateTemplateResponse:
         template = await self.registry.deprecate(request.name, request.version, request.reason)
         return pb.DeprecateTemplateResponse(template=self._proto(template))
 
     async def ResignTemplates(
-        self, request: pb.ResignTemplatesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ResignTemplatesRequest,
+        context: grpc.aio.ServicerContext[pb.ResignTemplatesRequest, pb.ResignTemplatesResponse],
     ) -> pb.ResignTemplatesResponse:
         result = await self.registry.resign(request.name, request.version, request.all_revoked)
         return pb.ResignTemplatesResponse(
@@ -91,7 +103,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         )
 
     async def WatchTemplates(
-        self, request: pb.WatchTemplatesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.WatchTemplatesRequest,
+        context: grpc.aio.ServicerContext[pb.WatchTemplatesRequest, pb.WatchTemplatesResponse],
     ) -> AsyncIterator[pb.WatchTemplatesResponse]:
         async for event in self.registry.watch(request.after_revision):
             response = event.encoded.get("pb")

@@ -4,6 +4,7 @@ resolver (the registry) and executors. Journal adapters: journal.py (SQLite, emb
 
 from __future__ import annotations
 
+import builtins  # AgentJournal has a method named list: later annotations name the builtin explicitly
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -39,7 +40,7 @@ class AgentJournal(Protocol):
 
     async def count(self) -> int: ...
 
-    async def take_over(self, limit: int = 500) -> list[Agent]:
+    async def take_over(self, limit: int = 500) -> builtins.list[Agent]:
         """Unfinished agents nobody looks after any more, now this replica's (each with a new fence)."""
         ...
 
@@ -52,7 +53,7 @@ class AgentJournal(Protocol):
         (or, embedded, if no other process could be running it)."""
         ...
 
-    async def cancel_requests(self) -> list[tuple[str, str]]:
+    async def cancel_requests(self) -> builtins.list[tuple[str, str]]:
         """(id, reason) of this replica's agents that another replica was asked to cancel."""
         ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -96,7 +97,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         self.peers = peers
         self._encoded = _Encoded()
 
-    async def _request_owner(self, request_id: str, context: grpc.aio.ServicerContext) -> tuple[Peers, str] | None:
+    async def _request_owner(
+        self, request_id: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[Peers, str] | None:
         """The peers and the other color that already created the agent of this request_id, if any."""
         if (
             not request_id
@@ -107,14 +110,16 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         owner = await peers.owner_of_request(request_id, context.time_remaining())
         return None if owner is None else (peers, owner)
 
-    def _ask_peers(self, context: grpc.aio.ServicerContext) -> Peers | None:
+    def _ask_peers(self, context: grpc.aio.ServicerContext[Any, Any]) -> Peers | None:
         """Peers to ask after a local NOT_FOUND: none for a call a peer already forwarded here."""
         if self.peers is None or is_forwarded(context.invocation_metadata()):
             return None
         return self.peers
 
     async def CreateAgent(
-        self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CreateAgentRequest,
+        context: grpc.aio.ServicerContext[pb.CreateAgentRequest, pb.CreateAgentResponse],
     ) -> pb.CreateAgentResponse:
         if (found := await self._request_owner(request.request_id, context)) is not None:
             peers, owner = found
@@ -122,7 +127,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         agent, _ = await self.service.create(_spec(request), timeout=context.time_remaining())
         return pb.CreateAgentResponse(agent=agent_to_pb(agent))
 
-    async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> pb.GetAgentResponse:
+    async def GetAgent(
+        self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext[pb.GetAgentRequest, pb.GetAgentResponse]
+    ) -> pb.GetAgentResponse:
         try:
             return pb.GetAgentResponse(agent=agent_to_pb(await self.service.get(request.id)))
         except Expired:
@@ -133,7 +140,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         return await peers.get(request, context.time_remaining())
 
     async def ListAgents(
-        self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListAgentsRequest,
+        context: grpc.aio.ServicerContext[pb.ListAgentsRequest, pb.ListAgentsResponse],
     ) -> pb.ListAgentsResponse:
         agents, token = await self.service.list(
             request.state,
@@ -165,7 +174,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         return merge_pages([local, *others], page_size(request.page_size), token_after)
 
     async def WatchAgent(
-        self, request: pb.WatchAgentRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.WatchAgentRequest,
+        context: grpc.aio.ServicerContext[pb.WatchAgentRequest, pb.WatchAgentResponse],
     ) -> AsyncIterator[pb.WatchAgentResponse]:
         try:
             async for event in self.service.watch(request.id):
@@ -178,7 +189,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             yield response
 
     async def CancelAgent(
-        self, request: pb.CancelAgentRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CancelAgentRequest,
+        context: grpc.aio.ServicerContext[pb.CancelAgentRequest, pb.CancelAgentResponse],
     ) -> pb.CancelAgentResponse:
         try:
             return pb.CancelAgentResponse(agent=agent_to_pb(await self.service.cancel(request.id)))
@@ -188,7 +201,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         return await peers.cancel(request, context.time_remaining())
 
     async def RunAgent(
-        self, request: pb.RunAgentRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RunAgentRequest, context: grpc.aio.ServicerContext[pb.RunAgentRequest, pb.RunAgentResponse]
     ) -> AsyncIterator[pb.RunAgentResponse]:
         if request.view not in _VIEWS:
             raise InvalidArgument(

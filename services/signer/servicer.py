@@ -45,7 +45,9 @@ class SignerServicer(pb_grpc.SignerServiceServicer):
     def __init__(self, service: SignerService) -> None:
         self.service = service
 
-    async def Sign(self, request: pb.SignRequest, context: grpc.aio.ServicerContext) -> pb.SignResponse:
+    async def Sign(
+        self, request: pb.SignRequest, context: grpc.aio.ServicerContext[pb.SignRequest, pb.SignResponse]
+    ) -> pb.SignResponse:
         record = await self.service.sign(request.payload)
         return pb.SignResponse(
             signature=pb.Signature(
@@ -57,12 +59,16 @@ class SignerServicer(pb_grpc.SignerServiceServicer):
             )
         )
 
-    async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext) -> pb.VerifyResponse:
+    async def Verify(
+        self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext[pb.VerifyRequest, pb.VerifyResponse]
+    ) -> pb.VerifyResponse:
         result = await self.service.verify(request.payload, signature_record(request))
         return pb.VerifyResponse(valid=result.valid, reason=result.reason)
 
     async def GetPublicKeys(
-        self, request: pb.GetPublicKeysRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetPublicKeysRequest,
+        context: grpc.aio.ServicerContext[pb.GetPublicKeysRequest, pb.GetPublicKeysResponse],
     ) -> pb.GetPublicKeysResponse:
         keys = await self.service.public_keys()
         return pb.GetPublicKeysResponse(
@@ -70,7 +76,9 @@ class SignerServicer(pb_grpc.SignerServiceServicer):
         )
 
     async def WatchPublicKeys(
-        self, request: pb.WatchPublicKeysRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.WatchPublicKeysRequest,
+        context: grpc.aio.ServicerContext[pb.WatchPublicKeysRequest, pb.WatchPublicKeysResponse],
     ) -> AsyncIterator[pb.WatchPublicKeysResponse]:
         async for keys in self.service.watch_keys():
             yield pb.WatchPublicKeysResponse(
@@ -79,11 +87,15 @@ class SignerServicer(pb_grpc.SignerServiceServicer):
                 latest_version=keys.latest_version,
             )
 
-    async def RotateKey(self, request: pb.RotateKeyRequest, context: grpc.aio.ServicerContext) -> pb.RotateKeyResponse:
+    async def RotateKey(
+        self, request: pb.RotateKeyRequest, context: grpc.aio.ServicerContext[pb.RotateKeyRequest, pb.RotateKeyResponse]
+    ) -> pb.RotateKeyResponse:
         return pb.RotateKeyResponse(key=public_key_pb(await self.service.rotate()))
 
     async def SetMinimumKeyVersion(
-        self, request: pb.SetMinimumKeyVersionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.SetMinimumKeyVersionRequest,
+        context: grpc.aio.ServicerContext[pb.SetMinimumKeyVersionRequest, pb.SetMinimumKeyVersionResponse],
     ) -> pb.SetMinimumKeyVersionResponse:
         return pb.SetMinimumKeyVersionResponse(min_version=await self.service.set_min_version(request.min_version))
 
