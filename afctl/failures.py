@@ -34,8 +34,8 @@ def _short(text: str) -> str:
 
 def classify_rpc_error(exc: grpc.RpcError, target: str) -> tuple[Exit, str]:
     """The exit code and one-line message for a failed call to ``target``."""
-    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-    details: str = exc.details() or ""  # type: ignore[attr-defined]
+    code: grpc.StatusCode = exc.code()
+    details: str = exc.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE:
         lowered = details.lower()
         if any(marker in lowered for marker in _TLS_MARKERS):

@@ -61,7 +61,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(service: str, level: str = "info") -> None:
     # The JSON lines carry none of these; without them a record costs no stack walk (findCaller), no
     # thread, process or multiprocessing lookups.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -216,7 +216,8 @@ class PgRegistryStore:
             "SELECT version FROM templates WHERE name = $1 AND NOT deprecated "
             "ORDER BY sort_key DESC, version DESC LIMIT 1"
         )
-        return self.db.call(lambda c: c.fetchval(query, name))
+        version: str | None = self.db.call(lambda c: c.fetchval(query, name))
+        return version
 
     def has_name(self, name: str) -> bool:
         return bool(self.db.call(lambda c: c.fetchval("SELECT 1 FROM templates WHERE name = $1 LIMIT 1", name)))

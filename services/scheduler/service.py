@@ -93,7 +93,7 @@ class SchedulerService:
         self.settings = settings
         self.book = AgentBook(journal, settings.output_cap_bytes)
         self.dispatcher = Dispatcher(self.book, executors, settings.dispatch)
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[object]] = set()
         # A journal without the retention primitives (an adapter that has not implemented them yet) keeps
         # every agent; start() says so in the log.
         self.retention = Retention(journal, settings.retention) if isinstance(journal, RetentionJournal) else None
@@ -114,7 +114,7 @@ class SchedulerService:
         elif self.settings.retention.enabled:
             log_event(log, "this journal has no retention: finished agents are kept", logging.WARNING)
 
-    def _in_background(self, job: Coroutine[Any, Any, None], name: str) -> None:
+    def _in_background(self, job: Coroutine[Any, Any, object], name: str) -> None:
         task = asyncio.create_task(job, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -157,7 +157,7 @@ class SchedulerService:
         process: re-dispatched when the template is retryable and attempts remain, FAILED otherwise.
         Agents whose caller's deadline passed meanwhile are TIMED_OUT."""
         bound = self.settings.dispatch.max_attempts
-        jobs = []
+        jobs: list[Coroutine[Any, Any, object]] = []
         actions: dict[str, int] = {}
         for agent in await self.journal.take_over():
             if agent.id in self.book.live:  # SQLite mode never repeats one; a shared journal might
@@ -386,9 +386,9 @@ class SchedulerService:
         if expired:
             outcome = Outcome(AgentState.TIMED_OUT, "the caller's deadline passed before an executor could start "
                               "the agent", Cause.TIMED_OUT, "DEADLINE_EXCEEDED")  # fmt: skip
-            coro = self.book.finish(live, outcome)
+            coro: Coroutine[Any, Any, object] = self.book.finish(live, outcome)
         else:
             coro = self.cancel(agent_id, "the RunAgent caller went away before the agent finished")
-        task = asyncio.create_task(coro)  # type: ignore[arg-type]
+        task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -73,7 +73,8 @@ class VaultKeyBackend:
         self.key_id = check_key_name(key_name)
         self.addr = addr
         self.mount = mount.strip("/")
-        self.client = hvac.Client(url=addr, token=token, timeout=timeout)
+        # hvac hands the timeout to requests, which takes fractional seconds; types-hvac says int.
+        self.client = hvac.Client(url=addr, token=token, timeout=timeout)  # type: ignore[arg-type]
 
     def describe(self) -> str:
         return f"Vault transit key {self.mount}/{self.key_id} at {self.addr}"
@@ -143,7 +144,8 @@ class VaultKeyBackend:
         reply = self._call(
             f"reading key {self.key_id}", self.client.secrets.transit.read_key, name=self.key_id, mount_point=self.mount
         )
-        return reply["data"]
+        data: dict[str, Any] = reply["data"]
+        return data
 
     def sign(self, payload: bytes) -> SignatureRecord:
         reply = self._call(

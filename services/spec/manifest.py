@@ -201,11 +201,11 @@ class Draft:
 
     @property
     def name(self) -> str:
-        return self.values["name"]
+        return str(self.values["name"])
 
     @property
     def version(self) -> str:
-        return self.values["version"]
+        return str(self.values["version"])
 
     @property
     def ref(self) -> str:

@@ -16,6 +16,10 @@ _SEMVER = re.compile(
 )
 
 
+# major, minor, patch, 1 for a release (0 for a prerelease), the prerelease identifiers ranked
+SortKey = tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]
+
+
 @total_ordering
 class Version:
     __slots__ = ("major", "minor", "patch", "prerelease", "text")
@@ -29,7 +33,7 @@ class Version:
         self.major, self.minor, self.patch = (int(match.group(i)) for i in (1, 2, 3))
         self.prerelease = tuple(match.group(4).split(".")) if match.group(4) else ()
 
-    def _key(self) -> tuple:
+    def _key(self) -> SortKey:
         # A release outranks its prereleases; numeric identifiers rank below alphanumeric ones.
         pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
         return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
@@ -47,5 +51,5 @@ class Version:
         return self.text
 
 
-def sort_key(text: str) -> tuple:
+def sort_key(text: str) -> SortKey:
     return Version(text)._key()
