@@ -49,7 +49,8 @@ def _details(exc: errors.AgentFactoryError, code: grpc.StatusCode, message: str)
             reason="POLICY_DENIED", domain=_DOMAIN, metadata={"rule": bounded(exc.rule, MAX_FIELD_BYTES)}
         )
         status.details.add().Pack(info)
-    return status.SerializeToString()
+    serialized: bytes = status.SerializeToString()  # google.rpc has no stubs: typed here
+    return serialized
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: errors.AgentFactoryError) -> None:

@@ -38,9 +38,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -48,7 +48,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         short = method.rsplit("/", 1)[-1]
         if method.startswith(("/grpc.health", "/grpc.reflection")):
             return handler
-        incoming = dict(handler_call_details.invocation_metadata or ())
+        # Values are str under text keys and bytes under "-bin" keys; only text keys are read here.
+        incoming: dict[str, Any] = dict(handler_call_details.invocation_metadata or ())
         service = self.service_name
         deserializer = guard_deserializer(handler.request_deserializer)
 
@@ -84,7 +85,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             await abort_internal(context, method)
 
         if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
+            # grpc's stubs type a handler's behaviour as a sync function taking grpc.ServicerContext; an aio
+            # server's are coroutine functions taking grpc.aio.ServicerContext.
+            inner: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]] = (
+                handler.unary_unary or handler.stream_unary  # type: ignore[assignment]
+            )
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started, token = begin()
@@ -103,7 +108,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             )
             return factory(unary, deserializer, handler.response_serializer)
 
-        inner_stream = handler.unary_stream or handler.stream_stream
+        # Likewise an aio server's streaming behaviours are async generator functions, not sync iterators.
+        inner_stream: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]] = (
+            handler.unary_stream or handler.stream_stream  # type: ignore[assignment]
+        )
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started, token = begin()

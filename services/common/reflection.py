@@ -17,7 +17,7 @@ None of this runs on a service's own RPCs: reflection is a separate stream grpcu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from functools import cache
 
 import grpc
@@ -88,6 +88,12 @@ def _ensure_v1_descriptor(pool: descriptor_pool.DescriptorPool) -> None:
 
 class ReflectionServicer(BaseReflectionServicer):
     """Answers ServerReflectionInfo for both protocol versions (registered twice, see enable)."""
+
+    # Set and defined by BaseReflectionServicer (grpcio-reflection); its stubs leave these private parts out.
+    _pool: descriptor_pool.DescriptorPool
+    _file_containing_extension: Callable[[pb.ServerReflectionRequest, str, int], pb.ServerReflectionResponse]
+    _all_extension_numbers_of_type: Callable[[pb.ServerReflectionRequest, str], pb.ServerReflectionResponse]
+    _list_services: Callable[[pb.ServerReflectionRequest], pb.ServerReflectionResponse]
 
     def _files(
         self, request: pb.ServerReflectionRequest, file: descriptor.FileDescriptor

@@ -118,11 +118,11 @@ def plan(descriptor: Descriptor, depth: int = 0) -> tuple[Check, ...]:
             checks.append(_string_check(field.name, repeated))
         elif field.type in _UNSIGNED_64:
             checks.append(_uint64_check(field.name, repeated))
-        elif field.type == _MESSAGE:
-            if field.message_type.GetOptions().map_entry:
-                if (map_check := _map_check(field.name, field.message_type, depth)) is not None:
+        elif field.type == _MESSAGE and (message := field.message_type) is not None:
+            if message.GetOptions().map_entry:
+                if (map_check := _map_check(field.name, message, depth)) is not None:
                     checks.append(map_check)
-            elif sub := plan(field.message_type, depth + 1):
+            elif sub := plan(message, depth + 1):
                 checks.append(_message_check(field.name, sub, repeated))
     return tuple(checks)
 
