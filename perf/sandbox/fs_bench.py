@@ -2,7 +2,7 @@
 
     .venv/bin/python perf/sandbox/fs_bench.py [--runs 300]
 
-The guest (WAT below) creates /scratch/blob, writes 1 MiB in 4 KiB blocks, seeks back, reads it back in
+The guest (WAT below) creates /blob, writes 1 MiB in 4 KiB blocks, seeks back, reads it back in
 4 KiB blocks and writes the byte count read to stdout: 512 WASI file calls, all wasmtime's own in both
 variants. Variants, on one Engine built from the executor's EngineSettings and the same preopens:
 - bare-reused: new Store + fuel + WASI (stdout file) + InstancePre + _start, one directory for all runs;
@@ -36,7 +36,7 @@ from services.spec.manifest import Limits  # noqa: E402
 BLOCK, BLOCKS = 4096, 256
 LIMITS = Limits(fuel=10**9, memory_bytes=16 << 20, timeout_ms=10_000, max_output_bytes=65536, max_tool_calls=100)
 
-# fd 3 is /scratch in both variants (it is preopened first). Memory: 0..15 iovec, 16 fd, 24 nread,
+# fd 3 is the run's `/` in both variants (it is preopened first). Memory: 0..15 iovec, 16 fd, 24 nread,
 # 32 seek offset, 40 total read, 4096.. the 4 KiB block, 100 the path.
 WAT = f"""(module
   (import "wasi_snapshot_preview1" "path_open"
@@ -90,8 +90,8 @@ def bare(sandbox: Sandbox, module: wasmtime.Module, fresh: bool, tmp: Path):  # 
         store.set_fuel(LIMITS.fuel)
         store.set_epoch_deadline(1_000_000)
         wasi = wasmtime.WasiConfig()
-        wasi.preopen_dir(str(root / "scratch"), "/scratch")
         wasi.preopen_dir(str(root), "/")
+        wasi.preopen_dir(str(root / "scratch"), "/scratch")
         wasi.stdout_file = str(tmp / "out")
         store.set_wasi(wasi)
         with contextlib.suppress(wasmtime.ExitTrap):

@@ -48,6 +48,7 @@ EXAMPLES: dict[str, tuple[bytes, Callable[[bytes], None]]] = {
     "prime-sieve": (b'{"n": 100}', lambda out: _eq(json.loads(out), {"n": 100, "primes": 25, "largest": 97})),
     "kv-counter": (b'{"key": "visits"}', lambda out: _check_kv(json.loads(out))),
     "fs-conformance": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 29/29")),
+    "fs-conformance-go": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 29/29")),
 }
 
 

@@ -8,8 +8,8 @@ kept are copied out of the guest (stdout up to the cap plus one byte to detect t
 returns to wasm, where the epoch deadline reaches the guest, within about a millisecond; no deadline
 check of its own is needed (these two run on every run's path, so each saved step counts).
 With `scratch` granted WASI owns file descriptors >= 3 (the run's private directory, preopened at
-`/scratch` and at `/`) and stdio goes through WASI: stdin from a file in the run's private directory, stdout/stderr through callbacks (the output cap then stops the guest
-at the next tick).
+`/` and at `/scratch`) and stdio goes through WASI: stdin from a file in the run's private directory,
+stdout/stderr through callbacks (the output cap then stops the guest at the next tick).
 """
 
 from __future__ import annotations
@@ -95,16 +95,17 @@ def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState) -> Path 
     scratch: Path | None = None
     if "scratch" in spec.tools:
         # A private directory per run, `fs`, is the guest's whole file system: preopened at `/`, where
-        # standard libraries resolve both absolute paths and relative ones (their working directory is
-        # `/`), and its subdirectory `scratch` at `/scratch` as before. `/scratch` is preopened first so
-        # that it keeps fd 3 for programs that call WASI directly; libc picks the longest matching
-        # preopen, so `/scratch/x` is the same file through either. The stdin file lies outside `fs`.
+        # standard libraries resolve both absolute paths and relative ones, and its subdirectory
+        # `scratch` at `/scratch` as before. `/` comes first (fd 3) because Go takes the first preopen
+        # as its working directory (wasi-libc and Rust use `/`), so `.` is `/` for all of them; libcs
+        # pick the longest matching preopen, so `/scratch/x` is one file through either. The stdin file
+        # lies outside `fs`.
         scratch = Path(tempfile.mkdtemp(prefix="af-run-"))
         root = scratch / "fs"
         (root / "scratch").mkdir(parents=True)
         (scratch / "stdin").write_bytes(spec.input)
-        wasi.preopen_dir(str(root / "scratch"), "/scratch")
         wasi.preopen_dir(str(root), "/")
+        wasi.preopen_dir(str(root / "scratch"), "/scratch")
         wasi.stdin_file = str(scratch / "stdin")
 
         def stdout(data: bytes) -> int:

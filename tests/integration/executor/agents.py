@@ -37,7 +37,7 @@ TOOL_SPAM_WAT = r"""
   (func (export "_start") (loop $again (drop (call $clock)) (br $again))))
 """
 
-# Uses WASI preview1 files under the /scratch preopen (fd 3). stdout: one byte, the errno of opening
+# Uses WASI preview1 files under the first preopen (fd 3: the run's `/`). stdout: one byte, the errno of opening
 # note.txt before creating it (44 ENOENT: every run starts with an empty directory); one byte, the errno
 # of creating ../escape (63 EPERM: no way out of the preopen); then what it wrote to note.txt and read back.
 # Without a preopen the first real open fails with EBADF (8) and it exits with 10 + 8 = 18.

@@ -142,10 +142,11 @@ def test_scratch_directory_is_private_per_run(executor: Executor) -> None:
 
 
 def test_fs_conformance_agent_through_the_executor(executor: Executor) -> None:
-    """The C program of examples/agents/fs-conformance (standard file APIs at `/` and `/scratch`, escapes
-    refused); tests/unit/executor/test_filesystem.py compares its report with bare wasmtime-py's."""
-    for _ in range(2):  # its first check fails if a run sees an earlier run's files
-        report = output(ok_run(executor, "fs-conformance")).decode()
+    """The C and Go programs of examples/agents/fs-conformance{,-go} (standard file APIs at `/` and
+    `/scratch`, escapes refused); tests/unit/executor/test_filesystem.py compares their reports with bare
+    wasmtime-py's."""
+    for name in ("fs-conformance", "fs-conformance", "fs-conformance-go"):  # a second run finds no files
+        report = output(ok_run(executor, name)).decode()
         assert report.endswith("passed 29/29\n") and "FAIL" not in report, report
 
 

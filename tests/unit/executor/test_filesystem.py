@@ -1,7 +1,8 @@
 """The file system of a run granted `scratch` (docs/tools-abi.md): a private directory preopened at the
 guest's `/` (and working directory) with its `scratch` subdirectory at `/scratch`, empty at the start of
 each run and removed after it. The C conformance agent (examples/agents/fs-conformance) must print the
-same report through the sandbox as under bare wasmtime-py with the same two preopens."""
+same report through the sandbox as under bare wasmtime-py with the same two preopens; so must the Go one
+(examples/agents/fs-conformance-go, GOOS=wasip1, whose working directory is the first preopen)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def bare_wasmtime(wasm: bytes, workdir: Path) -> bytes:
     linker.define_wasi()
     config = wasmtime.WasiConfig()
     config.argv = ["fs-conformance"]
-    config.preopen_dir(str(root / "scratch"), "/scratch")
     config.preopen_dir(str(root), "/")
+    config.preopen_dir(str(root / "scratch"), "/scratch")
     config.stdout_file = str(workdir / "stdout")
     store.set_wasi(config)
     start = linker.instantiate(store, wasmtime.Module(engine, wasm)).exports(store)["_start"]
@@ -40,11 +41,16 @@ def bare_wasmtime(wasm: bytes, workdir: Path) -> bytes:
     return (workdir / "stdout").read_bytes()
 
 
-def test_conformance_agent_matches_bare_wasmtime(runner: Runner, tmp_path: Path) -> None:
-    wasm = wasm_file("fs-conformance")
+# name: the tools its template grants (Go reads the clock at start-up)
+AGENTS = {"fs-conformance": SCRATCH, "fs-conformance-go": SCRATCH | {"clock"}}
+
+
+@pytest.mark.parametrize("name", list(AGENTS))
+def test_conformance_agent_matches_bare_wasmtime(runner: Runner, tmp_path: Path, name: str) -> None:
+    wasm = wasm_file(name)
     reference = bare_wasmtime(wasm, tmp_path)
     assert reference.endswith(b"passed 29/29\n"), reference.decode()
-    out = runner.run(wasm, tools=SCRATCH)
+    out = runner.run(wasm, tools=AGENTS[name], fuel=200_000_000, memory_bytes=32 << 20)
     assert out.finished.outcome is Outcome.SUCCEEDED and out.finished.exit_code == 0, out.output.decode()
     assert out.output == reference
 

@@ -1,0 +1,3 @@
+module agentfactory.local/examples/fs-conformance-go
+
+go 1.24
