@@ -187,7 +187,7 @@ async def connection(pool: asyncpg.Pool, what: str) -> AsyncIterator[asyncpg.Con
     """A pooled connection; an outage while acquiring or using it surfaces as Unavailable."""
     with unavailable_on_outage(what):
         async with pool.acquire() as conn:
-            yield conn
+            yield conn  # type: ignore[misc]  # a pool's proxy forwards every Connection method; the stubs type it apart
 
 
 class BlockingPool:

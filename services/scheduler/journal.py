@@ -20,6 +20,7 @@ Reads use a separate connection; WAL lets them run while a commit is in progress
 from __future__ import annotations
 
 import asyncio
+import builtins  # Journal has a method named list: later annotations name the builtin explicitly
 import contextlib
 import dataclasses
 import json
@@ -186,7 +187,6 @@ class _Op:
     atomic: bool = False
 
 
-_STOP = object()
 _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
@@ -210,7 +210,7 @@ class Journal:
         self._waiting: list[_Op] = []  # ops submitted while a commit is in flight
         self._committing = False
         self._commit_scheduled = False
-        self._commits: queue.SimpleQueue[tuple[list[_Result], asyncio.AbstractEventLoop] | object] = queue.SimpleQueue()
+        self._commits: queue.SimpleQueue[tuple[list[_Result], asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="journal-committer", daemon=True)
         self._thread.start()
 
@@ -323,9 +323,9 @@ class Journal:
     def _run(self) -> None:
         while True:
             item = self._commits.get()
-            if item is _STOP:
+            if item is None:  # the signal to stop
                 return
-            batch, loop = item  # type: ignore[misc]
+            batch, loop = item
             results = self._commit(batch)
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(self._committed, loop, results)
@@ -351,7 +351,7 @@ class Journal:
         if self._closed:
             return
         self._closed = True
-        self._commits.put(_STOP)
+        self._commits.put(None)  # the committer thread's signal to stop
         self._thread.join()  # after the commit in flight, if any
         if self._waiting:
             self._execute(self._waiting)
@@ -389,7 +389,8 @@ class Journal:
             if agent.labels:
                 create_us = us(agent.create_time)
                 conn.executemany(_LABELS_SQL, [(agent.id, k, v, create_us) for k, v in agent.labels.items()])
-            return dataclasses.replace(agent, seq=cur.lastrowid), True
+            # An INSERT always sets lastrowid; sqlite3's stub allows None (a cursor that inserted nothing).
+            return dataclasses.replace(agent, seq=cur.lastrowid), True  # type: ignore[arg-type]
 
         with span("journal_write", op="create", agent=agent.id):
             # One INSERT (the SELECT writes nothing) unless labels add theirs: then the op needs a savepoint.
@@ -428,7 +429,7 @@ class Journal:
         return [_row_to_agent(row) for row in self._reader.execute(sql, args)]
 
     @staticmethod
-    def list_query(flt: ListFilter, after: PageCursor | None, limit: int) -> tuple[str, list[Any]]:
+    def list_query(flt: ListFilter, after: PageCursor | None, limit: int) -> tuple[str, builtins.list[Any]]:
         """The listing's SQL and arguments (tests check its query plan)."""
         where: list[str] = []
         args: list[Any] = []
@@ -477,7 +478,8 @@ class Journal:
         return [_row_to_agent(row) for row in rows]
 
     async def count(self) -> int:
-        return self._reader.execute("SELECT COUNT(*) FROM agents").fetchone()[0]
+        count: int = self._reader.execute("SELECT COUNT(*) FROM agents").fetchone()[0]
+        return count
 
     # --- retention (services/scheduler/retention.py drives these) ---------------------------------
 
@@ -490,7 +492,7 @@ class Journal:
 
     async def expired_ids(
         self, finished_before_us: int | None, keep_per_template: int | None, limit: int
-    ) -> list[tuple[str, str]]:
+    ) -> builtins.list[tuple[str, str]]:
         def search() -> list[tuple[str, str]]:
             conn = self._retention_reader()
             found: list[tuple[str, str]] = []
@@ -572,7 +574,7 @@ class Journal:
 
     # --- ownership (one process owns every agent of an SQLite journal) ----------------------------
 
-    async def take_over(self, limit: int = 500) -> list[Agent]:
+    async def take_over(self, limit: int = 500) -> builtins.list[Agent]:
         """The unfinished agents this process must now look after: all of them, once, at start (this
         journal has one writer, so nobody else can hold them); nothing afterwards."""
         if self._taken_over:
@@ -588,5 +590,5 @@ class Journal:
         """Every unfinished agent of this journal runs in this process, which cancels it directly."""
         return False
 
-    async def cancel_requests(self) -> list[tuple[str, str]]:
+    async def cancel_requests(self) -> builtins.list[tuple[str, str]]:
         return []

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins  # PgJournal has a method named list: later annotations name the builtin explicitly
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -129,7 +130,8 @@ class PgJournal:
         pool = await postgres.create_pool(dsn, min_size=min(2, pool_size), max_size=pool_size)
         try:
             async with pool.acquire() as conn:
-                await postgres.migrate(conn, COMPONENT, postgres.load_migrations(MIGRATIONS))
+                # A pool's proxy forwards every Connection method; asyncpg-stubs type it apart.
+                await postgres.migrate(conn, COMPONENT, postgres.load_migrations(MIGRATIONS))  # type: ignore[arg-type]
         except BaseException:
             await pool.close()
             raise
@@ -284,7 +286,7 @@ class PgJournal:
         return [_row_to_agent(row) for row in rows]
 
     @staticmethod
-    def list_query(flt: ListFilter, after: PageCursor | None, limit: int) -> tuple[str, list[Any]]:
+    def list_query(flt: ListFilter, after: PageCursor | None, limit: int) -> tuple[str, builtins.list[Any]]:
         """journal.Journal.list_query in PostgreSQL's placeholders."""
         where: list[str] = []
         args: list[Any] = []
@@ -332,7 +334,7 @@ class PgJournal:
 
     async def expired_ids(
         self, finished_before_us: int | None, keep_per_template: int | None, limit: int
-    ) -> list[tuple[str, str]]:
+    ) -> builtins.list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         async with postgres.connection(self.pool, "retention could not read the journal") as conn:
             if finished_before_us is not None:
