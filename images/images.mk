@@ -12,6 +12,9 @@ DOCKER        := /usr/bin/docker
 DOCKER_DIR    := $(CURDIR)/build/docker
 DOCKER_ENV    := DOCKER_HOST=unix://$(DOCKER_DIR)/docker.sock DOCKER_BUILDKIT=0
 IMAGES_DIR    := build/images
+# The debootstrap root file system is cached outside the work tree too, so a fresh clone on the
+# same machine (CI) imports it instead of running debootstrap again; `make clean` keeps it.
+ROOTFS_CACHE  ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/agentfactory/rootfs-bookworm.tar
 IMAGE_TAG     := $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' helm/agentfactory/Chart.yaml)
 IMAGE_BASE    := agentfactory/base:bookworm
 IMAGE_TARGETS := registry signer executor scheduler envoy
@@ -19,17 +22,22 @@ DEBIAN_MIRROR ?= http://deb.debian.org/debian
 # The base carries python3 and the CA bundle; no pip, no compilers (those live in the builder stage).
 DEBOOTSTRAP_INCLUDE := python3,ca-certificates
 
-.PHONY: images images-base images-context images-daemon images-stop test-images run-containers stop-containers
+.PHONY: debootstrap-rootfs images images-base images-context images-daemon images-stop test-images run-containers stop-containers
 
 $(IMAGES_DIR)/rootfs-bookworm.tar: | $(STAMP)/apt
 	@mkdir -p $(IMAGES_DIR)
+	@if [ -s "$(ROOTFS_CACHE)" ]; then echo "base root file system from $(ROOTFS_CACHE)"; cp "$(ROOTFS_CACHE)" $@; exit 0; fi; \
+	$(MAKE) --no-print-directory debootstrap-rootfs && mkdir -p "$(dir $(ROOTFS_CACHE))" && cp $@ "$(ROOTFS_CACHE)"
+
+debootstrap-rootfs:
 	rm -rf $(IMAGES_DIR)/rootfs
 	debootstrap --variant=minbase --include=$(DEBOOTSTRAP_INCLUDE) bookworm $(IMAGES_DIR)/rootfs $(DEBIAN_MIRROR) \
 	  > $(IMAGES_DIR)/debootstrap.log
 	# Nothing of the host's apt caches or logs in the image; stable member order.
 	rm -rf $(IMAGES_DIR)/rootfs/var/cache/apt/archives/*.deb $(IMAGES_DIR)/rootfs/var/lib/apt/lists/* \
 	  $(IMAGES_DIR)/rootfs/var/log/*
-	tar --sort=name --numeric-owner -C $(IMAGES_DIR)/rootfs -cf $@.tmp . && mv $@.tmp $@
+	tar --sort=name --numeric-owner -C $(IMAGES_DIR)/rootfs -cf $(IMAGES_DIR)/rootfs-bookworm.tar.tmp . \
+	  && mv $(IMAGES_DIR)/rootfs-bookworm.tar.tmp $(IMAGES_DIR)/rootfs-bookworm.tar
 	rm -rf $(IMAGES_DIR)/rootfs
 
 images-daemon: | $(STAMP)/apt
