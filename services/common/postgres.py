@@ -114,7 +114,10 @@ async def migrate(conn: asyncpg.Connection, component: str, migrations: Sequence
     whose schema is newer than this code or whose applied migration files were edited afterwards."""
     await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(component))
     try:
-        await conn.execute(_LEDGER)
+        # Only when missing: CREATE ... IF NOT EXISTS still needs the CREATE privilege, and a serving role
+        # with row privileges only (docs/database.md) must start on an up-to-date schema.
+        if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+            await conn.execute(_LEDGER)
         rows = await conn.fetch(
             "SELECT version, checksum FROM schema_migrations WHERE component = $1 ORDER BY version", component
         )

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from mesh.pglocal import LocalPostgres
 from services.common import postgres
 from services.scheduler import domain
 from services.scheduler.domain import CreateSpec, ListFilter, TemplateInfo
@@ -151,3 +154,29 @@ async def test_cancel_requests_reach_the_owner_only(replicas: list[PgJournal]) -
     assert await owner.cancel_requests() == []  # only unfinished agents are asked about
     assert await other.request_cancel(stored.id, "again") is False
     assert await other.request_cancel("no-such-agent", "x") is False
+
+
+async def test_a_role_with_row_privileges_only_serves_a_migrated_journal(
+    pg_dsn: str,  # noqa: F811
+    postgres_server: LocalPostgres,  # noqa: F811
+) -> None:
+    await (await PgJournal.open(pg_dsn, owner="migrator")).close()  # the owner migrates
+    role = f"af_sched_{uuid.uuid4().hex[:8]}"
+    database = urlsplit(pg_dsn).path.lstrip("/")
+    postgres_server.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+    try:
+        postgres_server.psql(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON agents, agent_labels, expired_agents TO {role}; "
+            f"GRANT USAGE ON SEQUENCE agents_seq_seq TO {role}; GRANT SELECT ON schema_migrations TO {role}",
+            database,
+        )
+        parts = urlsplit(pg_dsn)
+        limited = urlunsplit(parts._replace(netloc=f"{role}:pw@{parts.hostname}:{parts.port}"))
+        journal = await PgJournal.open(limited, owner="limited")  # docs/database.md's grants are enough
+        try:
+            _, created = await journal.create(agent(1, labels={"k": "v"}))
+            assert created and await journal.take_over() == []
+        finally:
+            await journal.close()
+    finally:
+        postgres_server.psql(f"DROP OWNED BY {role}; DROP ROLE {role}", database)
