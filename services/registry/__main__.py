@@ -29,6 +29,7 @@ from services.registry.store_pg import PgRegistryStore
 from services.registry.watch import WatchHub
 from services.registry.watch_feed import follow_store
 from services.spec.policy import DEFAULT_POLICY_PATH, Policy, PolicyError
+from services.spec.published import PublishedTemplate
 
 log = logging.getLogger("services.registry")
 
@@ -91,7 +92,9 @@ def open_store(settings: RegistrySettings) -> TemplateStore:
 
 async def run(settings: RegistrySettings, policy: Policy, store: TemplateStore, writable: bool) -> None:
     signer = GrpcSigner(settings.signer_addr, settings.signer_timeout_seconds)
-    cache: LruTtlCache = LruTtlCache("registry_manifest", settings.cache_entries, settings.cache_ttl_seconds)
+    cache: LruTtlCache[tuple[str, str], PublishedTemplate] = LruTtlCache(
+        "registry_manifest", settings.cache_entries, settings.cache_ttl_seconds
+    )
     registry = Registry(store, policy, signer, cache, WatchHub(settings.watch_queue))
 
     stop = asyncio.Event()

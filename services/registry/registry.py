@@ -31,6 +31,7 @@ from services.common import audit
 from services.common.cache import LruTtlCache
 from services.common.errors import (
     AlreadyExists,
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -43,7 +44,6 @@ from services.registry.storage import (
     KIND_DEPRECATED,
     KIND_PUBLISHED,
     MAX_CANONICAL_BYTES,
-    DataLoss,
     EventRow,
     ListCursor,
     PublishRace,

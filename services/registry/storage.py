@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -107,6 +108,14 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     PRIMARY KEY (key_id, key_version)
 );
 """
+
+
+def _inserted_rowid(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT on `cursor` just made (sqlite3 leaves lastrowid None only before one)."""
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise RuntimeError("an INSERT left no rowid")
+    return rowid
 
 
 class PublishRace(AlreadyExists):
@@ -378,7 +387,7 @@ class RegistryStore:
         "deprecation_reason, revision, publish_time, key_fingerprint"
     )
 
-    def _row_to_template(self, row: Sequence) -> PublishedTemplate:
+    def _row_to_template(self, row: Sequence[Any]) -> PublishedTemplate:
         name, version, manifest_sha256, module_size, key_id, key_version, signature, deprecated, reason = row[:9]
         revision, publish_time, key_fingerprint = row[9:12]
         canonical = self._read_manifest(name, version, manifest_sha256)
@@ -468,7 +477,7 @@ class RegistryStore:
                     "INSERT INTO events (kind, name, version, event_time) VALUES (?, ?, ?, ?)",
                     (KIND_PUBLISHED, manifest.name, manifest.version, now),
                 )
-                revision = cursor.lastrowid
+                revision = _inserted_rowid(cursor)
                 self._db.execute(
                     "INSERT INTO templates (name, version, sort_key, manifest_sha256, module_sha256, module_size, "
                     "labels_json, key_id, key_version, signature, key_fingerprint, revision, publish_time, "
@@ -523,10 +532,12 @@ class RegistryStore:
                     self._db.execute("ROLLBACK")
                     return None
                 now = time.time()
-                revision = self._db.execute(
-                    "INSERT INTO events (kind, name, version, event_time) VALUES (?, ?, ?, ?)",
-                    (KIND_DEPRECATED, name, version, now),
-                ).lastrowid
+                revision = _inserted_rowid(
+                    self._db.execute(
+                        "INSERT INTO events (kind, name, version, event_time) VALUES (?, ?, ?, ?)",
+                        (KIND_DEPRECATED, name, version, now),
+                    )
+                )
                 self._db.execute(
                     "UPDATE templates SET deprecated = 1, deprecation_reason = ?, update_time = ? "
                     "WHERE name = ? AND version = ?",
@@ -561,10 +572,12 @@ class RegistryStore:
                 ).rowcount
                 if updated != 1:
                     raise NotFound(f"template {name}@{version} is not published")
-                revision = self._db.execute(
-                    "INSERT INTO events (kind, name, version, event_time) VALUES (?, ?, ?, ?)",
-                    (KIND_PUBLISHED, name, version, now),
-                ).lastrowid
+                revision = _inserted_rowid(
+                    self._db.execute(
+                        "INSERT INTO events (kind, name, version, event_time) VALUES (?, ?, ?, ?)",
+                        (KIND_PUBLISHED, name, version, now),
+                    )
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
