@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
 import typer
@@ -38,7 +38,7 @@ app.command("audit")(audit.audit)
 
 console = Console()
 err = Console(stderr=True)
-STATE = {}
+STATE: dict[str, Any] = {}  # endpoints, target and timeout, set once by the root callback
 COLORS = ("blue", "green")  # the colors of a blue/green service (mesh/topology.yaml)
 
 
@@ -381,7 +381,8 @@ def list_agents(
 ) -> None:
     """List agents, newest first."""
     state_value = sch_pb.AgentState.Value(f"AGENT_STATE_{state.upper()}") if state else 0
-    request = sch_pb.ListAgentsRequest(template_name=template, state=state_value, page_size=page_size)
+    # grpc_tools' stubs take an enum field as its wrapper type (or name); the runtime takes the int.
+    request = sch_pb.ListAgentsRequest(template_name=template, state=state_value, page_size=page_size)  # type: ignore[arg-type]
     with client() as c:
         try:
             page = c.scheduler.ListAgents(request, timeout=c.timeout, metadata=c.metadata)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -60,7 +61,7 @@ class Endpoints:
 
 
 def open_channel(addr: str, tls: Tls | None) -> grpc.Channel:
-    options = [
+    options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
@@ -122,25 +123,32 @@ class Client:
             manifest_json = json.dumps(manifest).encode()
 
         def requests() -> Iterator[reg_pb.PublishTemplateRequest]:
-            header = reg_pb.PublishHeader(manifest_json=manifest_json, module_size=len(module or b""))
+            data = module or b""
+            header = reg_pb.PublishHeader(manifest_json=manifest_json, module_size=len(data))
             yield reg_pb.PublishTemplateRequest(header=header)
-            for start in range(0, len(module or b""), CHUNK_BYTES):
-                chunk = module[start : start + CHUNK_BYTES]  # type: ignore[index]
+            for start in range(0, len(data), CHUNK_BYTES):
+                chunk = data[start : start + CHUNK_BYTES]
                 yield reg_pb.PublishTemplateRequest(chunk=chunk)
                 if progress is not None:
                     progress(len(chunk))
 
-        return self.registry.PublishTemplate(requests(), timeout=self.timeout * 3, metadata=self.metadata)
+        reply: reg_pb.PublishTemplateResponse = self.registry.PublishTemplate(
+            requests(), timeout=self.timeout * 3, metadata=self.metadata
+        )
+        return reply
 
     def get_template(self, name: str, version: str = "") -> template_pb2.Template:
         request = reg_pb.GetTemplateRequest(name=name, version=version)
-        return self.registry.GetTemplate(request, timeout=self.timeout, metadata=self.metadata).template
+        template: template_pb2.Template = self.registry.GetTemplate(
+            request, timeout=self.timeout, metadata=self.metadata
+        ).template
+        return template
 
-    def list_templates(self, **filters: object) -> list[template_pb2.Template]:
+    def list_templates(self, **filters: Any) -> list[template_pb2.Template]:  # ListTemplatesRequest's fields
         templates: list[template_pb2.Template] = []
         token = ""
         while True:
-            request = reg_pb.ListTemplatesRequest(page_token=token, **filters)  # type: ignore[arg-type]
+            request = reg_pb.ListTemplatesRequest(page_token=token, **filters)
             page = self.registry.ListTemplates(request, timeout=self.timeout, metadata=self.metadata)
             templates.extend(page.templates)
             token = page.next_page_token
@@ -155,7 +163,10 @@ class Client:
     # --- signer -----------------------------------------------------------------------------------
 
     def public_keys(self) -> sig_pb.GetPublicKeysResponse:
-        return self.signer.GetPublicKeys(sig_pb.GetPublicKeysRequest(), timeout=self.timeout, metadata=self.metadata)
+        reply: sig_pb.GetPublicKeysResponse = self.signer.GetPublicKeys(
+            sig_pb.GetPublicKeysRequest(), timeout=self.timeout, metadata=self.metadata
+        )
+        return reply
 
     def keyring(self) -> Keyring:
         reply = self.public_keys()
@@ -178,10 +189,16 @@ class Client:
         """Re-sign one template, or every template whose key version is revoked (admin)."""
         request = reg_pb.ResignTemplatesRequest(name=name, version=version, all_revoked=all_revoked)
         # Re-signing every revoked template is one signer call each: give it more than a unary call's time.
-        return self.registry.ResignTemplates(request, timeout=max(self.timeout, 300.0), metadata=self.metadata)
+        reply: reg_pb.ResignTemplatesResponse = self.registry.ResignTemplates(
+            request, timeout=max(self.timeout, 300.0), metadata=self.metadata
+        )
+        return reply
 
     def rotate_key(self) -> sig_pb.RotateKeyResponse:
-        return self.signer.RotateKey(sig_pb.RotateKeyRequest(), timeout=self.timeout, metadata=self.metadata)
+        reply: sig_pb.RotateKeyResponse = self.signer.RotateKey(
+            sig_pb.RotateKeyRequest(), timeout=self.timeout, metadata=self.metadata
+        )
+        return reply
 
     # --- scheduler --------------------------------------------------------------------------------
 
@@ -192,15 +209,16 @@ class Client:
         version: str = "",
         timeout: float | None = None,
         metadata: tuple[tuple[str, str], ...] = (),
-        **kw: object,
+        **kw: Any,  # more RunAgentRequest fields
     ) -> Iterator[sch_pb.RunAgentResponse]:
         """`metadata` is sent with the call (e.g. a W3C `traceparent`, to know the trace id of the run)."""
-        request = sch_pb.RunAgentRequest(template_name=name, template_version=version, input=input_bytes, **kw)  # type: ignore[arg-type]
-        return self.scheduler.RunAgent(
+        request = sch_pb.RunAgentRequest(template_name=name, template_version=version, input=input_bytes, **kw)
+        events: Iterator[sch_pb.RunAgentResponse] = self.scheduler.RunAgent(
             request, timeout=timeout or self.timeout * 3, metadata=self.metadata + tuple(metadata)
         )
+        return events
 
-    def run_to_end(self, name: str, input_bytes: bytes = b"", **kw: object) -> tuple[sch_pb.Agent, bytes]:
+    def run_to_end(self, name: str, input_bytes: bytes = b"", **kw: Any) -> tuple[sch_pb.Agent, bytes]:
         """Run an agent and return its final state and its whole output."""
         final = sch_pb.Agent()
         output = bytearray()

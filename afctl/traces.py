@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from observability import traces as store
+from observability.trace_sink import Span
 
 app = typer.Typer(help="Traces received by the trace sink (`make run` starts it).", no_args_is_help=True)
 console = Console()
@@ -25,7 +26,7 @@ FileOption = Annotated[
 ]
 
 
-def _load(path: Path) -> list[store.Span]:
+def _load(path: Path) -> list[Span]:
     spans = store.load_spans(path)
     if not spans:
         err.print(f"no spans in {path} (is the trace sink running? `make run` starts it)")
