@@ -20,12 +20,14 @@ Budget and how each part is enforced:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
@@ -39,6 +41,9 @@ from services.executor.sandbox.outcome import classify
 from services.executor.sandbox.start import START_EXPORT
 from services.executor.sandbox.state import MAX_LOG_BYTES, RunState, bind, current_or_none
 from services.spec.wasm_structure import ModuleBounds
+
+if TYPE_CHECKING:  # wasmtime-py does not export the class of Instance.exports()
+    from wasmtime._instance import InstanceExports
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,11 @@ MAX_MEMORIES = 1
 BLOCKING_WASI_IMPORTS = frozenset({"poll_oneoff", "random_get"})
 
 
-@ffi.EpochCallback
-def _on_epoch(_context, _data, delta, kind):  # type: ignore[no-untyped-def]
+# A ctypes prototype (CFUNCTYPE) is untyped as a decorator; the function itself is typed.
+@ffi.EpochCallback  # type: ignore[untyped-decorator]
+def _on_epoch(
+    _context: object, _data: object, delta: ctypes._Pointer[ctypes.c_uint64], kind: ctypes._Pointer[Any]
+) -> int:
     """Runs on the guest's thread after each tick. Returning an error ends the run."""
     try:
         run = current_or_none()
@@ -254,7 +262,7 @@ class Sandbox:
         return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
 
 
-def _call(exports: wasmtime.InstanceExports, store: wasmtime.Store, name: str) -> None:
+def _call(exports: InstanceExports, store: wasmtime.Store, name: str) -> None:
     func = exports[name]
     assert isinstance(func, wasmtime.Func)  # link() checked the export's type
     func(store)

@@ -43,7 +43,7 @@ def missing() -> list[str]:
     return [f"{where}.{name}" for where, name in REQUIRED if not hasattr(owners[where], name)]
 
 
-def _check(err: object) -> None:
+def _check(err: ctypes._Pointer[ffi.wasmtime_error]) -> None:
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)
 

@@ -115,7 +115,7 @@ class RunState:
         for line in lines:
             self.add_log("stderr", line)
 
-    def add_log(self, level: str, raw: bytes) -> None:
+    def add_log(self, level: str, raw: bytes | bytearray) -> None:
         if self.log_bytes + len(raw) > MAX_LOG_BYTES:
             self.logs_dropped += 1
             return
