@@ -100,7 +100,7 @@ def _event(resp: ex_pb.RunEvent) -> ExecutorEvent | None:
 
 
 class GrpcRun:
-    def __init__(self, call: grpc.aio.UnaryStreamCall) -> None:
+    def __init__(self, call: grpc.aio.UnaryStreamCall[ex_pb.RunRequest, ex_pb.RunResponse]) -> None:
         self._call = call
         self._cancelled = False
 

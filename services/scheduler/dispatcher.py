@@ -20,7 +20,7 @@ from services.common.logs import log_event
 from services.common.telemetry import resumed
 from services.scheduler import domain, metrics
 from services.scheduler.book import AgentBook, LiveAgent
-from services.scheduler.domain import AgentState, Cause, Lost, Outcome, Refused, RunFinished
+from services.scheduler.domain import Agent, AgentState, Cause, Lost, Outcome, Refused, RunFinished
 from services.scheduler.ports import Accepted, Ended, Executors, Log, Output, RunSpec, Started
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,11 @@ class Dispatcher:
                     metrics.DISPATCH_RETRIES.labels("executor_lost").inc()
                     log_event(log, "run lost; re-dispatching", logging.WARNING, agent=live.agent.id, what=result.what)
                     reason = f"executor lost during run ({result.what}); re-dispatched"
-                    if not await self.book.update(live, lambda a, r=reason: domain.redispatch(a, r)):
+
+                    def redispatched(agent: Agent, reason: str = reason) -> Agent:
+                        return domain.redispatch(agent, reason)
+
+                    if not await self.book.update(live, redispatched):
                         return
                     tried.clear()
                     waiting_since = time.monotonic()
@@ -200,7 +204,11 @@ class Dispatcher:
                 if isinstance(event, Accepted):
                     if live.agent.state is AgentState.PENDING:
                         executor = event.executor_id or address
-                        await self.book.update(live, lambda a, e=executor: domain.mark_running(a, e, time.time()))
+
+                        def running(agent: Agent, executor: str = executor) -> Agent:
+                            return domain.mark_running(agent, executor, time.time())
+
+                        await self.book.update(live, running)
                 elif isinstance(event, Output):
                     live.append_output(event.data)
                     live.publish(event)

@@ -14,7 +14,7 @@ scheduler as from the gateway: services/common/audit.py), so the owner's audit n
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 import grpc
@@ -36,7 +36,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-def is_forwarded(metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
+def is_forwarded(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
     return any(key == mesh_headers.FORWARDED_BY for key, _ in metadata or ())
 
 
@@ -81,7 +81,10 @@ class Peers:
         budget = timeout or DEFAULT_TIMEOUT_SECONDS
 
         async def ask(color: str) -> pb.GetAgentResponse:
-            return await self._stub.GetAgent(request, timeout=budget, metadata=self._metadata(color))
+            answer: pb.GetAgentResponse = await self._stub.GetAgent(
+                request, timeout=budget, metadata=self._metadata(color)
+            )
+            return answer
 
         return await self._first("GetAgent", request.id, ask)
 
@@ -89,7 +92,10 @@ class Peers:
         budget = timeout or DEFAULT_TIMEOUT_SECONDS
 
         async def ask(color: str) -> pb.CancelAgentResponse:
-            return await self._stub.CancelAgent(request, timeout=budget, metadata=self._metadata(color))
+            answer: pb.CancelAgentResponse = await self._stub.CancelAgent(
+                request, timeout=budget, metadata=self._metadata(color)
+            )
+            return answer
 
         return await self._first("CancelAgent", request.id, ask)
 
@@ -97,10 +103,14 @@ class Peers:
         """The owner's WatchAgent stream, relayed. The owner is found by its first message (a watch
         always starts with the agent as it is now)."""
 
-        async def ask(color: str) -> tuple[grpc.aio.UnaryStreamCall, pb.WatchAgentResponse]:
+        async def ask(
+            color: str,
+        ) -> tuple[grpc.aio.UnaryStreamCall[pb.WatchAgentRequest, pb.WatchAgentResponse], pb.WatchAgentResponse]:
+            call: grpc.aio.UnaryStreamCall[pb.WatchAgentRequest, pb.WatchAgentResponse]
             call = self._stub.WatchAgent(request, timeout=timeout, metadata=self._metadata(color))
+            # read() gives a response or grpc.aio.EOF (typed `object` by grpc's stubs, hence isinstance)
             first = await call.read()
-            if first is grpc.aio.EOF:  # a watch always starts with the agent; treat as a broken peer
+            if not isinstance(first, pb.WatchAgentResponse):  # a watch always starts with the agent: a broken peer
                 raise Unavailable(f"scheduler {color} ended a watch of {request.id!r} without a message")
             return call, first
 
@@ -108,7 +118,7 @@ class Peers:
         try:
             yield first
             # read(), not `async for`: grpc.aio refuses to mix the two on one call.
-            while (response := await call.read()) is not grpc.aio.EOF:
+            while isinstance(response := await call.read(), pb.WatchAgentResponse):  # until grpc.aio.EOF
                 yield response
         except grpc.aio.AioRpcError as exc:  # the owner ended the watch with an error: pass it on
             raise relayed_error(exc) from None
@@ -155,9 +165,10 @@ class Peers:
     async def create(self, request: pb.CreateAgentRequest, color: str, timeout: float | None) -> pb.CreateAgentResponse:
         metrics.PEER_CALLS.labels("CreateAgent", "ok").inc()  # forwarded: the owner answers, error or not
         try:
-            return await self._stub.CreateAgent(
+            answer: pb.CreateAgentResponse = await self._stub.CreateAgent(
                 request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color)
             )
+            return answer
         except grpc.aio.AioRpcError as exc:  # ALREADY_EXISTS for a different input, and the like
             raise relayed_error(exc) from None
 

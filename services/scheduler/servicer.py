@@ -30,7 +30,8 @@ def agent_to_pb(a: Agent) -> pb.Agent:
         template_version=a.template_version,
         input=a.input,
         labels=dict(a.labels),
-        state=int(a.state),
+        # grpc_tools' stubs take an enum field as its wrapper type (or name); the runtime takes the int.
+        state=int(a.state),  # type: ignore[arg-type]
         reason=a.reason,
         output=a.output,
         output_truncated=a.output_truncated,
@@ -54,7 +55,7 @@ def _spec(request: pb.CreateAgentRequest | pb.RunAgentRequest) -> CreateSpec:
     )
 
 
-def _event_fields(event: WatchEvent) -> dict[str, object]:
+def _event_fields(event: WatchEvent) -> dict[str, Any]:  # one field of the response's oneof, by name
     if isinstance(event, AgentChanged):
         return {"agent": agent_to_pb(event.agent)}
     if isinstance(event, Output):

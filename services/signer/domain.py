@@ -202,9 +202,9 @@ class SignerService:
             async with self._changed:
                 while self._generation == seen:
                     await self._changed.wait()
-                seen, keys = self._generation, self._keys
-            assert keys is not None  # set before the first notification
-            yield keys
+                seen, current = self._generation, self._keys
+            assert current is not None  # set before the first notification
+            yield current
 
     async def refresh_every(self, seconds: float, stop: asyncio.Event) -> None:
         """Re-read the backend periodically so watchers hear of changes made elsewhere (a shared Vault key)."""

@@ -33,7 +33,11 @@ def observe_key_set(keys: KeySet) -> None:
     for gone in _live - current.keys():
         KEY_AGE.remove(gone)
     for version, created in current.items():
-        KEY_AGE.labels(version).set_function(lambda created=created: max(0.0, time.time() - created))
+
+        def age(created: float = created) -> float:
+            return max(0.0, time.time() - created)
+
+        KEY_AGE.labels(version).set_function(age)
     _live.clear()
     _live.update(current)
     KEY_LATEST.set(keys.latest_version)
