@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Awaitable, Callable
+
+import grpc
 
 from agentfactory.executor.v1 import executor_service_pb2, executor_service_pb2_grpc
 from services.common import event_loop
@@ -30,7 +33,7 @@ from services.spec.published import PublishedTemplate
 log = logging.getLogger("services.executor")
 
 
-async def _until_ok(what: str, attempt, stop: asyncio.Event) -> bool:  # type: ignore[no-untyped-def]
+async def _until_ok(what: str, attempt: Callable[[], Awaitable[object]], stop: asyncio.Event) -> bool:
     """Retry `attempt` with backoff until it succeeds (True) or we are stopping (False)."""
     backoff = 0.1
     while not stop.is_set():
@@ -135,7 +138,7 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def register(grpc_server):  # type: ignore[no-untyped-def]
+    def register(grpc_server: grpc.aio.Server) -> list[str]:
         executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server(ExecutorServicer(service), grpc_server)
         return [executor_service_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name]
 

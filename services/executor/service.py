@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -216,7 +216,7 @@ class ExecutorService:
         _record(finished)
         return events
 
-    def _spec(self, cmd: RunCommand, ready: Ready, sink: object) -> RunSpec:
+    def _spec(self, cmd: RunCommand, ready: Ready, sink: Callable[[list[RunEvent]], None]) -> RunSpec:
         manifest = ready.verified.manifest
         tools = frozenset(manifest.tools)
         host = None
@@ -235,7 +235,7 @@ class ExecutorService:
             env=dict(manifest.env),
             tools=tools,
             started=Started(manifest.module_sha256, ready.verified.key_version, ready.cache_level),
-            sink=sink,  # type: ignore[arg-type]
+            sink=sink,
             tool_host=host,
         )
 

@@ -109,8 +109,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     ) -> AsyncIterator[pb.WatchTemplatesResponse]:
         async for event in self.registry.watch(request.after_revision):
             response = event.encoded.get("pb")
-            if response is None:  # the first watcher to send a live event encodes it for all of them
+            if not isinstance(response, pb.WatchTemplatesResponse):  # None: the first watcher to send a live
+                # event encodes it for all of them
                 response = event.encoded["pb"] = pb.WatchTemplatesResponse(
                     revision=event.revision, kind=_KINDS[event.kind], template=self._proto(event.template)
                 )
-            yield response  # type: ignore[misc]
+            yield response

@@ -258,6 +258,8 @@ class ModuleBounds:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown module bounds {sorted(unknown)}")
+        # int() of whatever the policy file holds: a value that is no number raises, and the policy loader
+        # reports it; the stubs take no `object` there.
         return cls(**{k: int(v) for k, v in data.items()})  # type: ignore[call-overload]
 
     def violation(self, structure: Structure) -> str | None:
