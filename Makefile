@@ -83,7 +83,7 @@ $(STAMP)/gen: $(PROTOS) $(STAMP)/venv
 gen: $(STAMP)/gen ## generate Python stubs and the grpcurl protoset from protos/
 
 PY_DIRS = $(wildcard services tests mesh gateway perf examples afctl)
-lint: $(STAMP)/gen ## buf lint + buf format + buf breaking (vs main) + ruff (check and format)
+lint: $(STAMP)/gen ## buf lint + buf format + buf breaking (vs main) + ruff (check and format) + mypy (strict)
 	buf lint
 	buf format --diff --exit-code
 	# The contracts in the work tree against main's (FILE rules): an edit that would break a released
@@ -92,6 +92,8 @@ lint: $(STAMP)/gen ## buf lint + buf format + buf breaking (vs main) + ruff (che
 	  buf breaking --against '.git#branch=main'; else echo "no local main branch: buf breaking skipped"; fi
 	$(PY) -m ruff check $(PY_DIRS)
 	$(PY) -m ruff format --check $(PY_DIRS)
+	# Strict over services/ and afctl/ (pyproject.toml [tool.mypy]); protobuf types from build/gen's .pyi files.
+	$(PY) -m mypy
 
 # Everything the test suite needs: stubs, example agents, certificates, ghz/grpcurl, the example clients.
 TEST_DEPS = $(STAMP)/gen examples tools $(STAMP)/clients
