@@ -33,7 +33,7 @@ helm-template: $(HELM) ## render the chart: make helm-template [VALUES=helm/agen
 	$(HELM) template agentfactory $(CHART) --kube-version $(HELM_KUBE) --namespace agentfactory $(if $(VALUES),-f $(VALUES))
 
 test-helm: $(HELM) $(STAMP)/venv ## chart tests: schemas, envoy --mode validate, security properties
-	$(PY) -m pytest tests/unit/helm
+	$(PY) -m pytest tests/integration/helm
 
 # The suite renders the chart with the real helm: build it first (pinned, once).
-test test-unit: $(HELM)
+test test-integration: $(HELM)

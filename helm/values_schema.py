@@ -1,6 +1,6 @@
 """Write helm/agentfactory/values.schema.json (Helm checks values against it on lint, template,
 install and upgrade). Kept as Python so the repeated shapes (a service, resources, a color) are
-written once; `--check` fails when the committed JSON is stale (make helm-lint, tests/unit/helm).
+written once; `--check` fails when the committed JSON is stale (make helm-lint, tests/integration/helm).
 
     python helm/values_schema.py [--check]
 """

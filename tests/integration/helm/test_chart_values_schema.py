@@ -18,7 +18,7 @@ import yaml
 from mesh import REPO
 from observability.chart import stale
 from observability.render import RULES_DIR
-from tests.unit.helm.conftest import CHART, KUBE_VERSION, PROFILES, helm, render
+from tests.integration.helm.conftest import CHART, KUBE_VERSION, PROFILES, helm, render
 
 SCHEMA = CHART / "values.schema.json"
 

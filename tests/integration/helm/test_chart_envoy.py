@@ -16,7 +16,7 @@ from mesh import DEFAULT_TOPOLOGY
 from mesh.envoy import validate, validate_all
 from mesh.kubernetes import DEFAULT_OUT, kubernetes_topology, render_files, stale
 from mesh.topology import TopologyError, load
-from tests.unit.helm.conftest import NAMESPACE, Rendered, render
+from tests.integration.helm.conftest import NAMESPACE, Rendered, render
 
 TOPO = load(DEFAULT_TOPOLOGY)
 

@@ -15,7 +15,7 @@ import yaml
 
 from mesh import DEFAULT_TOPOLOGY
 from mesh.topology import load
-from tests.unit.helm.conftest import CHART, KUBE_VERSION, PROFILES, Rendered, helm, render
+from tests.integration.helm.conftest import CHART, KUBE_VERSION, PROFILES, Rendered, helm, render
 
 TOPO = load(DEFAULT_TOPOLOGY)
 WORKLOADS = {inst.id for inst in TOPO.instances()} | {TOPO.gateway.id}
