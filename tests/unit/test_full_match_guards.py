@@ -57,7 +57,11 @@ def _scan() -> tuple[dict[str, list[tuple[str, str, bool]]], list[tuple[str, str
         rel = str(path.relative_to(REPO))
         tree = ast.parse(path.read_text(), rel)
         for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and _is_re_call(node.value, ("compile",)):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and _is_re_call(node.value, ("compile",))
+            ):
                 pattern = _literal(node.value.args[0]) if node.value.args else None
                 for target in node.targets:
                     if isinstance(target, ast.Name) and pattern is not None:
@@ -70,7 +74,11 @@ def _scan() -> tuple[dict[str, list[tuple[str, str, bool]]], list[tuple[str, str
                 pattern = _literal(node.args[0])
                 if pattern is not None and _ends_with_dollar(pattern):
                     problems.append(f"{rel}:{node.lineno}: re.{f.attr} with a pattern ending in '$'")  # type: ignore[attr-defined]
-            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr in ("match", "search", "fullmatch"):
+            if (
+                isinstance(f, ast.Attribute)
+                and isinstance(f.value, ast.Name)
+                and f.attr in ("match", "search", "fullmatch")
+            ):
                 uses.append((f.value.id, f.attr, f"{rel}:{node.lineno}"))
     return compiled, uses, problems
 

@@ -254,7 +254,7 @@ def test_a_refusal_names_the_executor_not_the_address_called(
     assert next(hog).events[0].WhichOneof("event") == "accepted"
     try:
         sched = scheduler(executors=[small_executor.addr], AF_DISPATCH_WAIT_SECONDS="0.5")
-        events, code, details = run_agent(sched, "echo-upper", b"w")
+        _events, code, details = run_agent(sched, "echo-upper", b"w")
     finally:
         hog.cancel()
         channel.close()
