@@ -68,7 +68,12 @@ def test_sidecar_rbac_names_exact_principals() -> None:
     # The whole comma-joined URI SAN list, matched exactly: one SAN, this id (never `authenticated`,
     # which admits a certificate if any of its SANs matches).
     assert sign.principals == (
-        {"header": {"name": "x-agentfactory-peer", "string_match": {"exact": "spiffe://agentfactory.local/sa/registry"}}},
+        {
+            "header": {
+                "name": "x-agentfactory-peer",
+                "string_match": {"exact": "spiffe://agentfactory.local/sa/registry"},
+            }
+        },
     )
 
 
