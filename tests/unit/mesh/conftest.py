@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
-from mesh import DEFAULT_TOPOLOGY
-from mesh.ca import issue_all
-from mesh.render import render
-from mesh.topology import Topology, load
+from tests.rendered_mesh import Rendered, render_repo_topology
 
-
-@dataclass(frozen=True)
-class Rendered:
-    topo: Topology
-    certs: Path
-    out: Path
-    configs: dict[str, Path]
+__all__ = ["Rendered", "rendered"]
 
 
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
-    root = tmp_path_factory.mktemp("rendered")
-    topo = load(DEFAULT_TOPOLOGY)
-    issue_all(topo, root / "certs")
-    configs = render(topo, certs_dir=root / "certs", out_dir=root / "out")
-    return Rendered(topo, root / "certs", root / "out", configs)
+    return render_repo_topology(tmp_path_factory.mktemp("rendered"))

@@ -11,7 +11,7 @@ import yaml
 
 from mesh import DEFAULT_TOPOLOGY
 from mesh.topology import TopologyError, load
-from tests.unit.mesh.conftest import Rendered
+from tests.rendered_mesh import Rendered
 
 
 def _clusters(rendered: Rendered, envoy_id: str) -> dict[str, dict[str, Any]]:

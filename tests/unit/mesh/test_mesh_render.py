@@ -1,6 +1,6 @@
-"""Every rendered Envoy config passes the real `envoy --mode validate`, and carries the
-properties the mesh promises (checked on the rendered YAML, so a template edit cannot
-silently drop one)."""
+"""Every rendered Envoy config carries the properties the mesh promises (checked on the rendered YAML,
+so a template edit cannot silently drop one). The real `envoy --mode validate` of the same configs is
+in tests/integration/mesh/test_envoy_validate.py."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mesh.envoy import validate, validate_all
 from mesh.kubernetes import walk_dicts
 from mesh.methods import contracts
 from mesh.policy import load_service_policy
-from tests.unit.mesh.conftest import Rendered
+from tests.rendered_mesh import Rendered
 
 
 def _doc(path: Path) -> dict[str, Any]:
@@ -27,25 +26,6 @@ def _routes(rendered: Rendered, envoy_id: str) -> dict[str, dict[str, Any]]:
         cfg = _doc(f)["resources"][0]
         out[cfg["name"]] = cfg
     return out
-
-
-def test_every_config_passes_envoy_validate(rendered: Rendered) -> None:
-    assert set(rendered.configs) == set(rendered.topo.envoy_ids())
-    failures = validate_all(list(rendered.configs.values()))
-    assert not failures, "\n\n".join(f"{p}:\n{e}" for p, e in failures.items())
-
-
-def test_validation_catches_a_broken_route_file(rendered: Rendered, tmp_path: Path) -> None:
-    # Guard for the guard: validate() must read the RDS files, not just the bootstrap.
-    import shutil
-
-    copy = tmp_path / "registry"
-    shutil.copytree(rendered.out / "registry", copy)
-    boot = (copy / "envoy.yaml").read_text().replace(str(rendered.out / "registry"), str(copy))
-    (copy / "envoy.yaml").write_text(boot)
-    rds = copy / "rds" / "inbound.yaml"
-    rds.write_text(rds.read_text().replace("timeout: 0s", "timeout: soon", 1))
-    assert validate(copy / "envoy.yaml") is not None
 
 
 @pytest.mark.parametrize("envoy_id", ["registry", "signer", "executor-blue", "scheduler-green", "gateway"])

@@ -11,7 +11,7 @@ import yaml
 
 from mesh.topology import TopologyError
 from mesh.weights import main, parse_split, set_weights
-from tests.unit.mesh.conftest import Rendered
+from tests.rendered_mesh import Rendered
 
 
 @pytest.fixture

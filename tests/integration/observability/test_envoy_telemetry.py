@@ -126,7 +126,8 @@ def test_without_telemetry_nothing_is_traced(tmp_path: Path, certs: Path) -> Non
 
 
 def test_rendered_configs_pass_envoy_validate(traced: Rendered, tmp_path: Path, certs: Path) -> None:
-    # The gateway and one sidecar with every listener kind; tests/unit/mesh validates all the rest.
+    # The gateway and one sidecar with every listener kind; tests/integration/mesh/test_envoy_validate.py
+    # validates all the rest.
     for envoy_id in ("gateway", "scheduler-blue"):
         assert validate(traced.configs[envoy_id]) is None
     # A collector named by DNS (a Kubernetes Service) is a STRICT_DNS cluster.
