@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
 import typer
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
@@ -372,17 +374,45 @@ def _agent_state(value: str) -> str:
     return value
 
 
+def _instant(value: str) -> str:
+    if value:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter("an ISO-8601 time, e.g. 2026-12-07T04:00:00Z") from None
+    return value
+
+
+def _timestamp(value: str) -> Timestamp | None:
+    if not value:
+        return None
+    when = datetime.fromisoformat(value)
+    stamp = Timestamp()
+    stamp.FromDatetime(when if when.tzinfo else when.replace(tzinfo=UTC))
+    return stamp
+
+
 @agents_app.command("list")
 def list_agents(
     template: str = "",
     state: Annotated[str, typer.Option(callback=_agent_state, help=f"one of {', '.join(STATES)}")] = "",
+    label: Annotated[str, typer.Option(help="label selector, k=v,k2=v2")] = "",
+    created_after: Annotated[str, typer.Option(callback=_instant, help="ISO-8601, inclusive (UTC if no zone)")] = "",
+    created_before: Annotated[str, typer.Option(callback=_instant, help="ISO-8601, exclusive")] = "",
     page_size: int = 50,
     output: OutputOption = Format.table,
 ) -> None:
     """List agents, newest first."""
     state_value = sch_pb.AgentState.Value(f"AGENT_STATE_{state.upper()}") if state else 0
     # grpc_tools' stubs take an enum field as its wrapper type (or name); the runtime takes the int.
-    request = sch_pb.ListAgentsRequest(template_name=template, state=state_value, page_size=page_size)  # type: ignore[arg-type]
+    request = sch_pb.ListAgentsRequest(
+        template_name=template,
+        state=state_value,  # type: ignore[arg-type]
+        label_selector=label,
+        page_size=page_size,
+        created_after=_timestamp(created_after),
+        created_before=_timestamp(created_before),
+    )
     with client() as c:
         try:
             page = c.scheduler.ListAgents(request, timeout=c.timeout, metadata=c.metadata)
