@@ -82,10 +82,46 @@ def runner(sandbox: Sandbox, tmp_path: Path) -> Runner:
     return Runner(sandbox, KvStore(tmp_path / "kv.sqlite3"))
 
 
+class SlowGate:
+    """Holds every answer to /slow until the test releases it. A run that ends while the gate is closed
+    ended without the answer: that is how a test sees a host call cut at a deadline or a cancel, with
+    no bound on how long the machine took to get there."""
+
+    CAP_SECONDS = 60.0  # a sandbox that wrongly waits for the answer gets it after this, and the test says so
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._lock = threading.Lock()
+        self.answered = 0
+
+    def hold(self) -> None:
+        self._open.wait(self.CAP_SECONDS)
+        with self._lock:
+            self.answered += 1
+
+    def close(self) -> None:
+        self._open.clear()
+        with self._lock:
+            self.answered = 0
+
+    def release(self) -> None:
+        self._open.set()
+
+
+_SLOW = SlowGate()
+
+
+@pytest.fixture
+def slow_gate() -> Iterator[SlowGate]:
+    _SLOW.close()
+    yield _SLOW
+    _SLOW.release()  # let the held handler threads finish
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.startswith("/slow"):
-            threading.Event().wait(3.0)
+            _SLOW.hold()
         body = b"hello from loopback"
         if self.path.startswith("/missing"):
             self.send_response(404)

@@ -199,9 +199,8 @@ async def test_run_streams_state_changes_and_output(make_service: Factory) -> No
 
 async def test_run_deadline_is_passed_to_the_executor_and_times_out(make_service: Factory) -> None:
     svc = await make_service({"ex-a": doubles.forever})
-    started = time.monotonic()
+    # The executor double never finishes: only the deadline the scheduler passes on can end this run.
     events, error = await collect(svc.run(CreateSpec("echo"), timeout=0.5))
-    assert time.monotonic() - started < 2
     assert isinstance(error, errors.DeadlineExceeded)
     final = events[-1].agent  # type: ignore[attr-defined]
     assert final.state is AgentState.TIMED_OUT and "caller's deadline" in final.reason
