@@ -186,5 +186,10 @@ def test_default_images_are_the_ones_make_images_builds() -> None:
         f"agentfactory/{n}:{chart['appVersion']}" for n in ("registry", "signer", "executor", "scheduler", "envoy")
     }
     assert images == built, images ^ built
-    # `make images` tags with the same appVersion (images/images.mk reads it from Chart.yaml).
-    assert "appVersion" in (REPO / "images" / "images.mk").read_text()
+    # `make images` tags with the same appVersion: ask make for the tag images/images.mk computes.
+    tag = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-f", "images/images.mk",
+         "--eval=af-print-image-tag: ; @echo $(IMAGE_TAG)", "af-print-image-tag"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert tag == str(chart["appVersion"])
