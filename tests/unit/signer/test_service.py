@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 from prometheus_client import REGISTRY
@@ -160,7 +161,11 @@ async def test_metrics_count_signatures_verifications_and_key_age(service: Signe
     assert metric("agentfactory_signer_signatures_total", key_version="1") == signed + 1
     assert metric("agentfactory_signer_verifications_total", result="valid") == valid + 1
     assert metric("agentfactory_signer_verifications_total", result="mismatch") == mismatch + 1
-    assert metric("agentfactory_signing_key_age_seconds", key_version="1") >= 0
+    # The age gauge is now minus the key's creation time, read when scraped.
+    created = (await service.public_keys()).get(1).created_unix
+    before = time.time() - created
+    age = metric("agentfactory_signing_key_age_seconds", key_version="1")
+    assert before <= age <= time.time() - created
     await service.rotate()
     await service.set_min_version(2)
     assert REGISTRY.get_sample_value("agentfactory_signing_key_age_seconds", {"key_version": "1"}) is None
