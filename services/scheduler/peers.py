@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
@@ -77,27 +78,28 @@ class Peers:
             )
         raise NotFound(f"agent {agent_id!r} does not exist")
 
-    async def get(self, request: pb.GetAgentRequest, timeout: float | None) -> pb.GetAgentResponse:
+    async def _first_unary(
+        self, method: str, agent_id: str, rpc: Callable[..., Awaitable[Any]], request: Message, timeout: float | None
+    ) -> Any:
+        """`rpc` (a unary method of the peers' stub) answered by the first color that knows the agent."""
         budget = timeout or DEFAULT_TIMEOUT_SECONDS
 
-        async def ask(color: str) -> pb.GetAgentResponse:
-            answer: pb.GetAgentResponse = await self._stub.GetAgent(
-                request, timeout=budget, metadata=self._metadata(color)
-            )
-            return answer
+        async def ask(color: str) -> Any:
+            return await rpc(request, timeout=budget, metadata=self._metadata(color))
 
-        return await self._first("GetAgent", request.id, ask)
+        return await self._first(method, agent_id, ask)
+
+    async def get(self, request: pb.GetAgentRequest, timeout: float | None) -> pb.GetAgentResponse:
+        reply: pb.GetAgentResponse = await self._first_unary(
+            "GetAgent", request.id, self._stub.GetAgent, request, timeout
+        )
+        return reply
 
     async def cancel(self, request: pb.CancelAgentRequest, timeout: float | None) -> pb.CancelAgentResponse:
-        budget = timeout or DEFAULT_TIMEOUT_SECONDS
-
-        async def ask(color: str) -> pb.CancelAgentResponse:
-            answer: pb.CancelAgentResponse = await self._stub.CancelAgent(
-                request, timeout=budget, metadata=self._metadata(color)
-            )
-            return answer
-
-        return await self._first("CancelAgent", request.id, ask)
+        reply: pb.CancelAgentResponse = await self._first_unary(
+            "CancelAgent", request.id, self._stub.CancelAgent, request, timeout
+        )
+        return reply
 
     async def watch(self, request: pb.WatchAgentRequest, timeout: float | None) -> AsyncIterator[pb.WatchAgentResponse]:
         """The owner's WatchAgent stream, relayed. The owner is found by its first message (a watch
