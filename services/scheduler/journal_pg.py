@@ -17,6 +17,7 @@ import asyncio
 import builtins  # PgJournal has a method named list: later annotations name the builtin explicitly
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,10 @@ from services.common import postgres
 from services.common.errors import Unavailable
 from services.common.telemetry import span
 from services.scheduler.domain import Agent, AgentState, ListFilter, PageCursor
-from services.scheduler.journal import LeaseLost, sec, us
+from services.scheduler.journal import Journal, LeaseLost, sec, us
+
+# The SQLite query's positional placeholders (the query holds no string literals, so no '?' but these).
+_PLACEHOLDER = re.compile(r"\?")
 
 COMPONENT = "scheduler"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -287,38 +291,11 @@ class PgJournal:
 
     @staticmethod
     def list_query(flt: ListFilter, after: PageCursor | None, limit: int) -> tuple[str, builtins.list[Any]]:
-        """journal.Journal.list_query in PostgreSQL's placeholders."""
-        where: list[str] = []
-        args: list[Any] = []
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        labels = list(flt.labels)
-        if labels:
-            key, value = labels.pop(0)
-            sql = "SELECT a.* FROM agent_labels l JOIN agents a ON a.id = l.id"
-            where.append(f"l.key = {arg(key)} AND l.value = {arg(value)}")
-            order, cursor_cols = "l.create_us DESC, l.id DESC", "(l.create_us, l.id)"
-        else:
-            sql = "SELECT a.* FROM agents a"
-            order, cursor_cols = "a.create_us DESC, a.id DESC", "(a.create_us, a.id)"
-        if after is not None:
-            where.append(f"{cursor_cols} < ({arg(after.create_us)}, {arg(after.agent_id)})")
-        if flt.state is not None:
-            where.append(f"a.state = {arg(int(flt.state))}")
-        if flt.template_name:
-            where.append(f"a.template_name = {arg(flt.template_name)}")
-        for key, value in labels:
-            where.append(
-                f"EXISTS (SELECT 1 FROM agent_labels x WHERE x.id = a.id AND x.key = {arg(key)} "
-                f"AND x.value = {arg(value)})"
-            )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {order} LIMIT {arg(limit)}"
-        return sql, args
+        """journal.Journal.list_query (one query for both journals: the same filters, order and keyset
+        pages on the same indexes) in PostgreSQL's numbered placeholders."""
+        sql, args = Journal.list_query(flt, after, limit)
+        numbered = iter(range(1, len(args) + 1))
+        return _PLACEHOLDER.sub(lambda _: f"${next(numbered)}", sql), args
 
     async def unfinished(self) -> Sequence[Agent]:
         """Every agent not yet terminal, whoever holds it, oldest first."""
