@@ -127,11 +127,20 @@ include clients/clients.mk
 include images/images.mk
 
 # --- The local platform -----------------------------------------------------------------------
-run: setup $(STAMP)/gen examples tools mesh ## bring the whole mesh up locally, publish the examples, run an agent
+# BACKEND=sqlite (default): the embedded stores under var/data, no database process. BACKEND=postgres:
+# supervisord also runs a local PostgreSQL (data in var/postgres, mesh/pglocal.py) that the registry and
+# both scheduler colors use, each service with its own role and database (docs/database.md).
+BACKEND ?= sqlite
+ifeq ($(filter $(BACKEND),sqlite postgres),)
+$(error BACKEND=$(BACKEND): expected sqlite or postgres)
+endif
+DB_ARGS := $(if $(filter postgres,$(BACKEND)),--postgres $(MESH_VAR)/postgres)
+
+run: setup $(STAMP)/gen examples tools mesh ## bring the whole mesh up locally, publish the examples, run an agent (BACKEND=postgres: on PostgreSQL)
 	$(PY) -m observability.render --out build/observability --alertmanager-addr 127.0.0.1:9093
-	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) up \
+	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) up $(DB_ARGS) \
 		--prometheus build/observability/prometheus.yml --trace-sink --alertmanager build/observability/alertmanager.yml
 	$(PY) -m afctl.quickstart
 
-stop: ## stop everything `make run` started
+stop: ## stop everything `make run` started (its PostgreSQL too)
 	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) down

@@ -1,6 +1,6 @@
 """Supervise the local mesh with supervisord: every Envoy and every service process.
 
-    python -m mesh.supervisor render [--envoy-only]   # write build/mesh/supervisord.conf
+    python -m mesh.supervisor render [--envoy-only] [--postgres DIR]   # write build/mesh/supervisord.conf
     python -m mesh.supervisor up [--envoy-only]       # render, start or update supervisord, wait for Envoys
     python -m mesh.supervisor status
     python -m mesh.supervisor down                    # stop everything (supervisord included)
@@ -9,6 +9,10 @@ supervisord restarts anything that dies (autorestart=true). Services are started
 sidecars (priority) and read the AF_* settings the topology implies; their upstream addresses
 are their own sidecar's loopback outbound listeners. Runtime state lives under ``var/``:
 ``var/run`` (socket, pid), ``var/log`` (one log per program), ``var/data/<instance>``.
+
+With ``--postgres DIR`` (``make run BACKEND=postgres``) supervisord also runs the topology's local
+PostgreSQL (mesh/pglocal.py, data in DIR) and the services its ``database`` section names get
+AF_DATABASE_URL: their own role and database, so both scheduler colors share one journal.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import DEFAULT_OUT_DIR, DEFAULT_TOPOLOGY, REPO
 from mesh.envoy import Admin, base_args
+from mesh.pglocal import service_dsn
 from mesh.render import envoy_paths, write_atomic
 from mesh.topology import Instance, Topology, load
 
@@ -36,8 +41,9 @@ ALERTMANAGER_ADDR = "127.0.0.1:9093"  # as observability.alerting and `make run`
 ALERT_SINK_ADDR = "127.0.0.1:9095"
 
 
-def service_env(topo: Topology, inst: Instance, data_root: Path) -> dict[str, str]:
-    """The settings a service process reads (see services/common/config.py)."""
+def service_env(topo: Topology, inst: Instance, data_root: Path, postgres_dir: Path | None = None) -> dict[str, str]:
+    """The settings a service process reads (see services/common/config.py). With ``postgres_dir`` the
+    services the topology's database serves get their DSN."""
     svc = topo.services[inst.service]
     env = {
         "AF_SERVICE_ID": inst.id,
@@ -57,6 +63,8 @@ def service_env(topo: Topology, inst: Instance, data_root: Path) -> dict[str, st
     if inst.service in svc.upstreams and inst.color:
         # Its own service's other colors, reached through AF_<SERVICE>_ADDR with x-agentfactory-color.
         env["AF_PEER_COLORS"] = ",".join(c for c in svc.colors if c != inst.color)
+    if postgres_dir is not None and topo.database is not None and inst.service in topo.database.services:
+        env["AF_DATABASE_URL"] = service_dsn(postgres_dir.resolve(), topo.database.port, inst.service)
     env.update(svc.env)
     return env
 
@@ -81,9 +89,13 @@ def render_conf(
     trace_sink: bool = False,
     launcher: Callable[[str, list[str], Mapping[str, str]], list[str]] | None = None,
     alertmanager_config: Path | None = None,
+    postgres_dir: Path | None = None,
 ) -> Path:
     """supervisord.conf for the topology. ``launcher(program, command, env)`` may replace each Envoy's
-    and service's command (mesh.containers runs them from the images that way)."""
+    and service's command (mesh.containers runs them from the images that way). ``postgres_dir``: also
+    run the topology's local PostgreSQL with its data there, and point the services at it."""
+    if postgres_dir is not None and topo.database is None:
+        raise ValueError("--postgres needs a `database` section in the topology (port, services)")
     out_dir, var_dir = out_dir.resolve(), var_dir.resolve()
     run, logs, data = var_dir / "run", var_dir / "log", var_dir / "data"
     for d in (run, logs, data):
@@ -138,7 +150,7 @@ def render_conf(
         for inst in topo.instances():
             services.append(inst.id)
             module = topo.services[inst.service].module
-            env = service_env(topo, inst, data)
+            env = service_env(topo, inst, data, postgres_dir)
             cmd = launcher(inst.id, [python, "-m", module], env) if launcher else [python, "-m", module]
             lines += [
                 f"[program:{inst.id}]",
@@ -158,6 +170,27 @@ def render_conf(
                 "stdout_logfile_maxbytes=20MB",
                 "",
             ]
+    if postgres_dir is not None and topo.database is not None:
+        # Before the services (priority): they wait for it anyway (UNAVAILABLE, then a retry), but a
+        # first start is quicker. SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every
+        # pooled connection to close); a crash is restarted like any other program.
+        db = topo.database
+        lines += [
+            "[program:postgres]",
+            f"command={python} -m mesh.pglocal serve {postgres_dir.resolve()} {db.port} {' '.join(db.services)}",
+            f"directory={REPO}",
+            "priority=60",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=2",
+            "startretries=10",
+            "stopsignal=INT",
+            "stopwaitsecs=30",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / 'postgres.log'}",
+            "stdout_logfile_maxbytes=20MB",
+            "",
+        ]
     if trace_sink and topo.otlp_endpoint:
         # The OTLP receiver every Envoy and service exports to (observability/trace_sink.py); first, so
         # the first spans have somewhere to go. `afctl traces` reads its file.
@@ -317,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--alertmanager", type=Path, help="also supervise Alertmanager with this config, and its alert sink"
     )
+    parser.add_argument(
+        "--postgres", type=Path, help="also supervise the topology's PostgreSQL with its data in this directory"
+    )
     args = parser.parse_args(argv)
     topo = load(args.topology)
     conf = args.out_dir.resolve() / "supervisord.conf"
@@ -330,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prometheus_addr=args.prometheus_addr,
             trace_sink=args.trace_sink,
             alertmanager_config=args.alertmanager,
+            postgres_dir=args.postgres,
         )
         print(f"wrote {conf}")
     if args.command == "up":

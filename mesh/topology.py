@@ -116,6 +116,18 @@ class Client:
 
 
 @dataclass(frozen=True)
+class Database:
+    """The local PostgreSQL a mesh may run (`make run BACKEND=postgres`): where it listens, and the
+    services that keep their state there, each with its own role and database."""
+
+    port: int
+    services: tuple[str, ...]
+
+
+DATABASE_SERVICES = ("registry", "scheduler")  # the services with a PostgreSQL adapter
+
+
+@dataclass(frozen=True)
 class Topology:
     trust_domain: str
     services: Mapping[str, Service]
@@ -134,6 +146,9 @@ class Topology:
     # Percent of requests the gateway and the outbound listeners start a trace for (inbound listeners
     # and services follow their caller's decision). A traced request costs about twice the CPU.
     trace_sampling_percent: float = 100.0
+    # Present when the topology names a local database; a mesh runs it only when asked to (the default
+    # `make run` stays on the embedded SQLite stores).
+    database: Database | None = None
 
     def instances(self) -> list[Instance]:
         return [inst for svc in self.services.values() for inst in svc.instances]
@@ -230,7 +245,14 @@ def _build(raw: Mapping[str, Any], path: Path | None) -> Topology:
         otlp_endpoint=str((raw.get("telemetry") or {}).get("otlp") or ""),
         access_log=str((raw.get("telemetry") or {}).get("access_log") or "errors"),
         trace_sampling_percent=_percent((raw.get("telemetry") or {}).get("sampling_percent", 100)),
+        database=_database(raw.get("database")),
     )
+
+
+def _database(raw: Mapping[str, Any] | None) -> Database | None:
+    if raw is None:
+        return None
+    return Database(port=int(raw["port"]), services=tuple(str(s) for s in raw["services"]))
 
 
 def _percent(value: object) -> float:
@@ -295,6 +317,12 @@ def _check(topo: Topology) -> None:
                 )
             for up, port in inst.outbound.items():
                 claim(port, f"{inst.id}.outbound.{up}")
+    if topo.database is not None:
+        claim(topo.database.port, "database.port")
+        # A service the topology leaves out (a test's or a benchmark's smaller mesh) has nothing to point at.
+        for name in topo.database.services:
+            if name not in DATABASE_SERVICES:
+                raise TopologyError(f"database.services: {name!r} has no PostgreSQL store ({DATABASE_SERVICES})")
     gw = topo.gateway
     _require_ip(gw.host, "gateway.listen.host")
     claim(gw.port, "gateway.listen")

@@ -17,10 +17,12 @@ import contextlib
 import copy
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ def _ports(raw: dict[str, Any]) -> Iterator[int]:
     yield raw["gateway"]["listen"]["port"]
     yield raw["gateway"]["admin"]
     yield PROMETHEUS_PORT
+    if raw.get("database"):
+        yield raw["database"]["port"]
     otlp = (raw.get("telemetry") or {}).get("otlp")
     if otlp:
         yield int(otlp.rsplit(":", 1)[1])
@@ -70,6 +74,8 @@ def shifted_topology(offset: int, source: Path = DEFAULT_TOPOLOGY) -> dict[str, 
             inst["outbound"] = {k: p + offset for k, p in inst["outbound"].items()}
     raw["gateway"]["listen"]["port"] += offset
     raw["gateway"]["admin"] += offset
+    if raw.get("database"):
+        raw["database"]["port"] += offset
     otlp = (raw.get("telemetry") or {}).get("otlp")
     if otlp:
         # Our traces go to our own trace sink, never into a developer's.
@@ -117,6 +123,8 @@ class E2EMesh:
     conf: Path
     prometheus_addr: str
     quickstart_output: str = ""
+    # The local PostgreSQL's data directory when the mesh runs on it (removed by stop()).
+    postgres_dir: Path | None = None
     _clients: list[Client] = field(default_factory=list)
 
     # --- where things are -----------------------------------------------------------------------
@@ -190,6 +198,8 @@ class E2EMesh:
         for pid in filter(_alive, pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if self.postgres_dir is not None:
+            shutil.rmtree(self.postgres_dir, ignore_errors=True)
 
 
 def start_mesh(
@@ -197,6 +207,7 @@ def start_mesh(
     *,
     sampling_percent: float | None = None,
     launcher: Callable[[Path, Path, Path], Callable[[str, list[str], Mapping[str, str]], list[str]]] | None = None,
+    backend: str = "sqlite",
 ) -> E2EMesh:
     """`make run` into ``root``. On any failure the mesh is stopped and the error names the log dir.
 
@@ -204,7 +215,11 @@ def start_mesh(
     cluster samples, and the performance gate measures the mesh as the chart deploys it).
     ``launcher(certs, out, var)`` returns the command rewriter of `mesh.supervisor.render_conf`
     (tests/images runs every process from its container image this way).
+    ``backend="postgres"`` is `make run BACKEND=postgres`: supervisord also runs the topology's
+    PostgreSQL and the registry and both scheduler colors keep their state there.
     """
+    if backend not in ("sqlite", "postgres"):
+        raise ValueError(f"backend {backend!r}: expected sqlite or postgres")
     offset = pick_offset()
     topology_path = root / "topology.yaml"
     raw = shifted_topology(offset)
@@ -217,6 +232,8 @@ def start_mesh(
     issue_all(topo, certs)  # make certs
     render(topo, certs_dir=certs, out_dir=out)  # make mesh
     prom = observability.render(topo, root / "observability", prometheus_addr=prometheus_addr)
+    # Not under pytest's tmp dir (0700, ours): as root the server runs as `postgres` (tests/postgres.py).
+    postgres_dir = Path(tempfile.mkdtemp(prefix="af-e2e-pg-")) if backend == "postgres" else None
     conf = render_conf(
         topo,
         out_dir=out,
@@ -225,8 +242,9 @@ def start_mesh(
         prometheus_addr=prometheus_addr,
         trace_sink=True,
         launcher=launcher(certs, out, var) if launcher else None,
+        postgres_dir=postgres_dir,
     )
-    mesh = E2EMesh(root, topo, topology_path, certs, out, var, conf, prometheus_addr)
+    mesh = E2EMesh(root, topo, topology_path, certs, out, var, conf, prometheus_addr, postgres_dir=postgres_dir)
     try:
         late = up(conf, topo, out, timeout=START_TIMEOUT)
         if late:
