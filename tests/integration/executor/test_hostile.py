@@ -99,7 +99,8 @@ def _oob_pointer(stack: Stack, events: Events, elapsed: float) -> None:
 
 def _slow_tool(stack: Stack, events: Events, elapsed: float) -> None:
     done = finished(events)
-    assert 1.0 <= done.duration.ToNanoseconds() / 1e9 <= 1.3, done.duration
+    # Not before the run's deadline (1 s); what ended it is named below, so no bound after it.
+    assert done.duration.ToNanoseconds() / 1e9 >= 1.0, done.duration
     assert elapsed >= 1.0
     [call] = tool_calls(events)
     assert call.tool == "http_get" and call.allowed and "deadline" in call.detail, call

@@ -33,8 +33,9 @@ def test_unary_call_without_deadline_is_capped(mesh: Mesh) -> None:
         timeout=None,
         metadata=[("x-test-sleep-ms", "2500")],
     )
+    # The server answers after 2.5 s: DEADLINE_EXCEEDED is the cap, and not before it came.
     assert status == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert 1.3 < took < 2.4
+    assert took > 1.3
 
 
 def test_client_grpc_timeout_is_honoured_beyond_the_default_cap(mesh: Mesh) -> None:
@@ -67,8 +68,9 @@ def test_ordinary_stream_that_goes_quiet_is_reset(mesh: Mesh) -> None:
     status, took = _timed(
         mesh.outbound("executor-blue", "registry"), REG["FetchModule"], timeout=10, metadata=[("x-test-gap-ms", "2500")]
     )
+    # The stream would end OK after its 2.5 s gap: not OK, and not before the 1.5 s idle timeout, is the reset.
     assert status != grpc.StatusCode.OK
-    assert took < 2.4
+    assert took > 1.3
 
 
 def _stat(mesh: Mesh, envoy_id: str, name: str) -> int:
