@@ -15,7 +15,7 @@ from agentfactory.registry.v1 import template_pb2
 from agentfactory.signer.v1 import signer_service_pb2
 from services.common.errors import FailedPrecondition
 from services.common.timestamps import to_timestamp, to_unix
-from services.spec.manifest import LIMIT_KEYS, Limits, Manifest, manifest_from_canonical
+from services.spec.manifest import LIMIT_KEYS, Limits, Manifest, TemplateFile, manifest_from_canonical
 from services.spec.published import PublishedTemplate
 from services.spec.signature import SignatureRecord
 
@@ -56,6 +56,7 @@ def manifest_to_proto(manifest: Manifest) -> template_pb2.Manifest:
         output_schema=_struct(dict(manifest.output_schema)),
         http_hosts=list(manifest.http_hosts),
         retryable=manifest.retryable,
+        files={path: template_pb2.TemplateFile(sha256=f.sha256, size=f.size) for path, f in manifest.files.items()},
     )
 
 
@@ -77,6 +78,7 @@ def manifest_from_proto(message: template_pb2.Manifest) -> Manifest:
         output_schema=_ints_back(json_format.MessageToDict(message.output_schema)),
         http_hosts=tuple(message.http_hosts),
         retryable=message.retryable,
+        files={path: TemplateFile(f.sha256, f.size) for path, f in sorted(message.files.items())},
     )
 
 

@@ -258,6 +258,8 @@ class ExecutorService:
         with span("verify_signature", template=f"{name}@{version}", key_version=template.signature.key_version):
             verified = await self.trust.verify(template, name, version)
         manifest = verified.manifest
+        if manifest.files:
+            raise FailedPrecondition(f"{manifest.ref} ships files, which this executor cannot mount yet")
         with span("module_lookup", module_sha256=manifest.module_sha256):
             compiled, level = await self._compiled(manifest.module_sha256, template.module_size, evict)
         try:

@@ -442,6 +442,7 @@ class Registry:
                 raise FailedPrecondition(f"module {manifest.module_sha256} is not stored; upload it with this manifest")
             module_size = await self._io(self.store.blob_size, manifest.module_sha256)
         self.policy.check(manifest)
+        await self._check_files_stored(manifest)
 
         signature = await self.signer.sign(canonical)
         if writer is not None:
@@ -476,6 +477,19 @@ class Registry:
             key_version=signature.key_version,
         )
         return PublishResult(stored, created=True)
+
+    async def _check_files_stored(self, manifest: Manifest) -> None:
+        """Every file the manifest names must be a stored blob of the declared size: a signed manifest
+        must never point at bytes no executor can fetch."""
+        for path, entry in manifest.files.items():
+            if not await self._io(self.store.has_blob, entry.sha256):
+                raise FailedPrecondition(f"file {path} ({entry.sha256}) is not stored; upload it with this manifest")
+            size = await self._io(self.store.blob_size, entry.sha256)
+            if size != entry.size:
+                raise InvalidArgument(
+                    f"files.{path} declares {entry.size} bytes; the stored blob {entry.sha256} has {size}",
+                    field=f"files.{path}",
+                )
 
     # --- re-signing -------------------------------------------------------------------------------
 

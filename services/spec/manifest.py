@@ -7,9 +7,10 @@ the policy's default limits. The resolved `Manifest` is what gets signed (see ca
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +24,17 @@ MAX_INHERITANCE_DEPTH = 8
 NAME_RE = re.compile(r"\A[a-z][a-z0-9-]{0,62}\Z")
 SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 HOST_PORT_RE = re.compile(r"\A[A-Za-z0-9.-]{1,253}:[0-9]{1,5}\Z")
+# A template file's guest path: absolute, at least two components (a file sits in a mounted directory),
+# each of letters, digits, '.', '_' and '-' and never '.' or '..' (checked apart), no trailing slash.
+FILE_PATH_RE = re.compile(r"\A(?:/[A-Za-z0-9._-]{1,128}){2,16}\Z")
+MAX_FILE_PATH_CHARS = 256
+MAX_FILES_PARSED = 256  # a syntax bound only; the policy's files.max_count is the real one
 LIMIT_KEYS = ("fuel", "memory_bytes", "timeout_ms", "max_output_bytes", "max_tool_calls")
 _MAX_INT = 2**63 - 1
 
 _FIELDS = {
     "name", "version", "extends", "description", "role", "tools", "limits", "env", "args", "labels",
-    "module_sha256", "input_schema", "output_schema", "http_hosts", "retryable",
+    "module_sha256", "input_schema", "output_schema", "http_hosts", "retryable", "files",
 }  # fmt: skip
 
 
@@ -42,6 +48,17 @@ class Limits:
 
     def to_dict(self) -> dict[str, int]:
         return {key: getattr(self, key) for key in LIMIT_KEYS}
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    """A read-only file shipped with a template: its content's digest and size (signed with the manifest)."""
+
+    sha256: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size}
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,7 @@ class Manifest:
     output_schema: Mapping[str, Any] = field(default_factory=dict)
     http_hosts: tuple[str, ...] = ()
     retryable: bool = False
+    files: Mapping[str, TemplateFile] = field(default_factory=dict)  # guest path -> file
 
     @property
     def ref(self) -> str:
@@ -85,6 +103,9 @@ class Manifest:
             "output_schema": dict(self.output_schema),
             "http_hosts": list(self.http_hosts),
             "retryable": self.retryable,
+            # Only when there are files: a template without them keeps the canonical bytes (and so the
+            # signature) it had before files existed.
+            **({"files": {path: f.to_dict() for path, f in self.files.items()}} if self.files else {}),
         }
 
     def canonical_bytes(self) -> bytes:
@@ -185,6 +206,49 @@ def _args(value: Any) -> tuple[str, ...]:
     return args
 
 
+def check_file_path(path: str, name: str) -> None:
+    """Syntax of a template file's guest path (the policy decides which directories may hold files)."""
+    if len(path) > MAX_FILE_PATH_CHARS or not FILE_PATH_RE.fullmatch(path):
+        raise InvalidArgument(
+            f"{name} {quote(path)} must be an absolute path of 2 to 16 components of letters, digits, '.', '_' "
+            f"and '-', at most {MAX_FILE_PATH_CHARS} characters",
+            field=name,
+        )
+    if any(part in (".", "..") for part in path.split("/")):
+        raise InvalidArgument(f"{name} {quote(path)} has a '.' or '..' component", field=name)
+
+
+def _files(value: Any) -> dict[str, TemplateFile]:
+    if not isinstance(value, dict):
+        raise InvalidArgument("files must be an object of guest path -> {sha256, size}", field="files")
+    if len(value) > MAX_FILES_PARSED:
+        raise InvalidArgument(f"files has {len(value)} entries; at most {MAX_FILES_PARSED}", field="files")
+    out: dict[str, TemplateFile] = {}
+    for path, entry in value.items():
+        check_file_path(path, "files key")
+        name = f"files.{path}"
+        if not isinstance(entry, dict) or set(entry) != {"sha256", "size"}:
+            raise InvalidArgument(f"{name} must be an object with exactly sha256 and size", field=name)
+        digest = _str(entry["sha256"], f"{name}.sha256", 64)
+        if not SHA256_RE.fullmatch(digest):
+            raise InvalidArgument(f"{name}.sha256 must be 64 lower-case hex digits", field=name)
+        size = entry["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or size > _MAX_INT:
+            raise InvalidArgument(f"{name}.size must be a whole number >= 0", field=name)
+        out[path] = TemplateFile(digest, size)
+    return out
+
+
+def check_file_tree(paths: Iterable[str]) -> None:
+    """No path may be both a file and a directory of another file (the mount could not hold both)."""
+    ordered = sorted(paths)
+    for shorter, longer in itertools.pairwise(ordered):
+        if longer.startswith(shorter + "/"):
+            raise InvalidArgument(
+                f"files: {quote(shorter)} is a file and a directory of {quote(longer)}", field="files"
+            )
+
+
 def _limit(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"{name} must be a whole number", field=name)
@@ -278,6 +342,8 @@ def parse_draft(raw: bytes) -> Draft:
         if not isinstance(data["retryable"], bool):
             raise InvalidArgument("retryable must be true or false", field="retryable")
         out["retryable"] = data["retryable"]
+    if "files" in data:
+        out["files"] = _files(data["files"])
     return Draft(out)
 
 
@@ -307,8 +373,10 @@ def resolve(
     default_limits: Mapping[str, int],
     load_parent: ParentLoader,
     module_sha256: str | None,
+    uploaded_files: Mapping[str, TemplateFile] | None = None,
 ) -> Manifest:
-    """Apply inheritance and defaults. `module_sha256` is the digest of the uploaded module, if any."""
+    """Apply inheritance and defaults. `module_sha256` is the digest of the uploaded module, if any;
+    `uploaded_files` the files uploaded with it (guest path -> digest and size)."""
     values = dict(draft.values)
     parent: Manifest | None = None
     if "extends" in values:
@@ -338,6 +406,21 @@ def resolve(
     def pick(key: str, default: Any) -> Any:
         return values[key] if key in values else base.get(key, default)
 
+    # Files merge path by path like env and labels; what was uploaded with this publish fills in (and must
+    # agree with) what the manifest declares.
+    files = {path: TemplateFile(**f) for path, f in base.get("files", {}).items()}
+    files.update(values.get("files", {}))
+    for path, upload in (uploaded_files or {}).items():
+        declared_file = values.get("files", {}).get(path)
+        if declared_file is not None and declared_file != upload:
+            raise InvalidArgument(
+                f"files.{path} in the manifest (sha256 {declared_file.sha256}, {declared_file.size} bytes) does not "
+                f"match the uploaded file (sha256 {upload.sha256}, {upload.size} bytes)",
+                field=f"files.{path}",
+            )
+        files[path] = upload
+    check_file_tree(files)
+
     return Manifest(
         name=draft.name,
         version=draft.version,
@@ -354,6 +437,7 @@ def resolve(
         output_schema=pick("output_schema", {}),
         http_hosts=tuple(pick("http_hosts", ())),
         retryable=bool(pick("retryable", False)),
+        files=dict(sorted(files.items())),
     )
 
 
@@ -376,4 +460,5 @@ def manifest_from_canonical(raw: bytes) -> Manifest:
         output_schema=data["output_schema"],
         http_hosts=tuple(data["http_hosts"]),
         retryable=data["retryable"],
+        files={path: TemplateFile(f["sha256"], f["size"]) for path, f in data.get("files", {}).items()},
     )

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from services.common.errors import InvalidArgument, PermissionDenied
-from services.spec.manifest import LIMIT_KEYS, Manifest
+from services.common.errors import InvalidArgument, PermissionDenied, quote
+from services.spec.manifest import LIMIT_KEYS, Manifest, TemplateFile
 from services.spec.wasm_structure import MalformedModule, ModuleBounds, read_structure
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
@@ -19,6 +19,74 @@ DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
 
 class PolicyError(ValueError):
     """The policy file itself is malformed (a start-up error, not a request error)."""
+
+
+@dataclass(frozen=True)
+class FileBounds:
+    """`files:` in the policy: how many read-only template files, how large, and under which guest
+    directories (each one a read-only mount; never `/` or `/scratch`, which belong to the scratch grant)."""
+
+    max_count: int = 64
+    max_file_bytes: int = 16 * 1024 * 1024
+    max_total_bytes: int = 64 * 1024 * 1024
+    allowed_dirs: tuple[str, ...] = ("/data",)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> FileBounds:
+        dirs = tuple(data.get("allowed_dirs", cls.allowed_dirs))
+        for directory in dirs:
+            parts = directory.split("/")
+            if (
+                not directory.startswith("/")
+                or directory.endswith("/")
+                or any(p in ("", ".", "..") for p in parts[1:])
+                or parts[1] == "scratch"
+            ):
+                raise PolicyError(
+                    f"files.allowed_dirs entry {directory!r} must be an absolute directory, not / or /scratch"
+                )
+        nested = [a for a in dirs for b in dirs if a != b and a.startswith(b + "/")]
+        if nested:
+            raise PolicyError(f"files.allowed_dirs entry {nested[0]!r} lies inside another entry")
+        return cls(
+            max_count=int(data.get("max_count", cls.max_count)),
+            max_file_bytes=int(data.get("max_file_bytes", cls.max_file_bytes)),
+            max_total_bytes=int(data.get("max_total_bytes", cls.max_total_bytes)),
+            allowed_dirs=dirs,
+        )
+
+    def mount_dir(self, path: str) -> str | None:
+        """The allowed directory a file's guest path lies in, or None."""
+        return next((d for d in self.allowed_dirs if path.startswith(d + "/")), None)
+
+    def check(self, files: Mapping[str, TemplateFile]) -> None:
+        """INVALID_ARGUMENT naming the `files.*` rule the file list breaks."""
+        if len(files) > self.max_count:
+            raise InvalidArgument(
+                f"the template has {len(files)} files; the policy allows {self.max_count} (rule files.max_count)",
+                field="files",
+            )
+        total = 0
+        for path, entry in files.items():
+            if self.mount_dir(path) is None:
+                raise InvalidArgument(
+                    f"files entry {quote(path)} is not under an allowed directory ({', '.join(self.allowed_dirs)}) "
+                    "(rule files.allowed_dirs)",
+                    field="files",
+                )
+            if entry.size > self.max_file_bytes:
+                raise InvalidArgument(
+                    f"files entry {quote(path)} is {entry.size} bytes; the policy allows {self.max_file_bytes} "
+                    "(rule files.max_file_bytes)",
+                    field="files",
+                )
+            total += entry.size
+        if total > self.max_total_bytes:
+            raise InvalidArgument(
+                f"the template's files total {total} bytes; the policy allows {self.max_total_bytes} "
+                "(rule files.max_total_bytes)",
+                field="files",
+            )
 
 
 @dataclass(frozen=True)
@@ -31,6 +99,7 @@ class Policy:
     max_module_bytes: int
     max_module_imports: int
     module_bounds: ModuleBounds = field(default_factory=ModuleBounds)  # all of `module:`, bytes and imports too
+    file_bounds: FileBounds = field(default_factory=FileBounds)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Policy:
@@ -50,6 +119,7 @@ class Policy:
                 max_module_bytes=int(module.get("max_bytes", 8 * 1024 * 1024)),
                 max_module_imports=int(module.get("max_imports", 64)),
                 module_bounds=ModuleBounds.from_mapping(module),
+                file_bounds=FileBounds.from_mapping(data.get("files") or {}),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             if isinstance(exc, PolicyError):
@@ -102,6 +172,8 @@ class Policy:
                 )
         if manifest.http_hosts and "http_get" not in manifest.tools:
             raise InvalidArgument("http_hosts is set but the http_get tool is not requested", field="http_hosts")
+        if manifest.files:
+            self.file_bounds.check(manifest.files)
 
     def module_violation(self, wasm: bytes) -> str | None:
         """The first `module.*` bound the binary breaks (a message naming the rule), or None. Reads only
