@@ -40,8 +40,10 @@ debootstrap-rootfs:
 	  && mv $(IMAGES_DIR)/rootfs-bookworm.tar.tmp $(IMAGES_DIR)/rootfs-bookworm.tar
 	rm -rf $(IMAGES_DIR)/rootfs
 
+# A daemon that was already up (make run-containers, a test session) is used and left running.
 images-daemon: | $(STAMP)/apt
-	@images/dockerd.sh start
+	@mkdir -p $(DOCKER_DIR); if images/dockerd.sh status >/dev/null 2>&1; then touch $(DOCKER_DIR)/.was-up; \
+	else rm -f $(DOCKER_DIR)/.was-up; images/dockerd.sh start; fi
 
 images-stop: ## stop the image daemon (images/dockerd.sh) and unmount what it left
 	@images/dockerd.sh stop
@@ -70,7 +72,7 @@ images: images-base images-context ## build every image (base from debootstrap, 
 	done
 	@$(DOCKER_ENV) $(DOCKER) image prune -f >/dev/null  # the layers a rebuild replaced
 	@$(DOCKER_ENV) $(DOCKER) image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' 'agentfactory/*'
-	@$(if $(KEEP_DAEMON),,images/dockerd.sh stop)
+	@$(if $(KEEP_DAEMON),,[ -e $(DOCKER_DIR)/.was-up ] || images/dockerd.sh stop)
 
 test-images: setup $(STAMP)/gen examples ## build the images, then every image test (tests/images)
 	$(MAKE) images KEEP_DAEMON=1
