@@ -1,5 +1,5 @@
-"""The trace sink over real OTLP/gRPC (the SDK's own exporter talking to it), its bounded file, and the
-reader behind `afctl traces` (recent traces, the tree, prefixes, orphans)."""
+"""The trace sink's bounded file and the reader behind `afctl traces` (recent traces, the tree, prefixes,
+orphans). Spans over real OTLP/gRPC: tests/integration/observability/test_trace_sink_otlp.py."""
 
 from __future__ import annotations
 
@@ -7,43 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import Status, StatusCode
 from typer.testing import CliRunner
 
 from afctl.__main__ import app
 from observability import traces as reader
-from observability.trace_sink import JsonlStore, OtlpReceiver, Span, rotated
+from observability.trace_sink import JsonlStore, Span, rotated
 
 
 def _span(name: str, span_id: str, parent: str = "", trace: str = "t1", start: int = 0, end: int = 1_000_000) -> Span:
     return Span("svc", name, "server", trace, span_id, parent, start_ns=start, end_ns=end)
-
-
-def test_spans_exported_by_the_sdk_arrive_whole_and_are_stored(tmp_path: Path) -> None:
-    store = JsonlStore(tmp_path / "spans.jsonl")
-    with OtlpReceiver(store=store) as receiver:
-        provider = TracerProvider(resource=Resource.create({"service.name": "demo", "service.instance.id": "demo-1"}))
-        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint, insecure=True)))
-        tracer = provider.get_tracer("test")
-        with (
-            tracer.start_as_current_span("outer", attributes={"k": "v", "n": 3}),
-            tracer.start_as_current_span("inner") as inner,
-        ):
-            inner.set_status(Status(StatusCode.ERROR, "boom"))
-        provider.shutdown()
-        spans = receiver.wait_for(lambda s: len(s) == 2, timeout=10)
-    outer = next(s for s in spans if s.name == "outer")
-    inner_span = next(s for s in spans if s.name == "inner")
-    assert (outer.service, outer.instance, outer.kind, outer.parent_span_id) == ("demo", "demo-1", "internal", "")
-    assert outer.attributes == {"k": "v", "n": 3}
-    assert inner_span.parent_span_id == outer.span_id and inner_span.trace_id == outer.trace_id
-    assert inner_span.error and inner_span.status_message == "boom"
-    assert outer.end_ns >= inner_span.end_ns > inner_span.start_ns > 0
-    assert sorted(s.name for s in reader.load_spans(store.path)) == ["inner", "outer"]
 
 
 def test_the_file_is_rotated_and_both_generations_are_read(tmp_path: Path) -> None:
