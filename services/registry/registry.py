@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
@@ -48,8 +48,18 @@ from services.registry.storage import (
     ListCursor,
     PublishRace,
 )
+from services.registry.upload import PartStream
 from services.registry.watch import TemplateEvent, WatchHub
-from services.spec.manifest import NAME_RE, SHA256_RE, Draft, Manifest, parse_draft, resolve
+from services.spec.manifest import (
+    NAME_RE,
+    SHA256_RE,
+    Draft,
+    Manifest,
+    TemplateFile,
+    check_file_path,
+    parse_draft,
+    resolve,
+)
 from services.spec.policy import Policy
 from services.spec.published import PublishedTemplate
 from services.spec.semver import Version
@@ -376,32 +386,84 @@ class Registry:
                     f"the module stream ended after {received} of module_size {module_size} bytes",
                     field="module_size",
                 )
-            if 0 < received < WASM_HEADER_BYTES:
-                raise InvalidArgument(
-                    f"the module is {received} bytes; a WebAssembly module has at least an 8-byte header",
-                    field="chunk",
-                )
         except BaseException:
             if writer is not None:
                 await self._io(writer.discard)
             raise
         return writer
 
-    async def publish(self, manifest_json: bytes, module_size: int, chunks: AsyncIterator[bytes]) -> PublishResult:
+    async def publish(
+        self,
+        manifest_json: bytes,
+        module_size: int,
+        chunks: AsyncIterator[bytes],
+        files: Sequence[tuple[str, int]] = (),
+    ) -> PublishResult:
+        """`files` are (guest path, size) of the template files whose bytes follow the module's."""
         draft = parse_draft(manifest_json)
-        writer = await self._receive_module(module_size, chunks)
+        self._check_file_uploads(files)
+        stream = PartStream(chunks)
+        writer = await self._receive_module(module_size, stream.part(module_size))
+        uploads: dict[str, BlobUpload] = {}
         try:
+            for path, size in files:
+                uploads[path] = await self._receive_file(path, size, stream.part(size))
+            if await stream.has_more():
+                if not files:
+                    if module_size == 0:
+                        raise InvalidArgument(
+                            "module bytes arrived but the header's module_size is 0; set module_size to the module's "
+                            "size, or send no chunks to inherit the parent's module",
+                            field="module_size",
+                        )
+                    raise InvalidArgument(
+                        f"more module bytes arrived than the header's module_size {module_size}", field="module_size"
+                    )
+                raise InvalidArgument(
+                    "more bytes arrived than the header declares (module_size, then each file's size)", field="files"
+                )
+            if writer is not None and writer.size < WASM_HEADER_BYTES:  # checked after the overflow above
+                raise InvalidArgument(
+                    f"the module is {writer.size} bytes; a WebAssembly module has at least an 8-byte header",
+                    field="chunk",
+                )
             if writer is not None:
                 # Compile cost is bounded at the door: section counts and sizes, read without compiling.
                 violation = self.policy.module_violation(await self._io(writer.read_back))
                 if violation is not None:
                     raise InvalidArgument(violation, field="chunk")
-            return await self._publish(draft, writer)
+            return await self._publish(draft, writer, uploads)
         finally:
-            if writer is not None:
-                await self._io(writer.discard)  # no-op once committed (the temp file was renamed)
+            for upload in [*([writer] if writer is not None else []), *uploads.values()]:
+                await self._io(upload.discard)  # no-op once committed (the temp file was renamed)
 
-    async def _publish(self, draft: Draft, writer: BlobUpload | None) -> PublishResult:
+    def _check_file_uploads(self, files: Sequence[tuple[str, int]]) -> None:
+        """The header's file list against the path syntax and the policy, before any byte is received."""
+        seen: set[str] = set()
+        for i, (path, _size) in enumerate(files):
+            check_file_path(path, f"files[{i}].path")
+            if path in seen:
+                raise InvalidArgument(f"files[{i}].path {quote(path)} is uploaded twice", field=f"files[{i}].path")
+            seen.add(path)
+        self.policy.file_bounds.check({path: TemplateFile("", size) for path, size in files})
+
+    async def _receive_file(self, path: str, size: int, part: AsyncIterator[bytes]) -> BlobUpload:
+        writer = await self._io(self.store.new_blob)
+        try:
+            async for piece in part:
+                await self._io(writer.write, piece)
+            if writer.size != size:
+                raise InvalidArgument(
+                    f"the stream ended after {writer.size} of file {path}'s {size} bytes", field="files"
+                )
+        except BaseException:
+            await self._io(writer.discard)
+            raise
+        return writer
+
+    async def _publish(
+        self, draft: Draft, writer: BlobUpload | None, uploads: Mapping[str, BlobUpload] | None = None
+    ) -> PublishResult:
         parents: dict[str, PublishedTemplate] = {}
 
         def load_parent(name: str, version: str) -> Manifest:
@@ -412,7 +474,8 @@ class Registry:
             return template.manifest
 
         uploaded = writer.sha256 if writer is not None else None
-        manifest = await self._io(resolve, draft, self.policy.default_limits, load_parent, uploaded)
+        uploaded_files = {path: TemplateFile(up.sha256, up.size) for path, up in (uploads or {}).items()}
+        manifest = await self._io(resolve, draft, self.policy.default_limits, load_parent, uploaded, uploaded_files)
         canonical = manifest.canonical_bytes()
         if len(canonical) > MAX_CANONICAL_BYTES:
             raise InvalidArgument(
@@ -442,11 +505,14 @@ class Registry:
                 raise FailedPrecondition(f"module {manifest.module_sha256} is not stored; upload it with this manifest")
             module_size = await self._io(self.store.blob_size, manifest.module_sha256)
         self.policy.check(manifest)
-        await self._check_files_stored(manifest)
+        uploaded_digests = set(uploaded_files.values())
+        await self._check_files_stored(manifest, {f.sha256 for f in uploaded_digests})
 
         signature = await self.signer.sign(canonical)
         if writer is not None:
             await self._io(writer.commit)
+        for upload in (uploads or {}).values():
+            await self._io(upload.commit)  # the same bytes twice are one blob (content-addressed)
         candidate = PublishedTemplate(
             manifest=manifest,
             canonical_manifest=canonical,
@@ -478,10 +544,12 @@ class Registry:
         )
         return PublishResult(stored, created=True)
 
-    async def _check_files_stored(self, manifest: Manifest) -> None:
-        """Every file the manifest names must be a stored blob of the declared size: a signed manifest
-        must never point at bytes no executor can fetch."""
+    async def _check_files_stored(self, manifest: Manifest, uploaded: set[str]) -> None:
+        """Every file the manifest names is uploaded now or a stored blob of the declared size: a signed
+        manifest must never point at bytes no executor can fetch."""
         for path, entry in manifest.files.items():
+            if entry.sha256 in uploaded:
+                continue
             if not await self._io(self.store.has_blob, entry.sha256):
                 raise FailedPrecondition(f"file {path} ({entry.sha256}) is not stored; upload it with this manifest")
             size = await self._io(self.store.blob_size, entry.sha256)

@@ -53,7 +53,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
                     )
                 yield message.chunk
 
-        result = await self.registry.publish(first.header.manifest_json, first.header.module_size, chunks())
+        files = [(f.path, f.size) for f in first.header.files]
+        result = await self.registry.publish(first.header.manifest_json, first.header.module_size, chunks(), files)
         return pb.PublishTemplateResponse(template=self._proto(result.template), created=result.created)
 
     async def GetTemplate(

@@ -98,6 +98,17 @@ CREATE TABLE IF NOT EXISTS labels (
     FOREIGN KEY (name, version) REFERENCES templates (name, version)
 );
 CREATE INDEX IF NOT EXISTS labels_kv ON labels (key, value);
+-- Read-only files a template ships (manifest `files`): their bytes are blobs like modules, so a blob is
+-- kept (sweep), served (FetchModule) and backed up while any template references it either way.
+CREATE TABLE IF NOT EXISTS template_files (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (name, version, path),
+    FOREIGN KEY (name, version) REFERENCES templates (name, version)
+);
+CREATE INDEX IF NOT EXISTS template_files_blob ON template_files (sha256);
 CREATE TABLE IF NOT EXISTS signing_keys (
     key_id TEXT NOT NULL,
     key_version INTEGER NOT NULL,
@@ -108,6 +119,9 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     PRIMARY KEY (key_id, key_version)
 );
 """
+
+# Every blob a committed template references: its module and its files.
+_REFERENCED_BLOBS = "SELECT module_sha256 FROM templates UNION SELECT sha256 FROM template_files"
 
 
 def _inserted_rowid(cursor: sqlite3.Cursor) -> int:
@@ -308,7 +322,7 @@ class RegistryStore:
             path.unlink(missing_ok=True)
             removed["tmp"] += 1
         with self._lock:
-            digests = {row[0] for row in self._db.execute("SELECT DISTINCT module_sha256 FROM templates")}
+            digests = {row[0] for row in self._db.execute(_REFERENCED_BLOBS)}
             refs = {(n, v) for n, v in self._db.execute("SELECT name, version FROM templates")}
         for path in self.blobs_dir.glob("*/*"):
             if path.name not in digests:
@@ -340,7 +354,11 @@ class RegistryStore:
 
     def blob_referenced(self, digest: str) -> bool:
         with self._lock:
-            row = self._db.execute("SELECT 1 FROM templates WHERE module_sha256 = ? LIMIT 1", (digest,)).fetchone()
+            row = self._db.execute(
+                "SELECT 1 FROM templates WHERE module_sha256 = ? "
+                "UNION ALL SELECT 1 FROM template_files WHERE sha256 = ? LIMIT 1",
+                (digest, digest),
+            ).fetchone()
         return row is not None
 
     def open_blob(self, digest: str) -> io.BufferedReader:
@@ -504,6 +522,10 @@ class RegistryStore:
                     "INSERT INTO labels (name, version, key, value) VALUES (?, ?, ?, ?)",
                     [(manifest.name, manifest.version, k, v) for k, v in manifest.labels.items()],
                 )
+                self._db.executemany(
+                    "INSERT INTO template_files (name, version, path, sha256) VALUES (?, ?, ?, ?)",
+                    [(manifest.name, manifest.version, path, f.sha256) for path, f in manifest.files.items()],
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -657,10 +679,9 @@ class RegistryStore:
     def referenced_files(self) -> Iterator[Path]:
         """Every manifest and blob file the committed rows reference (relative to the root)."""
         with self._lock:
-            rows = self._db.execute("SELECT name, version, module_sha256 FROM templates").fetchall()
-        blobs = set()
-        for name, version, digest in rows:
+            rows = self._db.execute("SELECT name, version FROM templates").fetchall()
+            blobs = {row[0] for row in self._db.execute(_REFERENCED_BLOBS)}
+        for name, version in rows:
             yield self.manifest_path(name, version).relative_to(self.root)
-            blobs.add(digest)
         for digest in sorted(blobs):
             yield self.blob_path(digest).relative_to(self.root)

@@ -158,7 +158,10 @@ class PgRegistryStore:
         return int(size)
 
     def blob_referenced(self, digest: str) -> bool:
-        query = "SELECT 1 FROM templates WHERE module_sha256 = $1 LIMIT 1"
+        query = (
+            "SELECT 1 FROM templates WHERE module_sha256 = $1 UNION ALL SELECT 1 FROM template_files WHERE sha256 = $1 "
+            "LIMIT 1"
+        )
         return bool(self.db.call(lambda c: c.fetchval(query, digest)))
 
     def open_blob(self, digest: str) -> IO[bytes]:
@@ -293,6 +296,10 @@ class PgRegistryStore:
                     "INSERT INTO labels (name, version, key, value) VALUES ($1, $2, $3, $4)",
                     [(manifest.name, manifest.version, k, v) for k, v in manifest.labels.items()],
                 )
+                await conn.executemany(
+                    "INSERT INTO template_files (name, version, path, sha256) VALUES ($1, $2, $3, $4)",
+                    [(manifest.name, manifest.version, path, f.sha256) for path, f in manifest.files.items()],
+                )
                 return revision
 
         try:
@@ -300,7 +307,9 @@ class PgRegistryStore:
         except asyncpg.UniqueViolationError as exc:
             raise PublishRace(f"template {manifest.name}@{manifest.version} is already published") from exc
         except asyncpg.ForeignKeyViolationError as exc:
-            raise NotFound(f"module {manifest.module_sha256} is not stored; upload it with the manifest") from exc
+            raise NotFound(
+                f"a module or file blob of {manifest.ref} is not stored; upload it with the manifest"
+            ) from exc
         return PublishedTemplate(
             manifest=manifest,
             canonical_manifest=canonical,
