@@ -7,7 +7,8 @@
 API, then copies the files the *snapshot* references. Manifest and blob files never change once
 committed (versions are immutable, blobs are content-addressed), so the copy is consistent. Every
 file is checked on the way (blob name = its sha256, manifest = its recorded sha256) and listed with
-its sha256 in CHECKSUMS.json.
+its sha256 in CHECKSUMS.json. Blobs are modules and template files alike (manifest `files`); `verify` and
+`restore` also check that every blob the archived database references is in the archive under its digest.
 
 The archive carries the signer's public key set (KEYS.json: every version the registry has seen, the
 revoked ones marked; the registry records them from the signer's key push), so it verifies on its own:
@@ -144,12 +145,13 @@ def create_backup(data_dir: Path, dest: Path, allow_unverified: bool = False) ->
             source.close()
         try:
             rows = target.execute("SELECT name, version, manifest_sha256, module_sha256 FROM templates").fetchall()
+            file_blobs = _file_blobs(target)
             revision = target.execute("SELECT COALESCE(MAX(revision), 0) FROM events").fetchone()[0]
             keys = _read_keys(target)
         finally:
             target.close()
         problems: list[str] = []
-        blobs: set[str] = set()
+        blobs: set[str] = set(file_blobs)  # template files' blobs, then each module
         for name, version, manifest_sha256, module_sha256 in rows:
             rel = _manifest_rel(name, version)
             copy = _copy(data_dir, staging, rel, problems)
@@ -206,6 +208,28 @@ def create_backup(data_dir: Path, dest: Path, allow_unverified: bool = False) ->
     return summary
 
 
+def _file_blobs(db: sqlite3.Connection) -> set[str]:
+    """The digests of every template file (none in a store made before template files existed)."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'template_files'").fetchone() is None:
+        return set()
+    return {row[0] for row in db.execute("SELECT DISTINCT sha256 FROM template_files")}
+
+
+def _referenced_blob_problems(db: sqlite3.Connection, files: dict[str, Any]) -> list[str]:
+    """Every blob the archived database references (modules and template files) must be in the archive
+    under its digest, and its checksum must be that digest: a blob changed together with CHECKSUMS.json
+    is still caught."""
+    digests = {row[0] for row in db.execute("SELECT module_sha256 FROM templates")} | _file_blobs(db)
+    problems = []
+    for digest in sorted(digests):
+        rel = _blob_rel(digest)
+        if rel not in files:
+            problems.append(f"{rel} is referenced but not in the backup")
+        elif files[rel]["sha256"] != digest:
+            problems.append(f"{rel} does not match its digest")
+    return problems
+
+
 def _copy(src_root: Path, dst_root: Path, rel: str, problems: list[str]) -> Path | None:
     source, target = src_root / rel, dst_root / rel
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -246,9 +270,14 @@ def verify_backup(src: Path, allow_unverified: bool = False) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError, sqlite3.Error) as exc:
         raise BackupError(f"backup {src}: {KEYS} or {DB_NAME} is unreadable ({exc})") from exc
     try:
+        problems = _referenced_blob_problems(db, files)
         unverified, revoked = check_signatures(src, db, keys)
+    except sqlite3.Error as exc:
+        raise BackupError(f"backup {src}: {DB_NAME} is unreadable ({exc})") from exc
     finally:
         db.close()
+    if problems:
+        raise BackupError(f"backup {src} failed verification; nothing was restored:\n  " + "\n  ".join(problems))
     if unverified and not allow_unverified:
         raise BackupError(
             f"backup {src}: signatures do not verify against its {KEYS}; nothing was restored (pass "
