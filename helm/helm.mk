@@ -7,7 +7,7 @@ HELM          := $(BIN)/helm
 CHART         := helm/agentfactory
 # The Kubernetes version the chart is rendered, linted and schema-validated against.
 HELM_KUBE     := 1.34.0
-HELM_PROFILES := values.yaml values-prod.yaml values-bluegreen.yaml
+HELM_PROFILES := values.yaml values-prod.yaml values-bluegreen.yaml values-postgres.yaml
 
 .PHONY: helm helm-files helm-lint helm-template test-helm
 

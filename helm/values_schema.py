@@ -51,6 +51,8 @@ ENV = {
     "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
     "additionalProperties": {"type": ["string", "number", "boolean"]},
 }
+# A Secret's data key (Kubernetes: [-._a-zA-Z0-9]+, at most 253 characters).
+SECRET_KEY = {"type": "string", "pattern": r"^[-._a-zA-Z0-9]{1,253}$"}
 PERSISTENCE = obj({"enabled": BOOL, "size": QUANTITY, "storageClass": STR})
 INT_OR_PERCENT = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]{1,3}%$"}]}
 PDB = {
@@ -141,6 +143,15 @@ def schema() -> dict[str, Any]:
                     {"enabled": BOOL, "gatewayFrom": RULES, "metricsFrom": RULES, "extraEgress": RULES}
                 ),
                 "podDisruptionBudget": PDB,
+                "database": obj(
+                    {
+                        # A Kubernetes object name (RFC 1123 subdomain), or "" for the embedded stores.
+                        "existingSecret": {"type": "string", "pattern": r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?)?$"},
+                        "keys": obj({"registry": SECRET_KEY, "scheduler": SECRET_KEY}, ["registry", "scheduler"]),
+                        "caKey": {"anyOf": [{"const": ""}, SECRET_KEY]},
+                        "egress": RULES,
+                    }
+                ),
                 "registry": service(),
                 "signer": service(vaultTokenSecret=STR),
                 "executor": service(

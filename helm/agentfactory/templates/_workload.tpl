@@ -22,6 +22,11 @@ Called from templates/<service>.yaml with (dict "root" $ "service" "<service>").
 {{- $autoscale := and $v.autoscaling $v.autoscaling.enabled }}
 {{- if and $persist (gt (int $replicas) 1) }}{{ fail (printf "%s: persistence (ReadWriteOnce) allows one replica per workload" $service) }}{{ end }}
 {{- if and $persist $autoscale }}{{ fail (printf "%s: persistence and autoscaling exclude each other" $service) }}{{ end }}
+{{- /* On PostgreSQL (database.existingSecret) the registry's and the schedulers' state is shared: any number of
+replicas, RollingUpdate, no PVC (a volume there would hold nothing and pin the pod to one replica). */}}
+{{- $db := $root.Values.database | default dict }}
+{{- $shared := and $db.existingSecret (has $service (list "registry" "scheduler")) }}
+{{- if and $shared $persist }}{{ fail (printf "%s: with database.existingSecret its state is in PostgreSQL; set %s.persistence.enabled=false" $service $service) }}{{ end }}
 ---
 {{ include "af.envoyConfigMap" $ctx }}
 ---
@@ -99,6 +104,11 @@ spec:
         {{- range $k := keys $env | sortAlpha }}
         - {name: {{ $k }}, value: {{ index $env $k | toString | quote }}}
         {{- end }}
+        {{- if $shared }}
+        # Only this service's DSN (its own role, docs/database.md), never the Secret's other keys.
+        - name: AF_DATABASE_URL
+          valueFrom: {secretKeyRef: {name: {{ $db.existingSecret }}, key: {{ index $db.keys $service | quote }}}}
+        {{- end }}
         - name: POD_NAME
           valueFrom: {fieldRef: {fieldPath: metadata.name}}
         ports:
@@ -130,6 +140,9 @@ spec:
         {{- if and (eq $service "signer") $v.vaultTokenSecret }}
         - {name: vault-token, mountPath: /var/run/secrets/agentfactory/vault, readOnly: true}
         {{- end }}
+        {{- if and $shared $db.caKey }}
+        - {name: database-ca, mountPath: /var/run/secrets/agentfactory/database, readOnly: true}
+        {{- end }}
       volumes:
       {{- include "af.envoyVolumes" $ctx | nindent 6 }}
       - name: tmp
@@ -143,6 +156,11 @@ spec:
       {{- if and (eq $service "signer") $v.vaultTokenSecret }}
       - name: vault-token
         secret: {secretName: {{ $v.vaultTokenSecret }}, defaultMode: 0440, items: [{key: token, path: token}]}
+      {{- end }}
+      {{- if and $shared $db.caKey }}
+      # The database server's CA only (sslrootcert=/var/run/secrets/agentfactory/database/ca.crt).
+      - name: database-ca
+        secret: {secretName: {{ $db.existingSecret }}, defaultMode: 0440, items: [{key: {{ $db.caKey | quote }}, path: ca.crt}]}
       {{- end }}
 {{- if $persist }}
 ---
@@ -233,6 +251,11 @@ spec:
   {{- end }}
   {{- with $v.extraEgress }}
   {{- toYaml . | nindent 2 }}
+  {{- end }}
+  {{- if $shared }}
+  {{- with $db.egress }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
   {{- end }}
 {{- end }}
 {{- end }}

@@ -30,6 +30,7 @@ PROFILES = {
     "default": [],
     "prod": [CHART / "values-prod.yaml"],
     "bluegreen": [CHART / "values-bluegreen.yaml"],
+    "postgres": [CHART / "values-prod.yaml", CHART / "values-postgres.yaml"],
 }
 
 
