@@ -11,14 +11,15 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from agentfactory.executor.v1 import executor_service_pb2, executor_service_pb2_grpc
-from services.common import event_loop
+from services.common import app
 from services.common.channels import aio_channel
-from services.common.config import ConfigError, Env
+from services.common.config import Env
 from services.common.errors import AgentFactoryError
 from services.common.logs import log_event, setup_logging
 from services.common.server import Readiness, ServerSettings, serve
 from services.executor import metrics
 from services.executor.clients import RegistryClient, SignerClient
+from services.executor.files import TemplateFiles
 from services.executor.kvstore import KvStore
 from services.executor.modules import ModuleCache
 from services.executor.pool import WorkerPool
@@ -55,9 +56,10 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
     signer_channel = aio_channel(settings.signer_addr)
     signer = SignerClient(signer_channel)
     trust = Trust(signer.public_keys, policy)
+    source = RegistryClient(registry_channel)
     service = ExecutorService(
         executor_id=server.service_id,
-        source=RegistryClient(registry_channel),
+        source=source,
         trust=trust,
         modules=ModuleCache(
             sandbox,
@@ -73,6 +75,9 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
         kv=KvStore(settings.data_dir / "kv.sqlite3"),
         policy=policy,
         inline_fuel=settings.inline_fuel,
+        files=TemplateFiles(
+            settings.data_dir / "files", settings.files_cache_bytes, policy.file_bounds, source.fetch_module
+        ),
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -151,19 +156,17 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
         await signer_channel.close()
 
 
-def main() -> int:
-    env = Env()
-    try:
-        server = ServerSettings.from_env(env, "executor", DEFAULT_PORT)
-        settings = ExecutorSettings.from_env(env)
-        policy = Policy.load(settings.policy_file)
-    except (ConfigError, PolicyError) as exc:
-        print(f"executor: configuration error: {exc}", file=sys.stderr)
-        return 2
+def configure(env: Env) -> tuple[ServerSettings, ExecutorSettings, Policy]:
+    server = ServerSettings.from_env(env, "executor", DEFAULT_PORT)
+    settings = ExecutorSettings.from_env(env)
+    return server, settings, Policy.load(settings.policy_file)
+
+
+async def start(config: tuple[ServerSettings, ExecutorSettings, Policy]) -> None:
+    server, settings, policy = config
     setup_logging(server.service_id, server.log_level)
-    event_loop.run(run(server, settings, policy))
-    return 0
+    await run(server, settings, policy)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(app.run_service("executor", configure, start, setting_errors=(PolicyError,)))

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from agentfactory.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-from services.common import event_loop
+from services.common import app
 from services.common.cache import LruTtlCache
 from services.common.config import ConfigError, Env
 from services.common.errors import AgentFactoryError, Unavailable
@@ -143,14 +143,15 @@ async def run(settings: RegistrySettings, policy: Policy, store: TemplateStore, 
     await serve(settings.server, register, service_name="registry", on_started=on_started, on_stopping=on_stopping)
 
 
-def main() -> int:
-    try:
-        settings = RegistrySettings.from_env(Env())
-        policy = Policy.load(settings.policy_file)
-    except (ConfigError, PolicyError) as exc:
-        print(f"registry: {exc}", file=sys.stderr)
-        return 2
+def configure(env: Env) -> tuple[RegistrySettings, Policy]:
+    settings = RegistrySettings.from_env(env)
+    return settings, Policy.load(settings.policy_file)
+
+
+async def start(config: tuple[RegistrySettings, Policy]) -> int | None:
+    settings, policy = config
     setup_logging(settings.server.service_id, settings.server.log_level)
+    # The store opens before anything serves (nothing else runs on the loop yet, so blocking is harmless).
     try:
         store = open_store(settings)
     except Exception as exc:
@@ -172,9 +173,9 @@ def main() -> int:
             error=repr(exc),
         )
     log_event(log, "registry store open", data_dir=str(settings.data_dir), revision=store.current_revision())
-    event_loop.run(run(settings, policy, store, writable))
-    return 0
+    await run(settings, policy, store, writable)
+    return None
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(app.run_service("registry", configure, start, setting_errors=(PolicyError,)))

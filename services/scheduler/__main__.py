@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import uuid
 
-from services.common import event_loop
+from services.common import app
 from services.common.config import Env
 from services.common.logs import log_event
 from services.common.postgres import is_unreachable
@@ -42,10 +43,12 @@ async def open_shared_journal(settings: SchedulerSettings, service_id: str) -> P
             delay = min(delay * 2, 5.0)
 
 
-async def main() -> None:
-    env = Env()
-    server_settings = ServerSettings.from_env(env, "scheduler", DEFAULT_PORT)
-    settings = SchedulerSettings.from_env(env)
+def configure(env: Env) -> tuple[ServerSettings, SchedulerSettings]:
+    return ServerSettings.from_env(env, "scheduler", DEFAULT_PORT), SchedulerSettings.from_env(env)
+
+
+async def run(config: tuple[ServerSettings, SchedulerSettings]) -> None:
+    server_settings, settings = config
     shared = settings.database_url is not None
     journal: AgentJournal
     if shared:
@@ -88,4 +91,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    event_loop.run(main())
+    sys.exit(app.run_service("scheduler", configure, run))

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import sys
 
-from services.common import event_loop
-from services.common.config import ConfigError, Env
+from services.common import app
+from services.common.config import Env
 from services.common.errors import AgentFactoryError
 from services.common.logs import log_event, setup_logging
 from services.common.server import Readiness, ServerSettings, serve
@@ -70,23 +70,21 @@ async def run(server: ServerSettings, settings: SignerSettings) -> None:
         service.close()
 
 
-def main() -> int:
-    env = Env()
-    try:
-        server = ServerSettings.from_env(env, "signer", DEFAULT_PORT)
-        settings = SignerSettings.from_env(env)
-    except ConfigError as exc:
-        print(f"signer: configuration error: {exc}", file=sys.stderr)
-        return 2
+def configure(env: Env) -> tuple[ServerSettings, SignerSettings]:
+    return ServerSettings.from_env(env, "signer", DEFAULT_PORT), SignerSettings.from_env(env)
+
+
+async def start(config: tuple[ServerSettings, SignerSettings]) -> int | None:
+    server, settings = config
     setup_logging(server.service_id, server.log_level)
     try:
-        event_loop.run(run(server, settings))
+        await run(server, settings)
     except AgentFactoryError as exc:
         log_event(log, "signer cannot start", logging.CRITICAL, error=exc.message, code=exc.code_name)
         print(f"signer: cannot start: {exc.message}", file=sys.stderr)
         return 1
-    return 0
+    return None
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(app.run_service("signer", configure, start))
