@@ -30,7 +30,10 @@ DENIED = grpc.StatusCode.PERMISSION_DENIED
 ANSWERED_BY_SERVICE = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
 # A watch stays open until the client's deadline (Envoy leaves ending a stream at its deadline to the
 # client, so this is DEADLINE_EXCEEDED every time, never an Envoy reset: mesh/routes.py).
-ANSWERED = {"registry.WatchTemplates": {grpc.StatusCode.DEADLINE_EXCEEDED}}
+ANSWERED = {
+    "registry.WatchTemplates": {grpc.StatusCode.DEADLINE_EXCEEDED},
+    "signer.WatchPublicKeys": {grpc.StatusCode.DEADLINE_EXCEEDED},  # the key set, then open until the deadline
+}
 # An empty RotateKey request is a real rotation: the admin's is exercised in test_rotation.py.
 NOT_PROBED = {("admin", "signer.RotateKey")}
 
