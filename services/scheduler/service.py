@@ -196,22 +196,29 @@ class SchedulerService:
         self, spec: CreateSpec, *, timeout: float | None = None, deadline: float | None = None
     ) -> tuple[Agent, bool]:
         """Journal a new agent (committed before this returns) and queue it; or, for a repeated
-        request_id, return the agent it created. Returns (agent, created)."""
+        request_id, return the agent it created. Returns (agent, created).
+
+        A repeated request_id is answered by the journal's create (a unique index), not by a lookup
+        before it: that lookup was a SELECT round trip on every create with a request_id (perf/BACKENDS.md)
+        to spare only a retry's template resolve. A retry that cannot get that far (the scheduler full,
+        the deadline gone, the registry failing) still gets its agent: those paths look it up."""
         domain.validate_spec(spec)
-        if spec.request_id:
-            existing = await self.journal.get_by_request_id(spec.request_id)
-            if existing is not None:
-                return self._same_request(existing, spec), False
-        if len(self.book.live) >= self.settings.max_live_agents:
-            raise errors.ResourceExhausted(
-                f"the scheduler already has {len(self.book.live)} unfinished agents (its limit); retry later"
-            )
-        budget = self.settings.registry_timeout_seconds
-        if timeout is not None:
-            if timeout <= 0:
-                raise errors.DeadlineExceeded("the call's deadline passed before the agent could be created")
-            budget = min(budget, timeout)
-        template = await self.templates.resolve(spec.template_name, spec.template_version, budget)
+        try:
+            if len(self.book.live) >= self.settings.max_live_agents:
+                raise errors.ResourceExhausted(
+                    f"the scheduler already has {len(self.book.live)} unfinished agents (its limit); retry later"
+                )
+            budget = self.settings.registry_timeout_seconds
+            if timeout is not None:
+                if timeout <= 0:
+                    raise errors.DeadlineExceeded("the call's deadline passed before the agent could be created")
+                budget = min(budget, timeout)
+            template = await self.templates.resolve(spec.template_name, spec.template_version, budget)
+        except errors.AgentFactoryError:
+            existing = await self.journal.get_by_request_id(spec.request_id) if spec.request_id else None
+            if existing is None:
+                raise
+            return self._same_request(existing, spec), False
         agent = domain.new_agent(uuid.uuid4().hex, spec, template, time.time(), deadline)
         stored, created = await self.journal.create(agent)
         if not created:  # a concurrent request with the same request_id won the race

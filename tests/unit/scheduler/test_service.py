@@ -105,6 +105,27 @@ async def test_same_request_id_returns_the_same_agent(make_service: Factory) -> 
     assert await svc.journal.count() == 1
 
 
+async def test_a_retry_that_cannot_resolve_its_template_or_is_over_the_limit_still_gets_its_agent(
+    make_service: Factory,
+) -> None:
+    # The journal's unique request_id answers a retry (no lookup before the create); the paths that fail
+    # before reaching it (registry error, scheduler full) look the request_id up instead of failing it.
+    svc = await make_service(start=False, max_live_agents=1)  # nothing dispatches: the agent stays live
+    spec = CreateSpec("echo", input=b"x", request_id="req-1")
+    first, created = await svc.create(spec)
+    assert created
+    with pytest.raises(errors.ResourceExhausted):
+        await svc.create(CreateSpec("echo", request_id="req-2"))  # a new request_id: full, as before
+    assert await svc.create(spec) == (first, False)  # its agent, not RESOURCE_EXHAUSTED
+    templates: doubles.Templates = svc.templates  # type: ignore[assignment]
+    del templates.by_name["echo"]  # the registry no longer resolves the template
+    svc.settings = dataclasses.replace(svc.settings, max_live_agents=10)
+    with pytest.raises(errors.NotFound):
+        await svc.create(CreateSpec("echo", input=b"x", request_id="req-3"))
+    assert await svc.create(spec) == (first, False)
+    assert await svc.journal.count() == 1
+
+
 async def test_same_request_id_with_other_parameters_is_already_exists(make_service: Factory) -> None:
     svc = await make_service()
     await svc.create(CreateSpec("echo", input=b"x", request_id="req-1"))
