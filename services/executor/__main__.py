@@ -19,6 +19,7 @@ from services.common.logs import log_event, setup_logging
 from services.common.server import Readiness, ServerSettings, serve
 from services.executor import metrics
 from services.executor.clients import RegistryClient, SignerClient
+from services.executor.files import TemplateFiles
 from services.executor.kvstore import KvStore
 from services.executor.modules import ModuleCache
 from services.executor.pool import WorkerPool
@@ -55,9 +56,10 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
     signer_channel = aio_channel(settings.signer_addr)
     signer = SignerClient(signer_channel)
     trust = Trust(signer.public_keys, policy)
+    source = RegistryClient(registry_channel)
     service = ExecutorService(
         executor_id=server.service_id,
-        source=RegistryClient(registry_channel),
+        source=source,
         trust=trust,
         modules=ModuleCache(
             sandbox,
@@ -73,6 +75,9 @@ async def run(server: ServerSettings, settings: ExecutorSettings, policy: Policy
         kv=KvStore(settings.data_dir / "kv.sqlite3"),
         policy=policy,
         inline_fuel=settings.inline_fuel,
+        files=TemplateFiles(
+            settings.data_dir / "files", settings.files_cache_bytes, policy.file_bounds, source.fetch_module
+        ),
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []

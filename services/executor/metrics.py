@@ -36,7 +36,7 @@ COMPILE_SECONDS = Histogram(
 )
 VERIFICATION_FAILURES = Counter(
     "agentfactory_executor_verification_failures_total",
-    "Templates refused by verification, by check (signature, module_digest, policy, link, identity).",
+    "Templates refused by verification, by check (signature, module_digest, policy, link, identity, files).",
     ["check"],
 )
 TOOL_CALLS = Counter("agentfactory_executor_tool_calls_total", "Tool calls by tool and result.", ["tool", "result"])

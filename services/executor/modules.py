@@ -48,6 +48,7 @@ class Compiled:
     digest: str
     module: wasmtime.Module
     linked: dict[frozenset[str], Prepared] = field(default_factory=dict)
+    linked_fs: dict[frozenset[str], Prepared] = field(default_factory=dict)  # WASI owns stdio (template files)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -141,12 +142,14 @@ class ModuleCache:
             log.warning("could not store compiled module %s: %s", digest, exc)
         return compiled
 
-    def link(self, compiled: Compiled, tools: frozenset[str], ref: str) -> Prepared:
+    def link(self, compiled: Compiled, tools: frozenset[str], ref: str, wasi_fs: bool = False) -> Prepared:
+        """`wasi_fs`: the run mounts template files, so WASI owns stdio as with `scratch`."""
+        table = compiled.linked_fs if wasi_fs else compiled.linked
         with compiled.lock:
-            prepared = compiled.linked.get(tools)
+            prepared = table.get(tools)
             if prepared is None:
-                prepared = self.sandbox.link(compiled.module, tools, ref)
-                compiled.linked[tools] = prepared
+                prepared = self.sandbox.link(compiled.module, tools, ref, wasi_fs)
+                table[tools] = prepared
             return prepared
 
     def drop(self, digest: str) -> None:

@@ -30,6 +30,7 @@ from services.common.errors import (
 from services.common.telemetry import current_traceparent, resumed, span
 from services.executor import metrics
 from services.executor.events import Accepted, Finished, LimitKind, Outcome, RunEvent, Started
+from services.executor.files import Mounts, TemplateFiles
 from services.executor.kvstore import KvStore
 from services.executor.modules import Compiled, ModuleCache
 from services.executor.pool import Capacity, WorkerPool
@@ -98,6 +99,7 @@ class ExecutorService:
         policy: Policy,
         template_cache_entries: int = 1024,
         inline_fuel: int = 0,
+        files: TemplateFiles | None = None,
     ) -> None:
         self.executor_id = executor_id
         self.source = source
@@ -113,6 +115,7 @@ class ExecutorService:
         self._inflight: dict[str, asyncio.Future[tuple[Compiled, str]]] = {}
         self.last_revision = 0
         self.inline_fuel = inline_fuel
+        self.files = files  # None: templates that ship files are refused (FAILED_PRECONDITION)
         self._pool_only_until: dict[str, float] = {}  # template ref -> monotonic time of its next inline try
 
     # --- run ---------------------------------------------------------------------------------------
@@ -137,6 +140,9 @@ class ExecutorService:
         except AgentFactoryError as exc:
             metrics.REFUSALS.labels(exc.code_name.lower()).inc()
             raise
+        # Only a template that ships files pays for them (a lookup of its cached tree, built once); such a
+        # run is never inline (Prepared.pure is false) and its pool job releases the mount when it ends.
+        mounts = await self._mount(ready) if ready.verified.manifest.files else None
         if self._inline_candidate(ready):
             events = self._run_inline(cmd, ready)
             if events is not None:
@@ -146,6 +152,8 @@ class ExecutorService:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[list[RunEvent]] = asyncio.Queue()
         state = RunState(self._spec(cmd, ready, lambda batch: None), 0.0)
+        if mounts is not None:
+            state.spec.mounts = mounts.dirs
 
         def sink(batch: list[RunEvent]) -> None:
             try:
@@ -158,17 +166,23 @@ class ExecutorService:
         traceparent = current_traceparent()  # the worker thread joins this request's trace
 
         def job() -> None:
-            if state.cancelled:
-                return
-            sink([Accepted(self.executor_id)])
-            with resumed(traceparent), span("sandbox_run", template=ready.verified.manifest.ref):
-                finished = self.sandbox.run(ready.prepared, state)
-            _record(finished)
+            try:
+                if state.cancelled:
+                    return
+                sink([Accepted(self.executor_id)])
+                with resumed(traceparent), span("sandbox_run", template=ready.verified.manifest.ref):
+                    finished = self.sandbox.run(ready.prepared, state)
+                _record(finished)
+            finally:
+                if mounts is not None:  # the run, not the stream, ends the mount's use (a cancel ends first)
+                    mounts.release()
 
         try:
             self.pool.submit(job)
         except ResourceExhausted:
             metrics.REFUSALS.labels("pool_full").inc()
+            if mounts is not None:
+                mounts.release()
             raise
         try:
             while True:
@@ -181,6 +195,17 @@ class ExecutorService:
                     return
         finally:
             state.cancel()  # the caller went away (or we are done): stop within one epoch tick
+
+    async def _mount(self, ready: Ready) -> Mounts:
+        manifest = ready.verified.manifest
+        if self.files is None:
+            raise FailedPrecondition(f"{manifest.ref} ships files, which this executor does not mount")
+        try:
+            with span("template_files", template=manifest.ref, files=len(manifest.files)):
+                return await self.files.acquire(manifest.files)
+        except FailedPrecondition:
+            metrics.VERIFICATION_FAILURES.labels("files").inc()
+            raise
 
     # --- the inline fast path ----------------------------------------------------------------------
     #
@@ -258,12 +283,10 @@ class ExecutorService:
         with span("verify_signature", template=f"{name}@{version}", key_version=template.signature.key_version):
             verified = await self.trust.verify(template, name, version)
         manifest = verified.manifest
-        if manifest.files:
-            raise FailedPrecondition(f"{manifest.ref} ships files, which this executor cannot mount yet")
         with span("module_lookup", module_sha256=manifest.module_sha256):
             compiled, level = await self._compiled(manifest.module_sha256, template.module_size, evict)
         try:
-            prepared = self.modules.link(compiled, frozenset(manifest.tools), manifest.ref)
+            prepared = self.modules.link(compiled, frozenset(manifest.tools), manifest.ref, bool(manifest.files))
         except FailedPrecondition:
             metrics.VERIFICATION_FAILURES.labels("link").inc()
             raise

@@ -29,6 +29,7 @@ class ExecutorSettings:
     engine: EngineSettings
     keys_watch: bool = True
     inline_fuel: int = 0
+    files_cache_bytes: int = 1024 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Env) -> ExecutorSettings:
@@ -50,6 +51,9 @@ class ExecutorSettings:
             # Fuel budget of a run on the event loop's thread (see ExecutorService); 0 sends every run
             # through the pool.
             inline_fuel=env.int("AF_EXECUTOR_INLINE_FUEL", 100_000),
+            # Template files on disk (one tree per file set, least recently used dropped past this; a tree
+            # in use is never dropped, so one template's files may exceed it for the length of its runs).
+            files_cache_bytes=env.int("AF_EXECUTOR_FILES_CACHE_BYTES", 1024 * 1024 * 1024),
             engine=EngineSettings(
                 epoch_tick_ms=env.int("AF_EXECUTOR_EPOCH_TICK_MS", 10),
                 memory_reservation=env.int("AF_EXECUTOR_MEMORY_RESERVATION_BYTES", 64 * 1024 * 1024),
@@ -61,6 +65,8 @@ class ExecutorSettings:
             raise ConfigError("AF_EXECUTOR_INLINE_FUEL must be >= 0")
         if settings.module_cache_entries < 0 or settings.module_memory_bytes < 0 or settings.module_disk_bytes < 0:
             raise ConfigError("AF_EXECUTOR_MODULE_CACHE, _MODULE_MEMORY_BYTES and _MODULE_DISK_BYTES must be >= 0")
+        if settings.files_cache_bytes < 0:
+            raise ConfigError("AF_EXECUTOR_FILES_CACHE_BYTES must be >= 0")
         if settings.max_queue < 0:
             raise ConfigError("AF_EXECUTOR_QUEUE must be >= 0")
         if not 1 <= settings.engine.epoch_tick_ms <= 1000:

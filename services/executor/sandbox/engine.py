@@ -109,7 +109,7 @@ class Sandbox:
         self.engine = wasmtime.Engine(settings.config())
         self.fingerprint = settings.fingerprint()
         self._tick_s = settings.epoch_tick_ms / 1000
-        self._linkers: dict[frozenset[str], wasmtime.Linker] = {}
+        self._linkers: dict[tuple[frozenset[str], bool], wasmtime.Linker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="epoch-ticker", daemon=True)
@@ -131,14 +131,17 @@ class Sandbox:
     def deserialize(self, serialized: bytes) -> wasmtime.Module:
         return wasmtime.Module.deserialize(self.engine, serialized)
 
-    def linker(self, tools: frozenset[str]) -> wasmtime.Linker:
+    def linker(self, tools: frozenset[str], wasi_fs: bool = False) -> wasmtime.Linker:
+        """`wasi_fs`: WASI owns stdio and the file descriptors (template files mounted) even without
+        `scratch`."""
+        key = (tools, wasi_fs)
         with self._lock:
-            linker = self._linkers.get(tools)
+            linker = self._linkers.get(key)
             if linker is None:
                 linker = wasmtime.Linker(self.engine)
                 linker.define_wasi()
                 linker.allow_shadowing = True
-                if "scratch" not in tools:
+                if "scratch" not in tools and not wasi_fs:
                     linker.define_func(WASI_MODULE, "fd_write", stdio.FD_TYPE, stdio.fd_write, access_caller=True)
                     linker.define_func(WASI_MODULE, "fd_read", stdio.FD_TYPE, stdio.fd_read, access_caller=True)
                 for name, ty, func in wasi.shadows(tools):
@@ -147,10 +150,10 @@ class Sandbox:
                     if function.tool in tools:
                         func = host_function(function)
                         linker.define_func(TOOL_MODULE, function.name, function.func_type(), func, access_caller=True)
-                self._linkers[tools] = linker
+                self._linkers[key] = linker
             return linker
 
-    def link(self, module: wasmtime.Module, tools: frozenset[str], ref: str) -> Prepared:
+    def link(self, module: wasmtime.Module, tools: frozenset[str], ref: str, wasi_fs: bool = False) -> Prepared:
         """Refuse (FailedPrecondition naming the import) anything the signed manifest does not grant."""
         for imp in module.imports:
             where = f"{imp.module}.{imp.name}"
@@ -176,11 +179,13 @@ class Sandbox:
         if not isinstance(exports.get("memory"), wasmtime.MemoryType):
             raise FailedPrecondition(f"{ref}: module does not export its linear memory as 'memory'")
         try:
-            pre = self.linker(tools).instantiate_pre(module)
+            pre = self.linker(tools, wasi_fs).instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
             raise FailedPrecondition(f"{ref}: module cannot be linked: {' '.join(str(exc).split())}") from exc
-        pure = not tools and not any(
-            imp.module == WASI_MODULE and imp.name in BLOCKING_WASI_IMPORTS for imp in module.imports
+        pure = (
+            not tools
+            and not wasi_fs
+            and not any(imp.module == WASI_MODULE and imp.name in BLOCKING_WASI_IMPORTS for imp in module.imports)
         )
         start = START_EXPORT if isinstance(exports.get(START_EXPORT), wasmtime.FuncType) else None
         return Prepared(module, pre, pure, start)

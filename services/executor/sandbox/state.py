@@ -34,6 +34,8 @@ class RunSpec:
     started: Started
     sink: Callable[[list[RunEvent]], None]
     tool_host: AgentTools | None = None
+    # Template files: (host directory, guest directory) pairs preopened read-only (services/executor/files.py).
+    mounts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

@@ -88,12 +88,13 @@ def fd_read(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nread: i
 
 
 def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState) -> Path | None:
-    """Give the store its WASI context; returns the run's private directory when `scratch` is granted."""
+    """Give the store its WASI context; returns the run's private directory when `scratch` is granted or
+    template files are mounted (WASI then owns stdio, and stdin is a file there)."""
     wasi = wasmtime.WasiConfig()
     wasi.argv = spec.argv
     wasi.env = list(spec.env.items())
     scratch: Path | None = None
-    if "scratch" in spec.tools:
+    if "scratch" in spec.tools or spec.mounts:
         # A private directory per run, `fs`, is the guest's whole file system: preopened at `/`, where
         # standard libraries resolve both absolute paths and relative ones, and its subdirectory
         # `scratch` at `/scratch` as before. `/` comes first (fd 3) because Go takes the first preopen
@@ -101,11 +102,17 @@ def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState) -> Path 
         # pick the longest matching preopen, so `/scratch/x` is one file through either. The stdin file
         # lies outside `fs`.
         scratch = Path(tempfile.mkdtemp(prefix="af-run-"))
-        root = scratch / "fs"
-        (root / "scratch").mkdir(parents=True)
         (scratch / "stdin").write_bytes(spec.input)
-        wasi.preopen_dir(str(root), "/")
-        wasi.preopen_dir(str(root / "scratch"), "/scratch")
+        if "scratch" in spec.tools:
+            root = scratch / "fs"
+            (root / "scratch").mkdir(parents=True)
+            wasi.preopen_dir(str(root), "/")
+            wasi.preopen_dir(str(root / "scratch"), "/scratch")
+        # Template files after `/` (Go's working directory stays `/`): read-only in wasmtime's WASI, so a
+        # write, create, unlink or rename there fails with an errno (EPERM/EBADF/EROFS as the call goes);
+        # libcs pick the longest matching preopen, so `/data/x` resolves here, not in `/`.
+        for host, guest in spec.mounts:
+            wasi.preopen_dir(host, guest, fs_mutable=False)
         wasi.stdin_file = str(scratch / "stdin")
 
         def stdout(data: bytes) -> int:
