@@ -135,21 +135,40 @@ def upload_progress(total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n: bar.advance(task, n)
 
 
+def _read_files(specs: list[str]) -> dict[str, bytes]:
+    """`--file GUEST=LOCAL` values as guest path -> bytes (the registry checks the paths and the policy)."""
+    files: dict[str, bytes] = {}
+    for spec in specs:
+        guest, sep, local = spec.partition("=")
+        if not sep or not guest or not local:
+            raise typer.BadParameter(f"{spec[:80]!r} must look like GUEST_PATH=LOCAL_PATH", param_hint="--file")
+        if guest in files:
+            raise typer.BadParameter(f"{guest[:80]!r} is given twice", param_hint="--file")
+        files[guest] = Path(local).read_bytes()
+    return files
+
+
 @templates_app.command("publish")
 def publish(
     manifest: Annotated[Path, typer.Argument(help="template.json (or its directory)")],
     module: Annotated[Path | None, typer.Option(help="the .wasm module (omit to inherit the parent's)")] = None,
+    file: Annotated[
+        list[str] | None,
+        typer.Option(help="a read-only template file, GUEST_PATH=LOCAL_PATH (e.g. /data/words.txt=words.txt); repeat"),
+    ] = None,
 ) -> None:
     """Publish one template."""
     path = manifest / "template.json" if manifest.is_dir() else manifest
     manifest_json, module_bytes = path.read_bytes(), module.read_bytes() if module else None
+    files = _read_files(file or [])
+    total = len(module_bytes or b"") + sum(len(data) for data in files.values())
     with client() as c:
         try:
-            if module_bytes and len(module_bytes) >= PROGRESS_MIN_BYTES and err.is_terminal:
-                with upload_progress(len(module_bytes)) as advance:
-                    reply = c.publish(manifest_json, module_bytes, progress=advance)
+            if total >= PROGRESS_MIN_BYTES and err.is_terminal:
+                with upload_progress(total) as advance:
+                    reply = c.publish(manifest_json, module_bytes, progress=advance, files=files)
             else:
-                reply = c.publish(manifest_json, module_bytes)
+                reply = c.publish(manifest_json, module_bytes, files=files)
         except grpc.RpcError as exc:
             fail(exc)
     t = reply.template
@@ -166,7 +185,7 @@ def publish_examples(kind: Annotated[str, typer.Option(help="agents or hostile")
                 err.print(f"[red]missing {example.module_path}; run `make examples`[/red]")
                 raise typer.Exit(1)
             try:
-                reply = c.publish(example.manifest_json(), example.module())
+                reply = c.publish(example.manifest_json(), example.module(), files=example.files())
             except grpc.RpcError as exc:
                 fail(exc)
             state = "published" if reply.created else "unchanged"

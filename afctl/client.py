@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,24 +113,31 @@ class Client:
     # --- registry ---------------------------------------------------------------------------------
 
     def publish(
-        self, manifest_json: bytes, module: bytes | None, progress: Callable[[int], None] | None = None
+        self,
+        manifest_json: bytes,
+        module: bytes | None,
+        progress: Callable[[int], None] | None = None,
+        files: Mapping[str, bytes] | None = None,
     ) -> reg_pb.PublishTemplateResponse:
-        """Upload a manifest and (optionally) its module in chunks. Sets module_sha256 when absent.
+        """Upload a manifest, (optionally) its module and its read-only files (guest path -> bytes) in
+        chunks: the module's bytes, then each file's, in one stream. Sets module_sha256 when absent.
         ``progress`` hears the size of each chunk as gRPC takes it (a progress bar for people)."""
         if module is not None:
             manifest = json.loads(manifest_json)
             manifest.setdefault("module_sha256", hashlib.sha256(module).hexdigest())
             manifest_json = json.dumps(manifest).encode()
+        parts = [module or b"", *(files or {}).values()]
 
         def requests() -> Iterator[reg_pb.PublishTemplateRequest]:
-            data = module or b""
-            header = reg_pb.PublishHeader(manifest_json=manifest_json, module_size=len(data))
+            listed = [reg_pb.PublishFile(path=path, size=len(data)) for path, data in (files or {}).items()]
+            header = reg_pb.PublishHeader(manifest_json=manifest_json, module_size=len(parts[0]), files=listed)
             yield reg_pb.PublishTemplateRequest(header=header)
-            for start in range(0, len(data), CHUNK_BYTES):
-                chunk = data[start : start + CHUNK_BYTES]
-                yield reg_pb.PublishTemplateRequest(chunk=chunk)
-                if progress is not None:
-                    progress(len(chunk))
+            for data in parts:
+                for start in range(0, len(data), CHUNK_BYTES):
+                    chunk = data[start : start + CHUNK_BYTES]
+                    yield reg_pb.PublishTemplateRequest(chunk=chunk)
+                    if progress is not None:
+                        progress(len(chunk))
 
         reply: reg_pb.PublishTemplateResponse = self.registry.PublishTemplate(
             requests(), timeout=self.timeout * 3, metadata=self.metadata

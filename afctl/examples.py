@@ -28,6 +28,12 @@ class ExampleTemplate:
     def module(self) -> bytes | None:
         return self.module_path.read_bytes() if self.module_path else None
 
+    def files(self) -> dict[str, bytes]:
+        """Read-only template files: everything under the example's `files/` directory, at the same path
+        below the guest's `/` (files/data/words.txt -> /data/words.txt)."""
+        root = self.manifest_path.parent / "files"
+        return {"/" + p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
 
 def _load(path: Path, wasm_name: str) -> ExampleTemplate:
     data = json.loads(path.read_text())

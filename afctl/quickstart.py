@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_for_gateway(publisher)
         print("publishing the example templates through the gateway (publisher role):")
         for example in catalogue("agents"):
-            reply = publisher.publish(example.manifest_json(), example.module())
+            reply = publisher.publish(example.manifest_json(), example.module(), files=example.files())
             state = "published" if reply.created else "unchanged"
             print(f"  {example.ref:<24} {state:<10} signed with key v{reply.template.signature.key_version}")
         template = publisher.get_template("text-stats")

@@ -51,7 +51,15 @@ EXAMPLES: dict[str, tuple[bytes, Callable[[bytes], None]]] = {
     "kv-counter": (b'{"key": "visits"}', lambda out: _check_kv(json.loads(out))),
     "fs-conformance": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 29/29")),
     "fs-conformance-go": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 29/29")),
+    # Reads its word list, a read-only template file at /data/words.txt; writing or creating there fails.
+    "spell-check": (b"To be or not to be, that is the question", lambda out: _check_spell(out)),
 }
+
+
+def _check_spell(out: bytes) -> None:
+    lines = out.decode().splitlines()
+    assert lines[0] == "checked 10 words, 0 unknown", lines
+    assert lines[1].startswith("read-only: yes (errno ") and lines[2].startswith("create: refused (errno "), lines
 
 
 def _eq(got: object, want: object) -> None:

@@ -123,7 +123,7 @@ def publish_all(client: Client, fast_host: str, slow_host: str) -> None:
     for kind in ("agents", "hostile"):
         for example in catalogue(kind):
             if example.name not in REFUSED_AT_PUBLISH:
-                client.publish(example.manifest_json(), example.module())
+                client.publish(example.manifest_json(), example.module(), files=example.files())
     for manifest_json, module in extra_templates(fast_host, slow_host):
         client.publish(manifest_json, module)
 
