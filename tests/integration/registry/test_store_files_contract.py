@@ -11,7 +11,7 @@ import pytest
 from services.common.errors import NotFound
 from services.registry.ports import TemplateStore
 from services.registry.storage import RegistryStore
-from tests.integration.registry.test_store_contract import put_blob, store, template  # noqa: F401 — fixture
+from tests.integration.registry.test_store_contract import POLICY, put_blob, store, template  # noqa: F401 — fixture
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401 — fixtures
 
 WORDS = b"apple\nbanana\ncherry\n"
@@ -47,3 +47,23 @@ def test_the_sweep_keeps_file_blobs(tmp_path: Path) -> None:
         assert embedded.blob_path(kept).relative_to(embedded.root) in set(embedded.referenced_files())
     finally:
         embedded.close()
+
+
+async def test_publish_with_files_through_the_registry_on_each_store(store: TemplateStore) -> None:  # noqa: F811
+    """The registry's publish path (upload, hash, check stored, commit, insert) on both adapters."""
+    from services.common.cache import LruTtlCache
+    from services.registry.registry import Registry
+    from services.registry.watch import WatchHub
+    from tests.unit.registry.conftest import KeySigner, manifest
+    from tests.unit.registry.test_publish_files import publish_files
+
+    signer = KeySigner()
+    registry = Registry(store, POLICY, signer, LruTtlCache("files_contract", 8, 60.0), WatchHub(queue_capacity=8))
+    first = await publish_files(registry, manifest("agent"), {"/data/words.txt": WORDS})
+    digest = first.template.manifest.files["/data/words.txt"].sha256
+    with store.open_blob(digest) as handle:
+        assert handle.read() == WORDS
+    # A second template naming the stored file by digest, without uploading it again.
+    files = {"/data/w.txt": {"sha256": digest, "size": len(WORDS)}}
+    second = await publish_files(registry, manifest("other", files=files), {})
+    assert second.template.manifest.files["/data/w.txt"].sha256 == digest
