@@ -16,17 +16,17 @@ Called from templates/<service>.yaml with (dict "root" $ "service" "<service>").
 {{- $ctx := dict "root" $root "service" $service "id" $id "color" $wl.color }}
 {{- $colorValues := dict }}
 {{- if $wl.color }}{{ $colorValues = (index ($v.colors | default dict) $wl.color) | default dict }}{{ end }}
-{{- $persist := and $v.persistence $v.persistence.enabled }}
+{{- /* On PostgreSQL (database.existingSecret) the registry's and the schedulers' state is shared: any number of
+replicas, RollingUpdate, and their persistence is ignored (a volume would hold nothing and pin the pod to one
+replica), so the default persistence on does not have to be turned off by hand. */}}
+{{- $db := $root.Values.database | default dict }}
+{{- $shared := and $db.existingSecret (has $service (list "registry" "scheduler")) }}
+{{- $persist := and $v.persistence $v.persistence.enabled (not $shared) }}
 {{- $replicas := $colorValues.replicas | default $v.replicas }}
 {{- if hasKey $colorValues "replicas" }}{{ $replicas = $colorValues.replicas }}{{ end }}
 {{- $autoscale := and $v.autoscaling $v.autoscaling.enabled }}
 {{- if and $persist (gt (int $replicas) 1) }}{{ fail (printf "%s: persistence (ReadWriteOnce) allows one replica per workload" $service) }}{{ end }}
 {{- if and $persist $autoscale }}{{ fail (printf "%s: persistence and autoscaling exclude each other" $service) }}{{ end }}
-{{- /* On PostgreSQL (database.existingSecret) the registry's and the schedulers' state is shared: any number of
-replicas, RollingUpdate, no PVC (a volume there would hold nothing and pin the pod to one replica). */}}
-{{- $db := $root.Values.database | default dict }}
-{{- $shared := and $db.existingSecret (has $service (list "registry" "scheduler")) }}
-{{- if and $shared $persist }}{{ fail (printf "%s: with database.existingSecret its state is in PostgreSQL; set %s.persistence.enabled=false" $service $service) }}{{ end }}
 ---
 {{ include "af.envoyConfigMap" $ctx }}
 ---

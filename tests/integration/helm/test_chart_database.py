@@ -1,6 +1,6 @@
 """database.existingSecret: the registry and the schedulers on an external PostgreSQL, several replicas
 each with RollingUpdate and no PVC, each pod given only its own service's DSN; the default stays on the
-embedded stores (one replica, no DSN)."""
+embedded stores (one replica, on a volume, no DSN)."""
 
 from __future__ import annotations
 
@@ -38,12 +38,17 @@ def _dsn(deploy: dict[str, Any]) -> dict[str, Any] | None:
     return found[0]["valueFrom"]["secretKeyRef"] if found else None
 
 
-def test_the_default_runs_the_embedded_stores_one_replica_and_no_dsn() -> None:
+def test_the_default_runs_the_embedded_stores_on_volumes_one_replica_and_no_dsn() -> None:
+    # values.yaml must not lose data by default: the embedded stores get a PersistentVolumeClaim.
     docs = _docs(PROFILES["default"])
     for deploy in (d for d in docs if d["kind"] == "Deployment"):
         assert _dsn(deploy) is None, deploy["metadata"]["name"]
     for name in SHARED:
-        assert _get(docs, "Deployment", name)["spec"]["replicas"] == 1
+        deploy = _get(docs, "Deployment", name)
+        assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate", name
+        volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["data"]["persistentVolumeClaim"] == {"claimName": f"{name}-data"}, name
+        assert _get(docs, "PersistentVolumeClaim", f"{name}-data")
 
 
 def test_the_postgres_profile_runs_replicas_with_rolling_updates_and_no_volume() -> None:
@@ -72,6 +77,15 @@ def test_the_postgres_profile_runs_replicas_with_rolling_updates_and_no_volume()
             assert 5432 not in [p.get("port") for rule in egress for p in rule.get("ports", [])], name
 
 
+def test_with_a_database_persistence_is_ignored_for_the_registry_and_the_schedulers_only() -> None:
+    # The defaults (persistence on) plus a Secret: no PVC, several replicas allowed, the signer keeps its volume.
+    sets = ("database.existingSecret=db", "registry.replicas=3", "signer.persistence.enabled=true")
+    docs = _docs(PROFILES["default"], *sets)
+    assert _get(docs, "Deployment", "registry")["spec"]["replicas"] == 3
+    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    assert claims == {"signer-data"}, claims
+
+
 def test_keys_and_replicas_follow_values() -> None:
     docs = _docs(
         PROFILES["postgres"],
@@ -88,7 +102,6 @@ def test_keys_and_replicas_follow_values() -> None:
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (["database.existingSecret=db", "registry.persistence.enabled=true"], "registry.persistence.enabled=false"),
         (["database.existingSecret=Not_A_Name"], "existingSecret"),
         (["database.existingSecret=db", "database.keys.registry=a/b"], "registry"),
         (["database.secret=db"], "secret"),  # a typo is refused, not silently ignored
