@@ -203,6 +203,7 @@ class Journal:
         self._init_schema(self._writer_conn)
         self._reader = self._connect()
         self._retention_conn: sqlite3.Connection | None = None
+        self._retention_lock = threading.Lock()
         self._closed = False
         self._taken_over = False
         # Loop-side state (touched only on the event loop's thread, or by close() once the committer is gone).
@@ -365,8 +366,9 @@ class Journal:
                     loop.call_soon_threadsafe(_settle_batch, results)
         self._writer_conn.close()
         self._reader.close()
-        if self._retention_conn is not None:
-            self._retention_conn.close()
+        with self._retention_lock:  # after any retention search still running (see _on_retention_connection)
+            if self._retention_conn is not None:
+                self._retention_conn.close()
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -483,18 +485,22 @@ class Journal:
 
     # --- retention (services/scheduler/retention.py drives these) ---------------------------------
 
-    def _retention_reader(self) -> sqlite3.Connection:
-        """A connection of its own for retention's searches, used from a worker thread only (sqlite3
-        releases the GIL while it steps), so a long search never runs on the event loop's thread."""
-        if self._retention_conn is None:
-            self._retention_conn = self._connect()
-        return self._retention_conn
+    def _on_retention_connection(self, search: Callable[[sqlite3.Connection], T]) -> T:
+        """Run one of retention's searches on a connection of its own, from a worker thread only (sqlite3
+        releases the GIL while it steps, so a long search never runs on the event loop's thread). The lock
+        keeps close() from closing that connection under a search still stepping: sqlite3 would crash the
+        whole process (seen: a segfault when a test closed its journal mid-search)."""
+        with self._retention_lock:
+            if self._closed:
+                raise Unavailable("the agent journal is closed")
+            if self._retention_conn is None:
+                self._retention_conn = self._connect()
+            return search(self._retention_conn)
 
     async def expired_ids(
         self, finished_before_us: int | None, keep_per_template: int | None, limit: int
     ) -> builtins.list[tuple[str, str]]:
-        def search() -> list[tuple[str, str]]:
-            conn = self._retention_reader()
+        def search(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             found: list[tuple[str, str]] = []
             if finished_before_us is not None:
                 rows = conn.execute(
@@ -517,7 +523,7 @@ class Journal:
                         break
             return found[:limit]
 
-        return await asyncio.to_thread(search)
+        return await asyncio.to_thread(self._on_retention_connection, search)
 
     async def delete_expired(self, ids: Sequence[str], now_us: int) -> int:
         marks = ", ".join("?" * len(ids))
@@ -558,15 +564,13 @@ class Journal:
         return await self.submit(op, atomic=True)
 
     async def tombstone_cutoff(self, keep: int) -> int | None:
-        def search() -> int | None:
-            row = (
-                self._retention_reader()
-                .execute("SELECT expired_us FROM expired_agents ORDER BY expired_us DESC LIMIT 1 OFFSET ?", (keep,))
-                .fetchone()
-            )
+        def search(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT expired_us FROM expired_agents ORDER BY expired_us DESC LIMIT 1 OFFSET ?", (keep,)
+            ).fetchone()
             return None if row is None else row[0]
 
-        return await asyncio.to_thread(search)
+        return await asyncio.to_thread(self._on_retention_connection, search)
 
     async def expired_at(self, agent_id: str) -> int | None:
         row = self._reader.execute("SELECT expired_us FROM expired_agents WHERE id = ?", (agent_id,)).fetchone()
