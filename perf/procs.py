@@ -1,7 +1,8 @@
 """CPU and memory of every process supervisord runs, read from /proc (no sampling overhead in between).
 
 CPU is utime+stime of the whole process (all threads) in clock ticks; a run's cost is the difference
-between a snapshot before and one after it. RSS is VmRSS.
+between a snapshot before and one after it. RSS is VmRSS. PostgreSQL (`make run BACKEND=postgres`) is a
+process per connection forked by its postmaster, so its CPU is the whole tree's (`tree_cpu_seconds`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SUPERVISOR_CONF = REPO / "build" / "mesh" / "supervisord.conf"
 TICKS = os.sysconf("SC_CLK_TCK")
+# Programs whose work is done by their child processes: PostgreSQL's backends, one per pooled connection,
+# plus its checkpointer, WAL writer and autovacuum workers.
+PROCESS_TREES = frozenset({"postgres"})
 
 
 def supervised_pids(conf: Path = SUPERVISOR_CONF) -> dict[str, int]:
@@ -44,6 +48,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and of its children, live and exited: utime + stime of the process and of each
+    live child, plus cutime + cstime (the children it has reaped). A child that exits between two
+    snapshots moves its time from the live sum into the parent's reaped one, so differences stay right.
+    Grandchildren are not looked for (PostgreSQL's backends are all the postmaster's children)."""
+    own = _stat(pid)
+    if own is None:
+        return 0.0
+    # After the ")": state is index 0, ppid 1, utime 11, stime 12, cutime 13, cstime 14.
+    ticks = sum(int(own[i]) for i in (11, 12, 13, 14))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        child = _stat(int(entry.name))
+        if child is not None and child[1] == str(pid):
+            ticks += sum(int(child[i]) for i in (11, 12))
+    return ticks / TICKS
+
+
 def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -61,7 +91,10 @@ class Snapshot:
 
     @classmethod
     def take(cls, pids: dict[str, int]) -> Snapshot:
-        return cls(dict(pids), {name: cpu_seconds(pid) for name, pid in pids.items()})
+        return cls(
+            dict(pids),
+            {name: (tree_cpu_seconds if name in PROCESS_TREES else cpu_seconds)(pid) for name, pid in pids.items()},
+        )
 
     def since(self, before: Snapshot) -> dict[str, float]:
         """CPU seconds each process used between `before` and this snapshot (a restarted process: None→skip)."""

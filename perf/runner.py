@@ -55,6 +55,7 @@ class Step:
     total: int = 0
     data_file: str = ""  # generated data (ids the runner learned) overriding the scenario's data-file
     drain: bool = False  # wait for background agents (CreateAgent) to finish before the next step
+    cpu_through_drain: bool = False  # count the CPU of that wait too: a create's cost with its run's
 
 
 @dataclass
@@ -115,6 +116,8 @@ def run_step(step: Step) -> Result:
     started = time.monotonic()
     child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
+    if step.drain and step.cpu_through_drain:
+        drain()
     wall = time.monotonic() - started
     after = Snapshot.take(pids)
     if os.waitstatus_to_exitcode(status) != 0 and not output.exists():
@@ -151,7 +154,7 @@ def run_step(step: Step) -> Result:
         f"p50 {result.p50_ms} ms, p95 {result.p95_ms} ms, p99 {result.p99_ms} ms",
         flush=True,
     )
-    if step.drain:
+    if step.drain and not step.cpu_through_drain:
         drain()
     return result
 
@@ -311,6 +314,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "kernel": platform.release(),
         "commit": commit.stdout.strip() + (" (services/ modified)" if dirty.stdout.strip() else ""),
+        # `make run BACKEND=postgres` supervises a PostgreSQL; the embedded mode has none.
+        "backend": "postgres" if "postgres" in procs.supervised_pids() else "sqlite",
     }
 
 
@@ -426,14 +431,14 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 PROCESS_ORDER = (
     "envoy-gateway", "envoy-scheduler-blue", "envoy-executor-blue", "envoy-executor-green", "envoy-registry",
-    "envoy-signer", "scheduler-blue", "executor-blue", "executor-green", "registry", "signer", "supervisord",
-    "prometheus",
+    "envoy-signer", "scheduler-blue", "executor-blue", "executor-green", "registry", "signer", "postgres",
+    "supervisord", "prometheus",
 )  # fmt: skip
 SHORT = {
     "envoy-gateway": "gw", "envoy-scheduler-blue": "sch sc", "envoy-executor-blue": "ex-b sc",
     "envoy-executor-green": "ex-g sc", "envoy-registry": "reg sc", "envoy-signer": "sig sc",
     "scheduler-blue": "sched", "executor-blue": "ex-b", "executor-green": "ex-g", "registry": "reg", "signer": "sig",
-    "supervisord": "supd", "prometheus": "prom",
+    "postgres": "pg", "supervisord": "supd", "prometheus": "prom",
 }  # fmt: skip
 INFRA = ("supervisord", "prometheus")
 
@@ -560,7 +565,8 @@ def write_report() -> None:
         loads = [r["load_before"][0] for r in results]
         out += [
             f"Measured {m['date']} on {m['cpus']} × {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, "
-            f"commit {m['commit']}. ghz runs on the same two cores as the mesh. Load average (1 min) at the start "
+            f"commit {m['commit']}, {m.get('backend', 'sqlite')} backend. ghz runs on the same two cores as the "
+            "mesh. Load average (1 min) at the start "
             f"of each run: {min(loads):.2f}–{max(loads):.2f} (it counts the mesh's threads from the run before, and "
             "other engineers' tests, which share this machine; per run in the table below and in "
             "perf/results/sweep.json).",
