@@ -51,7 +51,7 @@ def round_steps(prefix: str, seconds: float) -> list[Step]:
     create is acknowledged once journaled, and the dispatch and the run's journal writes follow."""
     s = seconds
     return [
-        Step("run-agent", f"{prefix}warmup", 16, seconds=max(3.0, s / 2)),
+        Step("run-agent", f"{prefix}warmup", 16, seconds=max(5.0, s / 2)),
         Step("run-agent", f"{prefix}run-agent-100rps", 64, rps=100, seconds=s),
         Step("run-agent", f"{prefix}run-agent-200rps", 64, rps=200, seconds=s),
         Step("run-agent", f"{prefix}run-agent-saturation-c32", 32, seconds=s),
@@ -62,8 +62,20 @@ def round_steps(prefix: str, seconds: float) -> list[Step]:
     ]  # fmt: skip
 
 
+def settled_pids(limit: float = 60.0) -> dict[str, int]:
+    """The supervised pids once no program is still STARTING: `make run` returns when every service
+    answers its health check, which can be before supervisord counts it RUNNING (its startsecs), and a
+    process not yet RUNNING would be missing from the CPU snapshots."""
+    deadline = time.monotonic() + limit
+    while True:
+        status = procs.supervisor_status()
+        if not any(state in ("STARTING", "BACKOFF") for state in status.values()) or time.monotonic() > deadline:
+            return procs.supervised_pids()
+        time.sleep(0.5)
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
-    pids = procs.supervised_pids()
+    pids = settled_pids()
     if "scheduler-blue" not in pids:
         print("the mesh is not up: `make run MESH_TOPOLOGY=build/perf/topology.yaml`", file=sys.stderr)
         return 2
@@ -110,7 +122,7 @@ def cmd_takeover(args: argparse.Namespace) -> int:
     """A backlog of created agents on scheduler-blue, then SIGKILL it: how long until another replica
     has claimed every agent it owned (its leases expire; supervisord restarts blue as a new owner, and
     green is live), and until all of them have ended."""
-    pids = procs.supervised_pids()
+    pids = settled_pids()
     if "postgres" not in pids:
         print("take-over needs the mesh on PostgreSQL (make run BACKEND=postgres)", file=sys.stderr)
         return 2

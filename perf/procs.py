@@ -21,6 +21,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PROCESS_TREES = frozenset({"postgres"})
 
 
+def supervisor_status(conf: Path = SUPERVISOR_CONF) -> dict[str, str]:
+    """Program name (without the group) → its state (RUNNING, STARTING, BACKOFF, ...)."""
+    ctl = Path(sys.executable).parent / "supervisorctl"
+    out = subprocess.run([str(ctl), "-c", str(conf), "status"], capture_output=True, text=True, check=False).stdout
+    rows = (line.split() for line in out.splitlines())
+    return {parts[0].split(":")[-1]: parts[1] for parts in rows if len(parts) >= 2}
+
+
 def supervised_pids(conf: Path = SUPERVISOR_CONF) -> dict[str, int]:
     """Program name (without the group) → pid, for every RUNNING program (`supervisorctl status`), plus
     supervisord itself: it reads every program's stdout (Envoy access logs, service logs) and writes the
