@@ -125,6 +125,7 @@ def traced_topology(receiver: OtlpReceiver) -> dict[str, Any]:
     raw = shifted_topology(pick_offset())
     for name in ("executor", "scheduler"):
         raw["services"][name]["instances"] = [i for i in raw["services"][name]["instances"] if i["color"] == "blue"]
+        raw["services"][name].pop("failover", None)  # one color has nothing to fall back to
         raw["weights"][name] = {"blue": 100}
     raw["telemetry"] = {"otlp": receiver.endpoint}
     for svc in raw["services"].values():
