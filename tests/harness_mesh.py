@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,40 @@ class E2EMesh:
         return c
 
     # --- live changes -----------------------------------------------------------------------------
+
+    def wait_upstreams_healthy(self, service: str, timeout: float = 120.0) -> None:
+        """Wait until every caller's sidecar sees every host of ``service``'s clusters as healthy.
+
+        A failover service's color sheds its traffic to the other color while its own host has not yet
+        passed its health checks (just after start-up, or when a loaded machine made it miss one): a
+        test that shifts weights and then counts which color served must start from a healthy mesh.
+        """
+        clusters = set(self.topo.services[service].clusters())
+        callers = [i for svc in self.topo.services.values() if service in svc.upstreams for i in svc.instances]
+
+        def unhealthy() -> list[str]:
+            bad = []
+            for inst in callers:
+                url = f"http://127.0.0.1:{inst.admin}/clusters"
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as reply:
+                        lines = reply.read().decode().splitlines()
+                except OSError as exc:
+                    bad.append(f"{inst.id}: {exc}")
+                    continue
+                for line in lines:
+                    parts = line.split("::")
+                    if (
+                        len(parts) == 4
+                        and parts[0] in clusters
+                        and parts[2] == "health_flags"
+                        and parts[3] != "healthy"
+                    ):
+                        bad.append(f"{inst.id}: {parts[0]} {parts[1]} {parts[3]}")
+            return bad
+
+        if not wait_until(lambda: not unhealthy(), timeout=timeout, interval=0.5):
+            raise AssertionError(f"{service} hosts not healthy in every caller's sidecar: {unhealthy()}")
 
     def set_weights(self, service: str, **split: int) -> None:
         """Shift blue/green like `make mesh-weights`, and wait until every affected Envoy applied it."""

@@ -53,6 +53,7 @@ def test_executor_split_90_10_then_live_shift_to_green(
     e2e_mesh: E2EMesh, as_role: Callable[[str], Client], restore_weights: None
 ) -> None:
     op = as_role("operator")
+    e2e_mesh.wait_upstreams_healthy("executor")  # an executor not yet healthy sheds its share to the other
     e2e_mesh.set_weights("executor", blue=90, green=10)
     seen = _run_many(op, CALLS)
     assert sum(seen.values()) == CALLS and set(seen) <= {"executor-blue", "executor-green"}, seen

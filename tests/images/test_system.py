@@ -62,6 +62,7 @@ def test_blue_green_shift_moves_runs(image_mesh: E2EMesh) -> None:
     def executor() -> str:
         return op.run_to_end("echo-upper", b"x")[0].executor
 
+    image_mesh.wait_upstreams_healthy("executor")
     try:
         for color in ("green", "blue"):
             image_mesh.set_weights("executor", **{c: 100 if c == color else 0 for c in ("blue", "green")})
