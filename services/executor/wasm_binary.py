@@ -2,44 +2,24 @@
 
 Compiling is where an embedder spends unbounded CPU and memory on hostile input, so the module's size
 and its import count are bounded first by reading the binary's import section directly (a linear scan
-of section headers; no code is parsed).
+of section headers; no code is parsed). The reading is services/spec/wasm_structure.py's; this module
+only answers in the executor's terms (FAILED_PRECONDITION).
 """
 
 from __future__ import annotations
 
 from services.common.errors import FailedPrecondition
-
-WASM_MAGIC = b"\x00asm\x01\x00\x00\x00"
-_IMPORT_SECTION = 2
-
-
-def _leb_u32(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    for _ in range(5):
-        if pos >= len(data):
-            raise FailedPrecondition("module is truncated (bad LEB128)")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-    raise FailedPrecondition("module has a malformed LEB128 number")
+from services.spec.wasm_structure import SECTION_IMPORT, MalformedModule, leb_u32, sections
 
 
 def count_imports(data: bytes) -> int:
     """Number of entries in the import section (0 when there is none)."""
-    if not data.startswith(WASM_MAGIC):
-        raise FailedPrecondition("module is not a WebAssembly 1.0 binary (bad magic or version)")
-    pos = len(WASM_MAGIC)
-    while pos < len(data):
-        section_id = data[pos]
-        size, body = _leb_u32(data, pos + 1)
-        if body + size > len(data):
-            raise FailedPrecondition(f"module section {section_id} runs past the end of the binary")
-        if section_id == _IMPORT_SECTION:
-            return _leb_u32(data, body)[0]
-        pos = body + size
+    try:
+        for section_id, body, _ in sections(data):
+            if section_id == SECTION_IMPORT:
+                return leb_u32(data, body)[0]
+    except MalformedModule as exc:
+        raise FailedPrecondition(str(exc)) from None
     return 0
 
 
