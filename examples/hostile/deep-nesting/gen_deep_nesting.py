@@ -10,35 +10,19 @@ module.max_nesting) before anything compiles it.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+# Run as a script (examples.mk): the writer both hostile generators share sits in examples/tools.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+
+from wasm_writer import wasi_command
 
 DEPTH = 60_000
 
 
-def leb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def section(section_id: int, body: bytes) -> bytes:
-    return bytes([section_id]) + leb(len(body)) + body
-
-
-def name(text: str) -> bytes:
-    return leb(len(text)) + text.encode()
-
-
 def module() -> bytes:
     body = b"\x00" + b"\x03\x40" * DEPTH + b"\x0b" * DEPTH + b"\x0b"  # no locals; loop (empty type) ... end
-    types = section(1, leb(1) + b"\x60\x00\x00")
-    functions = section(3, leb(1) + b"\x00")
-    memory = section(5, leb(1) + b"\x00\x01")
-    exports = section(7, leb(2) + name("memory") + b"\x02\x00" + name("_start") + b"\x00\x00")
-    code = section(10, leb(1) + leb(len(body)) + body)
-    return b"\x00asm\x01\x00\x00\x00" + types + functions + memory + exports + code
+    return wasi_command([body])
 
 
 if __name__ == "__main__":
