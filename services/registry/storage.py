@@ -41,7 +41,8 @@ import zstandard
 from services.common.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound
 from services.common.files import fsync_dir, write_durably
 from services.common.logs import log_event
-from services.spec.manifest import SHA256_RE, manifest_from_canonical
+from services.registry.stored import stored_template
+from services.spec.manifest import SHA256_RE
 from services.spec.published import PublishedTemplate
 from services.spec.semver import Version
 from services.spec.signature import PublicKeyVersion, SignatureRecord, fingerprint
@@ -408,15 +409,11 @@ class RegistryStore:
     def _row_to_template(self, row: Sequence[Any]) -> PublishedTemplate:
         name, version, manifest_sha256, module_size, key_id, key_version, signature, deprecated, reason = row[:9]
         revision, publish_time, key_fingerprint = row[9:12]
-        canonical = self._read_manifest(name, version, manifest_sha256)
-        try:
-            manifest = manifest_from_canonical(canonical)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataLoss(f"stored manifest {name}@{version} does not parse: {exc!r}") from exc
-        return PublishedTemplate(
-            manifest=manifest,
-            canonical_manifest=canonical,
-            signature=SignatureRecord(
+        return stored_template(
+            name,
+            version,
+            self._read_manifest(name, version, manifest_sha256),
+            SignatureRecord(
                 key_id=key_id, key_version=key_version, signature=bytes(signature), key_fingerprint=key_fingerprint
             ),
             module_size=module_size,

@@ -40,7 +40,7 @@ from services.registry.storage import (
     bounded_decompress,
     sortable_version_key,
 )
-from services.spec.manifest import manifest_from_canonical
+from services.registry.stored import stored_template
 from services.spec.published import PublishedTemplate
 from services.spec.signature import PublicKeyVersion, SignatureRecord, fingerprint
 
@@ -189,14 +189,11 @@ class PgRegistryStore:
         if actual != row["manifest_sha256"]:
             log_event(log, "stored manifest failed its integrity check", level=logging.ERROR, template=name)
             raise DataLoss(f"{what} does not match its recorded sha256 (found {actual}); it was altered")
-        try:
-            manifest = manifest_from_canonical(canonical)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataLoss(f"{what} does not parse: {exc!r}") from exc
-        return PublishedTemplate(
-            manifest=manifest,
-            canonical_manifest=canonical,
-            signature=SignatureRecord(
+        return stored_template(
+            name,
+            version,
+            canonical,
+            SignatureRecord(
                 key_id=row["key_id"],
                 key_version=row["key_version"],
                 signature=bytes(row["signature"]),
