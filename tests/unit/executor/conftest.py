@@ -29,6 +29,24 @@ def wasm_file(name: str) -> bytes:
     return path.read_bytes()
 
 
+def run_bare_wasi(wasm: bytes, config: wasmtime.WasiConfig, stdout: Path) -> bytes:
+    """The reference the sandbox's file system is compared with: wasmtime-py's own WASI with `config`
+    (argv, preopens, stdin), stdout to a file; the run must exit 0. Returns what it printed."""
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    config.stdout_file = str(stdout)
+    store.set_wasi(config)
+    start = linker.instantiate(store, wasmtime.Module(engine, wasm)).exports(store)["_start"]
+    assert isinstance(start, wasmtime.Func)
+    try:
+        start(store)
+    except wasmtime.ExitTrap as exc:
+        assert exc.code == 0
+    return stdout.read_bytes()
+
+
 def limits(**over: int) -> Limits:
     base = dict(fuel=10**9, memory_bytes=16 << 20, timeout_ms=2000, max_output_bytes=65536, max_tool_calls=100)
     base.update(over)

@@ -13,7 +13,7 @@ import pytest
 import wasmtime
 
 from services.executor.events import Outcome
-from tests.unit.executor.conftest import Runner, wasm_file
+from tests.unit.executor.conftest import Runner, run_bare_wasi, wasm_file
 
 SCRATCH = frozenset({"scratch"})
 
@@ -22,23 +22,11 @@ def bare_wasmtime(wasm: bytes, workdir: Path) -> bytes:
     """The reference: wasmtime-py's own WASI, the same preopens, stdout to a file."""
     root = workdir / "root"
     (root / "scratch").mkdir(parents=True)
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
     config = wasmtime.WasiConfig()
     config.argv = ["fs-conformance"]
     config.preopen_dir(str(root), "/")
     config.preopen_dir(str(root / "scratch"), "/scratch")
-    config.stdout_file = str(workdir / "stdout")
-    store.set_wasi(config)
-    start = linker.instantiate(store, wasmtime.Module(engine, wasm)).exports(store)["_start"]
-    assert isinstance(start, wasmtime.Func)
-    try:
-        start(store)
-    except wasmtime.ExitTrap as exc:
-        assert exc.code == 0
-    return (workdir / "stdout").read_bytes()
+    return run_bare_wasi(wasm, config, workdir / "stdout")
 
 
 # name: the tools its template grants (Go reads the clock at start-up)

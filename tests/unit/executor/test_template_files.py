@@ -16,7 +16,7 @@ from services.executor.events import Outcome
 from services.executor.files import TemplateFiles, tree_key
 from services.spec.manifest import TemplateFile
 from services.spec.policy import FileBounds
-from tests.unit.executor.conftest import Runner, wasm_file
+from tests.unit.executor.conftest import Runner, run_bare_wasi, wasm_file
 
 WORDS = b"a\nbe\nnot\nor\nthe\nto\n"
 TEXT = b"To be or not to be, that is the question"
@@ -24,24 +24,12 @@ TEXT = b"To be or not to be, that is the question"
 
 def bare_wasmtime(wasm: bytes, data_dir: Path, workdir: Path) -> bytes:
     """The reference: wasmtime-py's own WASI with the same read-only preopen at /data."""
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
     config = wasmtime.WasiConfig()
     config.argv = ["spell-check"]
     config.preopen_dir(str(data_dir), "/data", fs_mutable=False)
     (workdir / "stdin").write_bytes(TEXT)
     config.stdin_file = str(workdir / "stdin")
-    config.stdout_file = str(workdir / "stdout")
-    store.set_wasi(config)
-    start = linker.instantiate(store, wasmtime.Module(engine, wasm)).exports(store)["_start"]
-    assert isinstance(start, wasmtime.Func)
-    try:
-        start(store)
-    except wasmtime.ExitTrap as exc:
-        assert exc.code == 0
-    return (workdir / "stdout").read_bytes()
+    return run_bare_wasi(wasm, config, workdir / "stdout")
 
 
 def run_with_files(runner: Runner, data_dir: Path, tools: frozenset[str] = frozenset()) -> tuple[Outcome, bytes]:
