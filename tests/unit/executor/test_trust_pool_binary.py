@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 import wasmtime
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.errors import FailedPrecondition, ResourceExhausted
 from services.executor.modules import ModuleCache
@@ -17,44 +15,9 @@ from services.executor.pool import WorkerPool
 from services.executor.sandbox import Sandbox
 from services.executor.trust import Trust
 from services.executor.wasm_binary import check_bounds, count_imports
-from services.spec.manifest import Limits, Manifest
 from services.spec.policy import Policy
 from services.spec.published import PublishedTemplate
-from services.spec.signature import HASH, PADDING, PublicKeyVersion, SignatureRecord
-
-KEYS = {v: rsa.generate_private_key(public_exponent=65537, key_size=2048) for v in (1, 2)}
-
-
-def pem(version: int) -> PublicKeyVersion:
-    public = (
-        KEYS[version]
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return PublicKeyVersion("templates", version, public.decode())
-
-
-def template(name: str = "echo", version: int = 1, digest: str = "a" * 64) -> PublishedTemplate:
-    limits = Limits(fuel=10**6, memory_bytes=1 << 20, timeout_ms=1000, max_output_bytes=1000, max_tool_calls=10)
-    manifest = Manifest(name=name, version="1.0.0", limits=limits, module_sha256=digest)
-    canonical = manifest.canonical_bytes()
-    sig = SignatureRecord("templates", version, KEYS[version].sign(canonical, PADDING, HASH))
-    return PublishedTemplate(manifest, canonical, sig, 10, 1, 0.0)
-
-
-class Keys:
-    def __init__(self, versions: list[int], minimum: int = 1) -> None:
-        self.versions, self.minimum, self.calls = versions, minimum, 0
-
-    async def __call__(self) -> tuple[list[PublicKeyVersion], dict[str, int]]:
-        self.calls += 1
-        return [pem(v) for v in self.versions if v >= self.minimum], {"templates": self.minimum}
-
-
-async def trust_with(keys: Keys) -> Trust:
-    trust = Trust(keys, Policy.load(), min_refresh_seconds=0.0)
-    await trust.refresh()
-    return trust
+from tests.unit.executor.signed import Keys, template, trust_with
 
 
 async def test_verifies_and_caches_without_calling_the_signer_again() -> None:
