@@ -34,8 +34,7 @@ from services.executor.files import Mounts, TemplateFiles
 from services.executor.kvstore import KvStore
 from services.executor.modules import Compiled, ModuleCache
 from services.executor.pool import Capacity, WorkerPool
-from services.executor.sandbox import Prepared, RunSpec, RunState, Sandbox
-from services.executor.tools import AgentTools, ToolContext
+from services.executor.sandbox import AgentTools, Prepared, RunSpec, RunState, Sandbox, ToolContext
 from services.executor.trust import Trust, Verified
 from services.spec.policy import Policy
 from services.spec.published import PublishedTemplate
