@@ -15,21 +15,10 @@ from services.common.errors import NotFound
 from services.registry.ports import TemplateStore
 from services.registry.storage import KIND_DEPRECATED, KIND_PUBLISHED, PublishRace, RegistryStore
 from services.registry.store_pg import PgRegistryStore
-from services.spec.manifest import parse_draft, resolve
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
 from services.spec.signature import PublicKeyVersion, SignatureRecord
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401 — fixtures
-from tests.unit.registry.conftest import WASM, manifest, wasm_module
-
-POLICY = Policy.load()
-SIG = SignatureRecord("templates", 1, b"\x01" * 256)
-
-
-def template(name: str = "agent", version: str = "1.0.0", module: bytes = WASM, **fields: object) -> PublishedTemplate:
-    digest = hashlib.sha256(module).hexdigest()
-    resolved = resolve(parse_draft(manifest(name, version, **fields)), POLICY.default_limits, lambda n, v: None, digest)
-    return PublishedTemplate(resolved, resolved.canonical_bytes(), SIG, len(module), 0, 0.0)
+from tests.unit.registry.conftest import SIG, WASM, wasm_module
+from tests.unit.registry.conftest import stored as template
 
 
 def put_blob(store: TemplateStore, module: bytes = WASM) -> str:

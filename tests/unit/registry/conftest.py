@@ -3,6 +3,7 @@ in-process (the same scheme services.spec.signature verifies), so no process is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,9 @@ from services.common.errors import Unavailable
 from services.registry.registry import Registry
 from services.registry.storage import RegistryStore
 from services.registry.watch import WatchHub
+from services.spec.manifest import parse_draft, resolve
 from services.spec.policy import Policy
+from services.spec.published import PublishedTemplate
 from services.spec.signature import HASH, KEY_BITS, PADDING, Keyring, PublicKeyVersion, SignatureRecord, fingerprint
 
 # The smallest valid module: magic, version 1, no sections.
@@ -92,6 +95,19 @@ class KeySigner:
 
 def manifest(name: str = "agent", version: str = "1.0.0", **fields: object) -> bytes:
     return json.dumps({"name": name, "version": version, **fields}).encode()
+
+
+# A signature the stores keep as they got it (nothing verifies it there).
+SIG = SignatureRecord("templates", 1, b"\x01" * 256)
+
+
+def stored(name: str = "agent", version: str = "1.0.0", module: bytes = WASM, **fields: object) -> PublishedTemplate:
+    """A resolved template as the registry hands it to a store: signed with SIG, not yet published."""
+    digest = hashlib.sha256(module).hexdigest()
+    resolved = resolve(
+        parse_draft(manifest(name, version, **fields)), Policy.load().default_limits, lambda n, v: None, digest
+    )
+    return PublishedTemplate(resolved, resolved.canonical_bytes(), SIG, len(module), 0, 0.0)
 
 
 async def chunks(data: bytes, size: int = 1024 * 1024) -> AsyncIterator[bytes]:

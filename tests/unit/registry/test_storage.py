@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
@@ -9,25 +8,9 @@ import zstandard
 
 from services.common.errors import DataLoss, InvalidArgument, NotFound
 from services.registry.storage import ListCursor, RegistryStore, sortable_version_key
-from services.spec.manifest import parse_draft, resolve
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
 from services.spec.semver import Version
-from services.spec.signature import SignatureRecord
-from tests.unit.registry.conftest import WASM, manifest
-
-POLICY = Policy.load()
-SIG = SignatureRecord("templates", 1, b"\x01" * 256)
-
-
-def template(name: str = "agent", version: str = "1.0.0", **fields: object) -> PublishedTemplate:
-    resolved = resolve(
-        parse_draft(manifest(name, version, **fields)),
-        POLICY.default_limits,
-        lambda n, v: None,
-        hashlib.sha256(WASM).hexdigest(),
-    )
-    return PublishedTemplate(resolved, resolved.canonical_bytes(), SIG, len(WASM), 0, 0.0)
+from tests.unit.registry.conftest import SIG, WASM
+from tests.unit.registry.conftest import stored as template
 
 
 def put_blob(store: RegistryStore) -> str:
