@@ -145,6 +145,10 @@ class E2EMesh:
         """What a failing test prints: where the logs are and what supervisord sees."""
         return f"e2e mesh logs: {self.logs}\nsupervisorctl status:\n{self.status()}"
 
+    def pid(self, program: str) -> int:
+        """The pid of one of the mesh's services (e.g. "scheduler-blue"), for tests that signal it."""
+        return int(_ctl(self.conf, "pid", f"services:{program}", check=True).stdout.strip())
+
     # --- credentials ----------------------------------------------------------------------------
 
     def tls(self, role: str) -> Tls:

@@ -40,17 +40,22 @@ def e2e_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         mesh.stop()
 
 
-@pytest.fixture(scope="package")
-def as_role(e2e_mesh: E2EMesh) -> Callable[[str], Client]:
-    """A gateway client with a role's client certificate (closed at the end of the session)."""
+def role_clients(mesh: E2EMesh) -> Callable[[str], Client]:
+    """One gateway client per role, with the role's client certificate (the mesh closes them when it stops)."""
     clients: dict[str, Client] = {}
 
     def make(role: str) -> Client:
         if role not in clients:
-            clients[role] = e2e_mesh.client(role, timeout=15)
+            clients[role] = mesh.client(role, timeout=15)
         return clients[role]
 
     return make
+
+
+@pytest.fixture(scope="package")
+def as_role(e2e_mesh: E2EMesh) -> Callable[[str], Client]:
+    """A gateway client with a role's client certificate (closed at the end of the session)."""
+    return role_clients(e2e_mesh)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,6 +17,7 @@ from agentfactory.executor.v1 import executor_service_pb2_grpc as ex_grpc
 from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from services.common.errors import FailedPrecondition
+from tests.e2e.templates import publish_spinner
 from tests.harness_mesh import E2EMesh
 
 S = sch_pb
@@ -169,17 +170,9 @@ def test_create_then_watch_to_the_end(as_role: Callable[[str], Client]) -> None:
 
 def test_cancel_stops_a_long_running_agent_quickly(e2e_mesh: E2EMesh, as_role: Callable[[str], Client]) -> None:
     publisher, op = as_role("publisher"), as_role("operator")
-    (parent,) = [t for t in catalogue("hostile") if t.name == "hostile-loop-export"]
-    publisher.publish(parent.manifest_json(), parent.module())
     # A child of the infinite loop with fuel for ~15 s and a 30 s deadline: only a cancel ends it soon.
-    child = {
-        "name": "e2e-spin",
-        "version": "1.0.0",
-        "extends": parent.ref,
-        "description": "hostile-loop-export with the largest fuel and deadline the policy allows",
-        "limits": {"fuel": 20_000_000_000, "timeout_ms": 30_000},
-    }
-    publisher.publish(json.dumps(child).encode(), None)
+    description = "hostile-loop-export with the largest fuel and deadline the policy allows"
+    publish_spinner(publisher, "e2e-spin", description, fuel=20_000_000_000)
     md = op.metadata
     agent = op.scheduler.CreateAgent(S.CreateAgentRequest(template_name="e2e-spin"), timeout=TIMEOUT, metadata=md).agent
     deadline = time.monotonic() + 10

@@ -23,6 +23,7 @@ import pytest
 
 from afctl.client import Client
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
+from tests.e2e.templates import list_agent_ids
 from tests.harness_mesh import E2EMesh
 
 CALLS = 1000
@@ -158,15 +159,7 @@ def test_during_a_scheduler_split_every_agent_answers_on_either_color(
         op.scheduler.GetAgent(sch_pb.GetAgentRequest(id="no-such-agent"), timeout=10, metadata=md)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     # A listing pages through both colors' journals, whichever color each page request lands on.
-    listed, token = [], ""
-    while True:
-        request = sch_pb.ListAgentsRequest(label_selector="e2e=split", page_size=7, page_token=token)
-        page = op.scheduler.ListAgents(request, timeout=10, metadata=md)
-        listed += [a.id for a in page.agents]
-        token = page.next_page_token
-        if not token:
-            break
-    assert listed == [a.id for a in agents][::-1], "every agent once, newest first"
+    assert list_agent_ids(op, "e2e=split") == [a.id for a in agents][::-1], "every agent once, newest first"
     # A client retrying with its request_id gets its one agent, whichever color each retry lands on.
     request = sch_pb.CreateAgentRequest(template_name="echo-upper", input=b"only once", request_id="e2e-split-1")
     ids = {op.scheduler.CreateAgent(request, timeout=10, metadata=md).agent.id for _ in range(12)}

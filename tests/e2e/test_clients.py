@@ -8,7 +8,6 @@ by status code. All three must print the same lines: they show one contract, not
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -18,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from afctl.client import Client
-from afctl.examples import catalogue
 from mesh import REPO
+from tests.e2e.templates import publish_spinner
 from tests.harness_mesh import E2EMesh
 
 PROGRAMS = {
@@ -42,17 +41,8 @@ EXPECTED = [
 def spin_template(as_role: Callable[[str], Client]) -> str:
     """A template that runs until cancelled (within the policy's bounds), so cancel never races the end."""
     publisher = as_role("publisher")
-    (parent,) = [t for t in catalogue("hostile") if t.name == "hostile-loop-export"]
-    publisher.publish(parent.manifest_json(), parent.module())
-    child = {
-        "name": SPIN,
-        "version": "1.0.0",
-        "extends": parent.ref,
-        "description": "spins until cancelled: the example clients' create + watch + cancel",
-        "limits": {"fuel": 20_000_000_000, "timeout_ms": 30_000},
-    }
-    publisher.publish(json.dumps(child).encode(), None)
-    return SPIN
+    description = "spins until cancelled: the example clients' create + watch + cancel"
+    return publish_spinner(publisher, SPIN, description, fuel=20_000_000_000)
 
 
 @pytest.mark.parametrize("language", sorted(PROGRAMS))

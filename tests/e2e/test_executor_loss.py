@@ -8,50 +8,21 @@ run stayed RUNNING for its timeout plus 30 s of slack and ended TIMED_OUT after 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 from afctl.client import Client
-from afctl.examples import catalogue
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as S
+from tests.e2e.templates import publish_retryable_spinner
 from tests.harness_mesh import E2EMesh, wait_until
 
 TIMEOUT = 15.0
 EXECUTORS = ("executor-blue", "executor-green")
 CALLERS = ("scheduler-blue", "scheduler-green")
 ENDED = (S.AGENT_STATE_SUCCEEDED, S.AGENT_STATE_FAILED, S.AGENT_STATE_TIMED_OUT, S.AGENT_STATE_CANCELLED)
-
-
-def _pid(mesh: E2EMesh, program: str) -> int:
-    ctl = str(Path(sys.executable).parent / "supervisorctl")
-    out = subprocess.run(
-        [ctl, "-c", str(mesh.conf), "pid", f"services:{program}"], capture_output=True, text=True, check=True
-    )
-    return int(out.stdout.strip())
-
-
-def _publish_spinner(publisher: Client) -> str:
-    (parent,) = [t for t in catalogue("hostile") if t.name == "hostile-loop-export"]
-    publisher.publish(parent.manifest_json(), parent.module())
-    # An endless loop with fuel for a few seconds: long enough to be frozen mid-run, and it ends the
-    # same way wherever it runs (its fuel), so a re-run is visible in `attempts` and `executor`.
-    child = {
-        "name": "e2e-stalled",
-        "version": "1.0.0",
-        "extends": parent.ref,
-        "description": "hostile-loop-export, retryable, with fuel for a few seconds",
-        "limits": {"fuel": 4_000_000_000, "timeout_ms": 30_000},
-        "retryable": True,
-    }
-    publisher.publish(json.dumps(child).encode(), None)
-    return "e2e-stalled"
 
 
 def _health(mesh: E2EMesh, caller: str, executor: str) -> str:
@@ -73,7 +44,9 @@ def test_a_stopped_executor_mid_run_is_cut_off_and_the_agent_re_run_elsewhere(
     e2e_mesh: E2EMesh, as_role: Callable[[str], Client]
 ) -> None:
     publisher, op = as_role("publisher"), as_role("operator")
-    name = _publish_spinner(publisher)
+    # An endless loop with fuel for a few seconds: long enough to be frozen mid-run, and it ends the
+    # same way wherever it runs (its fuel), so a re-run is visible in `attempts` and `executor`.
+    name = publish_retryable_spinner(publisher, "e2e-stalled")
     agent = op.scheduler.CreateAgent(
         S.CreateAgentRequest(template_name=name), timeout=TIMEOUT, metadata=op.metadata
     ).agent
@@ -83,7 +56,7 @@ def test_a_stopped_executor_mid_run_is_cut_off_and_the_agent_re_run_elsewhere(
         agent = _get(op, agent.id)
     assert agent.state == S.AGENT_STATE_RUNNING and agent.executor in EXECUTORS, agent
     frozen = agent.executor
-    pid = _pid(e2e_mesh, frozen)
+    pid = e2e_mesh.pid(frozen)
     os.kill(pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:

@@ -10,54 +10,27 @@ lost run re-dispatched, the template being retryable.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import grpc
 
 from afctl.client import Client
-from afctl.examples import catalogue
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as S
+from tests.e2e.templates import publish_retryable_spinner
 from tests.harness_mesh import E2EMesh
 
 TIMEOUT = 60.0
-
-
-def _pid(mesh: E2EMesh, program: str) -> int:
-    ctl = str(Path(sys.executable).parent / "supervisorctl")
-    out = subprocess.run(
-        [ctl, "-c", str(mesh.conf), "pid", f"services:{program}"], capture_output=True, text=True, check=True
-    )
-    return int(out.stdout.strip())
-
-
-def _publish(publisher: Client) -> str:
-    (parent,) = [t for t in catalogue("hostile") if t.name == "hostile-loop-export"]
-    publisher.publish(parent.manifest_json(), parent.module())
-    child = {
-        "name": "e2e-sched-killed",
-        "version": "1.0.0",
-        "extends": parent.ref,
-        "description": "hostile-loop-export, retryable, with fuel for a few seconds",
-        "limits": {"fuel": 4_000_000_000, "timeout_ms": 30_000},
-        "retryable": True,
-    }
-    publisher.publish(json.dumps(child).encode(), None)
-    return "e2e-sched-killed"
 
 
 def test_a_killed_scheduler_breaks_the_stream_and_the_request_id_finds_the_agent_again(
     e2e_mesh: E2EMesh, as_role: Callable[[str], Client]
 ) -> None:
     publisher, op = as_role("publisher"), as_role("operator")
-    name = _publish(publisher)
+    name = publish_retryable_spinner(publisher, "e2e-sched-killed")
     request_id = uuid.uuid4().hex
     first: S.Agent | None = None
     code = grpc.StatusCode.OK
@@ -68,7 +41,7 @@ def test_a_killed_scheduler_breaks_the_stream_and_the_request_id_finds_the_agent
                 first = event.agent
                 # make run's weights send every new agent to blue.
                 killed = "scheduler-blue"
-                os.kill(_pid(e2e_mesh, killed), signal.SIGKILL)
+                os.kill(e2e_mesh.pid(killed), signal.SIGKILL)
     except grpc.RpcError as exc:
         code = exc.code()
         print(f"RunAgent in flight when {killed} was killed: {code.name}: {exc.details()}")

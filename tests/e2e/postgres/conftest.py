@@ -13,7 +13,7 @@ import pytest
 
 from afctl.client import Client
 from mesh.pglocal import LocalPostgres
-from tests.e2e.conftest import _MESH
+from tests.e2e.conftest import _MESH, role_clients
 from tests.harness_mesh import E2EMesh, start_mesh
 
 
@@ -29,16 +29,9 @@ def e2e_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
 
 
 @pytest.fixture(scope="package")
-def as_role(e2e_mesh: E2EMesh) -> Iterator[Callable[[str], Client]]:
+def as_role(e2e_mesh: E2EMesh) -> Callable[[str], Client]:
     """Clients of this folder's mesh (the parent's fixture would bind to the SQLite one)."""
-    clients: dict[str, Client] = {}
-
-    def make(role: str) -> Client:
-        if role not in clients:
-            clients[role] = e2e_mesh.client(role, timeout=15)
-        return clients[role]
-
-    yield make
+    return role_clients(e2e_mesh)
 
 
 @pytest.fixture(scope="package")

@@ -11,6 +11,7 @@ import pytest
 from afctl.client import Client
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as S
 from mesh.pglocal import LocalPostgres
+from tests.e2e.templates import list_agent_ids
 from tests.harness_mesh import E2EMesh
 
 AGENTS = 20
@@ -48,15 +49,7 @@ def test_every_agent_answers_on_either_color_from_one_journal(
             assert op.scheduler.GetAgent(S.GetAgentRequest(id=agent.id), timeout=10, metadata=md).agent.id == agent.id
         final = list(op.scheduler.WatchAgent(S.WatchAgentRequest(id=agent.id), timeout=30, metadata=md))[-1].agent
         assert final.state == S.AGENT_STATE_SUCCEEDED and final.output == agent.input.upper(), final
-    listed, token = [], ""
-    while True:
-        request = S.ListAgentsRequest(label_selector="e2e=pg-split", page_size=7, page_token=token)
-        page = op.scheduler.ListAgents(request, timeout=10, metadata=md)
-        listed += [a.id for a in page.agents]
-        token = page.next_page_token
-        if not token:
-            break
-    assert listed == [a.id for a in agents][::-1], "every agent once, newest first"
+    assert list_agent_ids(op, "e2e=pg-split") == [a.id for a in agents][::-1], "every agent once, newest first"
     request = S.CreateAgentRequest(template_name="echo-upper", input=b"only once", request_id="e2e-pg-split-1")
     ids = {op.scheduler.CreateAgent(request, timeout=10, metadata=md).agent.id for _ in range(12)}
     assert len(ids) == 1, ids

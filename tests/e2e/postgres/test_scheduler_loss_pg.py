@@ -4,50 +4,23 @@ lease expires, a live replica takes it over and it ends exactly once. The take-o
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
 from afctl.client import Client
-from afctl.examples import catalogue
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as S
 from mesh.pglocal import LocalPostgres
+from tests.e2e.templates import publish_retryable_spinner
 from tests.harness_mesh import E2EMesh
 
 TIMEOUT = 90.0
 TERMINAL = (S.AGENT_STATE_SUCCEEDED, S.AGENT_STATE_FAILED, S.AGENT_STATE_CANCELLED, S.AGENT_STATE_TIMED_OUT)
-
-
-def _pid(mesh: E2EMesh, program: str) -> int:
-    ctl = str(Path(sys.executable).parent / "supervisorctl")
-    out = subprocess.run(
-        [ctl, "-c", str(mesh.conf), "pid", f"services:{program}"], capture_output=True, text=True, check=True
-    )
-    return int(out.stdout.strip())
-
-
-def _publish(publisher: Client) -> str:
-    (parent,) = [t for t in catalogue("hostile") if t.name == "hostile-loop-export"]
-    publisher.publish(parent.manifest_json(), parent.module())
-    child = {
-        "name": "e2e-pg-sched-killed",
-        "version": "1.0.0",
-        "extends": parent.ref,
-        "description": "hostile-loop-export, retryable, with fuel for a few seconds",
-        "limits": {"fuel": 4_000_000_000, "timeout_ms": 30_000},
-        "retryable": True,
-    }
-    publisher.publish(json.dumps(child).encode(), None)
-    return "e2e-pg-sched-killed"
 
 
 @pytest.fixture
@@ -60,7 +33,7 @@ def test_an_agent_survives_its_scheduler_being_killed_mid_run(
     e2e_mesh: E2EMesh, as_role: Callable[[str], Client], database: LocalPostgres, green_schedulers: None
 ) -> None:
     publisher, op = as_role("publisher"), as_role("operator")
-    name = _publish(publisher)
+    name = publish_retryable_spinner(publisher, "e2e-pg-sched-killed")
     request_id = uuid.uuid4().hex
     first: S.Agent | None = None
     killed_at = 0.0
@@ -69,7 +42,7 @@ def test_an_agent_survives_its_scheduler_being_killed_mid_run(
             if event.WhichOneof("event") == "agent" and event.agent.state == S.AGENT_STATE_RUNNING and first is None:
                 first = event.agent
                 # The weights send every new agent to blue: kill it while the run is in flight.
-                os.kill(_pid(e2e_mesh, "scheduler-blue"), signal.SIGKILL)
+                os.kill(e2e_mesh.pid("scheduler-blue"), signal.SIGKILL)
                 killed_at = time.monotonic()
     except grpc.RpcError as exc:
         print(f"RunAgent in flight when scheduler-blue was killed: {exc.code().name}")
