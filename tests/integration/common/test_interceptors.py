@@ -9,7 +9,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common import errors
-from services.common.interceptors import ServiceInterceptor
+from tests.integration.common.intercepted import intercepted_channel
 
 RAISES = {
     b"invalid": errors.InvalidArgument("limits.fuel must be positive", field="limits.fuel"),
@@ -39,20 +39,12 @@ async def stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIter
 
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server(interceptors=[ServiceInterceptor("test")])
-    handler = grpc.method_handlers_generic_handler(
-        "test.Svc",
-        {
-            "Unary": grpc.unary_unary_rpc_method_handler(unary),
-            "Stream": grpc.unary_stream_rpc_method_handler(stream),
-        },
-    )
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as chan:
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "Stream": grpc.unary_stream_rpc_method_handler(stream),
+    }
+    async with intercepted_channel(handlers) as chan:
         yield chan
-    await server.stop(0)
 
 
 def details(err: grpc.aio.AioRpcError) -> status_pb2.Status:

@@ -15,7 +15,7 @@ from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from services.common import errors, request_guard
 from services.common.grpc_errors import MAX_MESSAGE_BYTES
-from services.common.interceptors import ServiceInterceptor
+from tests.integration.common.intercepted import intercepted_channel
 
 METADATA_LIMIT = 16 * 1024
 seen: list[object] = []
@@ -43,23 +43,15 @@ async def publish(requests: AsyncIterator[reg_pb.PublishTemplateRequest], contex
 
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server(interceptors=[ServiceInterceptor("test")])
-    handler = grpc.method_handlers_generic_handler(
-        "test.Svc",
-        {
-            "Run": grpc.unary_unary_rpc_method_handler(
-                run_agent, sch_pb.RunAgentRequest.FromString, sch_pb.GetAgentRequest.SerializeToString
-            ),
-            "Watch": grpc.unary_stream_rpc_method_handler(watch, reg_pb.WatchTemplatesRequest.FromString),
-            "Publish": grpc.stream_unary_rpc_method_handler(publish, reg_pb.PublishTemplateRequest.FromString),
-        },
-    )
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as chan:
+    handlers = {
+        "Run": grpc.unary_unary_rpc_method_handler(
+            run_agent, sch_pb.RunAgentRequest.FromString, sch_pb.GetAgentRequest.SerializeToString
+        ),
+        "Watch": grpc.unary_stream_rpc_method_handler(watch, reg_pb.WatchTemplatesRequest.FromString),
+        "Publish": grpc.stream_unary_rpc_method_handler(publish, reg_pb.PublishTemplateRequest.FromString),
+    }
+    async with intercepted_channel(handlers) as chan:
         yield chan
-    await server.stop(0)
 
 
 def _trailer_bytes(err: grpc.aio.AioRpcError) -> int:
