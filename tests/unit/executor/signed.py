@@ -1,4 +1,4 @@
-"""Signed templates and a signer's key sets for the executor's Trust tests: two RSA keys (versions 1 and 2)
+"""Signed templates and a signer's key sets for the executor's tests: two RSA keys (versions 1 and 2)
 made once per session, templates signed by either, and a GetPublicKeys stand-in that counts its calls."""
 
 from __future__ import annotations
@@ -27,13 +27,23 @@ def pem(version: int) -> PublicKeyVersion:
     return PublicKeyVersion("templates", version, public_pem(KEYS[version]))
 
 
+def signed(manifest: Manifest, module_size: int, revision: int, version: int = 1) -> PublishedTemplate:
+    """The manifest as the registry serves it, signed by key `version`."""
+    canonical = manifest.canonical_bytes()
+    sig = SignatureRecord("templates", version, KEYS[version].sign(canonical, PADDING, HASH))
+    return PublishedTemplate(manifest, canonical, sig, module_size, revision, 0.0)
+
+
 def template(name: str = "echo", version: int = 1, digest: str = "a" * 64) -> PublishedTemplate:
     """name@1.0.0 signed by key `version`."""
     limits = Limits(fuel=10**6, memory_bytes=1 << 20, timeout_ms=1000, max_output_bytes=1000, max_tool_calls=10)
     manifest = Manifest(name=name, version="1.0.0", limits=limits, module_sha256=digest)
-    canonical = manifest.canonical_bytes()
-    sig = SignatureRecord("templates", version, KEYS[version].sign(canonical, PADDING, HASH))
-    return PublishedTemplate(manifest, canonical, sig, 10, 1, 0.0)
+    return signed(manifest, 10, 1, version)
+
+
+async def first_key() -> tuple[list[PublicKeyVersion], dict[str, int]]:
+    """A signer's GetPublicKeys that serves key version 1 alone."""
+    return [pem(1)], {"templates": 1}
 
 
 class Keys:

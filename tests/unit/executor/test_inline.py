@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import REGISTRY
 
 from services.common.errors import ResourceExhausted
@@ -23,10 +21,9 @@ from services.executor.trust import Trust
 from services.spec.manifest import Limits, Manifest
 from services.spec.policy import Policy
 from services.spec.published import PublishedTemplate
-from services.spec.signature import HASH, PADDING, PublicKeyVersion, SignatureRecord
 from tests.unit.executor.conftest import wasm_file
+from tests.unit.executor.signed import first_key, signed
 
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 BUDGET = 20_000
 
 
@@ -43,9 +40,7 @@ class Source:
         self.modules[digest] = wasm
         limits = Limits(fuel=fuel, memory_bytes=16 << 20, timeout_ms=5000, max_output_bytes=65536, max_tool_calls=10)
         manifest = Manifest(name=name, version="1.0.0", limits=limits, module_sha256=digest, tools=tools)
-        canonical = manifest.canonical_bytes()
-        signature = SignatureRecord("templates", 1, KEY.sign(canonical, PADDING, HASH))
-        self.templates[(name, "1.0.0")] = PublishedTemplate(manifest, canonical, signature, len(wasm), 1, 0.0)
+        self.templates[(name, "1.0.0")] = signed(manifest, len(wasm), 1)
 
     async def get_template(self, name: str, version: str) -> PublishedTemplate:
         return self.templates[(name, version)]
@@ -59,11 +54,6 @@ class Source:
     async def watch(self, after_revision: int) -> AsyncIterator[object]:
         return
         yield
-
-
-async def keys() -> tuple[list[PublicKeyVersion], dict[str, int]]:
-    public = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return [PublicKeyVersion("templates", 1, public.decode())], {"templates": 1}
 
 
 @pytest.fixture
@@ -82,7 +72,7 @@ def service(source: Source, sandbox: Sandbox, tmp_path: Path) -> Iterator[Execut
     svc = ExecutorService(
         "executor-test",
         source,  # type: ignore[arg-type]
-        Trust(keys, policy),
+        Trust(first_key, policy),
         ModuleCache(sandbox, tmp_path, 16, policy.max_module_bytes, policy.max_module_imports),
         sandbox,
         WorkerPool(0, 2, 4),

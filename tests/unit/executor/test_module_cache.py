@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import wasmtime
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.executor.disk_cache import DiskModuleStore
 from services.executor.kvstore import KvStore
@@ -23,9 +21,8 @@ from services.executor.trust import Trust
 from services.spec.manifest import Limits, Manifest
 from services.spec.policy import Policy
 from services.spec.published import PublishedTemplate
-from services.spec.signature import HASH, PADDING, PublicKeyVersion, SignatureRecord
+from tests.unit.executor.signed import first_key, signed
 
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 POLICY = Policy.load()
 
 
@@ -104,9 +101,7 @@ class Source:
                 fuel=10**6, memory_bytes=16 << 20, timeout_ms=5000, max_output_bytes=65536, max_tool_calls=10
             )
             manifest = Manifest(name=f"t{i}", version="1.0.0", limits=limits, module_sha256=digest(wasm))
-            canonical = manifest.canonical_bytes()
-            signature = SignatureRecord("templates", 1, KEY.sign(canonical, PADDING, HASH))
-            self.templates.append(PublishedTemplate(manifest, canonical, signature, len(wasm), i + 1, 0.0))
+            self.templates.append(signed(manifest, len(wasm), i + 1))
 
     async def get_template(self, name: str, version: str) -> PublishedTemplate:
         return next(t for t in self.templates if t.manifest.name == name)
@@ -123,13 +118,8 @@ class Source:
         yield
 
 
-async def keys() -> tuple[list[PublicKeyVersion], dict[str, int]]:
-    public = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return [PublicKeyVersion("templates", 1, public.decode())], {"templates": 1}
-
-
 def service(source: Source, sandbox: Sandbox, tmp: Path, memory_bytes: int) -> ExecutorService:
-    trust = Trust(keys, POLICY)
+    trust = Trust(first_key, POLICY)
     return ExecutorService(
         "executor-test",
         source,  # type: ignore[arg-type]
