@@ -8,6 +8,7 @@ executor (so retries and outlier ejection have another host to go to), and both 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import socket
 import ssl
@@ -154,10 +155,10 @@ def peer_cert(addr: str, server_name: str, certs: Path, as_instance: str) -> x50
     return x509.load_der_x509_certificate(der)
 
 
-@pytest.fixture(scope="package")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    root = tmp_path_factory.mktemp("mesh")
-    topo = load(mesh_topology_dict())
+@contextlib.contextmanager
+def running_mesh(root: Path, topo: Topology) -> Iterator[Mesh]:
+    """The topology's sidecars (real Envoy, certificates issued under root) in front of a TinyApp per
+    instance, once every sidecar is ready and every app was health-checked through it; all stopped after."""
     certs, out = root / "certs", root / "out"
     issue_all(topo, certs)
     configs = render(topo, certs_dir=certs, out_dir=out)
@@ -184,6 +185,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             e.stop()
         for app in apps.values():
             app.stop()
+
+
+@pytest.fixture(scope="package")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    with running_mesh(tmp_path_factory.mktemp("mesh"), load(mesh_topology_dict())) as m:
+        yield m
 
 
 @pytest.fixture

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 import pytest
 
-from mesh.ca import issue_all
-from mesh.envoy import EnvoyProcess
 from mesh.methods import contracts
-from mesh.render import render
 from mesh.topology import load
-from tests.integration.mesh.conftest import Mesh, mesh_topology_dict
-from tests.integration.mesh.tinyapp import TinyApp, call, wait_until
+from tests.integration.mesh.conftest import Mesh, mesh_topology_dict, running_mesh
+from tests.integration.mesh.tinyapp import call, wait_until
 
 RUN = contracts()["executor"]["Run"]
 CLUSTER = "executor-blue"
@@ -44,30 +39,8 @@ def one_per_color(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     root = tmp_path_factory.mktemp("failover")
     topo = load(shipped_executors_topology())
     assert topo.services["executor"].failover, "mesh/topology.yaml no longer marks executors failover"
-    certs, out = root / "certs", root / "out"
-    issue_all(topo, certs)
-    configs = render(topo, certs_dir=certs, out_dir=out)
-    catalog = contracts()
-    apps = {i.id: TinyApp(i.id, i.app, list(catalog[i.service].values())) for i in topo.instances()}
-    envoys = {e: EnvoyProcess(cfg, Path(root / "logs" / f"{e}.log"), log_level="info") for e, cfg in configs.items()}
-    try:
-        for app in apps.values():
-            app.start()
-        for e in envoys.values():
-            e.start()
-        with ThreadPoolExecutor(len(envoys)) as pool:
-            list(pool.map(lambda e: e.wait_ready(), envoys.values()))
-        for app in apps.values():
-            assert wait_until(lambda app=app: app.seen("/grpc.health.v1.Health/Check") > 0, 15), app.name
-        m = Mesh(topo, certs, out, apps, envoys)
+    with running_mesh(root, topo) as m:
         yield m
-        for ch in m.channels:
-            ch.close()
-    finally:
-        for e in envoys.values():
-            e.stop()
-        for app in apps.values():
-            app.stop()
 
 
 def _flags(mesh: Mesh, envoy_id: str, cluster: str) -> dict[str, str]:
