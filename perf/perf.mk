@@ -38,7 +38,7 @@ perf-report: ## re-render perf/REPORT.md from perf/results/ and perf/NOTES.md
 perf-scale: setup $(STAMP)/gen ## costs against their work (catalog, agents, watchers, module size): perf/SCALE.md (~15 min)
 	$(PY) -m perf.scale $(PERF_SCALE_ARGS)
 
-perf-backends: setup $(STAMP)/gen examples tools $(PERF_TOPOLOGY) ## SQLite vs PostgreSQL (ABAB): RunAgent, CreateAgent, take-over after SIGKILL (~12 min)
+perf-backends: setup $(STAMP)/gen examples tools $(PERF_TOPOLOGY) ## SQLite vs PostgreSQL (ABAB): RunAgent, CreateAgent, take-over after SIGKILL (~5 min)
 	$(PY) -m perf.backends clean
 	@n=0; for b in $(PERF_BACKEND_ROUNDS); do n=$$((n + 1)); \
 	  $(MAKE) --no-print-directory stop && $(PY) -m perf.backends stopped && \
