@@ -11,9 +11,11 @@ import pytest
 from services.common.errors import NotFound
 from services.registry.ports import TemplateStore
 from services.registry.storage import RegistryStore
-from tests.integration.registry.test_store_contract import POLICY, put_blob, store, template  # noqa: F401 — fixture
+from services.spec.policy import Policy
+from tests.integration.registry.test_store_contract import put_blob, store, template  # noqa: F401 — fixture
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401 — fixtures
 
+POLICY = Policy.load()
 WORDS = b"apple\nbanana\ncherry\n"
 
 
