@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import zstandard
 
@@ -186,13 +186,11 @@ def bounded_decompress(data: bytes, max_output: int, what: str) -> bytes:
 # --- blobs ----------------------------------------------------------------------------------------
 
 
-class BlobWriter:
-    """Receives a module in pieces, hashing as it goes, into a temp file; commit() files it by digest."""
+class HashingUpload:
+    """An upload in flight, written to `handle` and hashed and counted as it goes (both stores' blob writers)."""
 
-    def __init__(self, store: RegistryStore) -> None:
-        self._store = store
-        self._tmp = store.tmp_dir / f"{uuid.uuid4().hex}.upload"
-        self._handle = open(self._tmp, "wb")  # noqa: SIM115 — closed by commit()/discard()
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
         self._hash = hashlib.sha256()
         self.size = 0
 
@@ -204,6 +202,15 @@ class BlobWriter:
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+
+class BlobWriter(HashingUpload):
+    """Receives a module in pieces, hashing as it goes, into a temp file; commit() files it by digest."""
+
+    def __init__(self, store: RegistryStore) -> None:
+        self._store = store
+        self._tmp = store.tmp_dir / f"{uuid.uuid4().hex}.upload"
+        super().__init__(open(self._tmp, "wb"))  # noqa: SIM115 — closed by commit()/discard()
 
     def commit(self) -> str:
         """fsync and rename into blobs/sha256/<aa>/<digest>. Replacing an existing blob of the same

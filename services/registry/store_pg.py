@@ -35,6 +35,7 @@ from services.registry.storage import (
     MAX_CANONICAL_BYTES,
     ZSTD_LEVEL,
     EventRow,
+    HashingUpload,
     ListCursor,
     PublishRace,
     bounded_decompress,
@@ -55,23 +56,12 @@ _COLUMNS = (
 )
 
 
-class PgBlobWriter:
+class PgBlobWriter(HashingUpload):
     """Receives a module in pieces into an anonymous temp file, hashing as it goes; commit() stores it."""
 
     def __init__(self, store: PgRegistryStore) -> None:
         self._store = store
-        self._handle: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 — closed by commit()/discard()
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, chunk: bytes) -> None:
-        self._handle.write(chunk)
-        self._hash.update(chunk)
-        self.size += len(chunk)
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
+        super().__init__(tempfile.TemporaryFile())  # noqa: SIM115 — closed by commit()/discard()
 
     def read_back(self) -> bytes:
         self._handle.flush()
