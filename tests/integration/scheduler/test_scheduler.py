@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from tests.harness import ServiceProcess, free_port
 from tests.integration.scheduler.conftest import TIMEOUT, SchedulerFactory, executor_env
+from tests.integration.scheduler.create_load import LOST_REASON, CreateLoad
 
 S = pb.AgentState
 
@@ -222,42 +224,41 @@ def small_executor(workdir: Path, registry: ServiceProcess, signer: ServiceProce
         yield proc
 
 
-def test_full_executor_sends_runs_to_the_other(
-    scheduler: SchedulerFactory, executor: ServiceProcess, small_executor: ServiceProcess
-) -> None:
-    # Fill the small executor directly with an endless run, then place agents on [small, main].
-    channel = grpc.insecure_channel(small_executor.addr)
+@contextlib.contextmanager
+def _filled(small: ServiceProcess) -> Iterator[None]:
+    """The one-slot executor busy with an endless run (called directly, not through a scheduler) until exit."""
+    channel = grpc.insecure_channel(small.addr)
     hog = ex_grpc.ExecutorServiceStub(channel).Run(
         ex_pb.RunRequest(agent_id="hog", template_name="sched-spin", template_version="1.0.0"), timeout=30
     )
     assert next(hog).events[0].WhichOneof("event") == "accepted"
     try:
+        yield
+    finally:
+        hog.cancel()
+        channel.close()
+
+
+def test_full_executor_sends_runs_to_the_other(
+    scheduler: SchedulerFactory, executor: ServiceProcess, small_executor: ServiceProcess
+) -> None:
+    # Fill the small executor directly with an endless run, then place agents on [small, main].
+    with _filled(small_executor):
         sched = scheduler(executors=[small_executor.addr, executor.addr])
         for i in range(4):
             events, code, details = run_agent(sched, "echo-upper", b"x%d" % i)
             assert code == grpc.StatusCode.OK, details
             assert events[-1].agent.executor == "executor-main"
         assert sched.metric("agentfactory_scheduler_dispatch_retries_total", reason="executor_full") >= 1
-    finally:
-        hog.cancel()
-        channel.close()
 
 
 def test_a_refusal_names_the_executor_not_the_address_called(
     scheduler: SchedulerFactory, small_executor: ServiceProcess
 ) -> None:
     # Through a mesh the address is the scheduler's own sidecar: only the executor's trailer says who.
-    channel = grpc.insecure_channel(small_executor.addr)
-    hog = ex_grpc.ExecutorServiceStub(channel).Run(
-        ex_pb.RunRequest(agent_id="hog", template_name="sched-spin", template_version="1.0.0"), timeout=30
-    )
-    assert next(hog).events[0].WhichOneof("event") == "accepted"
-    try:
+    with _filled(small_executor):
         sched = scheduler(executors=[small_executor.addr], AF_DISPATCH_WAIT_SECONDS="0.5")
         _events, code, details = run_agent(sched, "echo-upper", b"w")
-    finally:
-        hog.cancel()
-        channel.close()
     assert code == grpc.StatusCode.UNAVAILABLE, details
     assert "last refusal: executor-small: RESOURCE_EXHAUSTED" in details and small_executor.addr not in details
 
@@ -281,26 +282,12 @@ def test_kill_9_loses_no_acknowledged_agent(scheduler: SchedulerFactory) -> None
     """Create agents concurrently, SIGKILL the scheduler while creates and runs are in flight, restart it:
     every acknowledged agent is there and ends terminal; lost runs are re-dispatched or failed by the rule."""
     sched = scheduler(AF_MAX_DISPATCHES="8")
-    acked: dict[str, str] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def creator(n: int) -> None:
-        i = 0
-        while not stop.is_set():
-            template = "sched-work-retry" if (n + i) % 2 else "sched-work-once"
-            try:
-                agent = sched.create(template, request_id=f"c{n}-{i}")
-            except grpc.RpcError:
-                return  # the scheduler died under us: this create was never acknowledged
-            with lock:
-                acked[agent.id] = template
-            i += 1
-            time.sleep(0.01)
+    load = CreateLoad(sched, "c")
+    acked, stop = load.acked, load.stop
 
     with ThreadPoolExecutor(8) as pool:
         for n in range(8):
-            pool.submit(creator, n)
+            pool.submit(load.creator, n)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             running = sched.stub.ListAgents(pb.ListAgentsRequest(state=S.AGENT_STATE_RUNNING), timeout=TIMEOUT)
@@ -317,7 +304,6 @@ def test_kill_9_loses_no_acknowledged_agent(scheduler: SchedulerFactory) -> None
 
     sched.restart()
     finals = {agent_id: wait_state(sched, agent_id, TERMINAL, timeout=60) for agent_id in acked}
-    lost_reason = "executor lost during run (scheduler restarted); template is not retryable"
     redispatched = failed_lost = 0
     for agent_id, agent in finals.items():
         if acked[agent_id] == "sched-work-retry":
@@ -325,7 +311,7 @@ def test_kill_9_loses_no_acknowledged_agent(scheduler: SchedulerFactory) -> None
             assert agent.output == b"done\n"
             redispatched += agent.attempts > 1
         elif agent.state == S.AGENT_STATE_FAILED:
-            assert agent.reason == lost_reason, agent
+            assert agent.reason == LOST_REASON, agent
             failed_lost += 1
         else:
             assert agent.state == S.AGENT_STATE_SUCCEEDED, agent

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from mesh.pglocal import LocalPostgres
 from tests.harness import free_port
 from tests.integration.scheduler.conftest import TIMEOUT, Scheduler, SchedulerFactory
+from tests.integration.scheduler.create_load import LOST_REASON, CreateLoad
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401 — fixtures
 
 S = pb.AgentState
@@ -81,26 +81,12 @@ def test_sigkill_of_a_replica_under_load_loses_nothing_and_runs_nothing_twice(
 ) -> None:
     victim = replica(scheduler, pg_dsn, AF_MAX_DISPATCHES="8")
     survivor = replica(scheduler, pg_dsn, AF_MAX_DISPATCHES="8")
-    acked: dict[str, str] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def creator(n: int) -> None:
-        i = 0
-        while not stop.is_set():
-            template = "sched-work-retry" if (n + i) % 2 else "sched-work-once"
-            try:
-                agent = victim.create(template, request_id=f"k{n}-{i}")
-            except grpc.RpcError:
-                return  # the replica died under us: this create was never acknowledged
-            with lock:
-                acked[agent.id] = template
-            i += 1
-            time.sleep(0.01)
+    load = CreateLoad(victim, "k")
+    acked, stop = load.acked, load.stop
 
     with ThreadPoolExecutor(6) as pool:
         for n in range(6):
-            pool.submit(creator, n)
+            pool.submit(load.creator, n)
         while len(acked) < 30:
             time.sleep(0.05)
         running = victim.stub.ListAgents(pb.ListAgentsRequest(state=S.AGENT_STATE_RUNNING), timeout=TIMEOUT)
@@ -118,13 +104,12 @@ def test_sigkill_of_a_replica_under_load_loses_nothing_and_runs_nothing_twice(
     drained = time.monotonic() - killed_at
     print(f"\ntake-over (lease {LEASE} s): orphans claimed {claimed:.1f} s after SIGKILL; all {len(acked)} "
           f"acknowledged agents terminal after {drained:.1f} s")  # fmt: skip
-    lost_reason = "executor lost during run (scheduler restarted); template is not retryable"
     for agent_id, agent in finals.items():
         assert agent.state in TERMINAL, agent
         if acked[agent_id] == "sched-work-retry":
             assert agent.state == S.AGENT_STATE_SUCCEEDED and agent.output == b"done\n", agent
         elif agent.state == S.AGENT_STATE_FAILED:
-            assert agent.reason == lost_reason, agent  # it may have run: not run a second time
+            assert agent.reason == LOST_REASON, agent  # it may have run: not run a second time
             assert agent.attempts <= 1, agent
         else:
             assert agent.state == S.AGENT_STATE_SUCCEEDED and agent.attempts == 1, agent
