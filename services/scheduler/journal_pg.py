@@ -57,6 +57,8 @@ _BATCH_UPDATE_SQL = (
     "WHERE a.id = v.id AND a.fence = v.fence RETURNING a.id"
 )
 MAX_BATCH = 512
+# A batch that lost a deadlock or serialization conflict is written again, this many times in all.
+_CONFLICT_ATTEMPTS = 3
 _INSERT_COLS = (
     "id", "request_id", "template_name", "template_version", "requested_version", "input", "labels", "retryable",
     "timeout_ms", *_MUTABLE, "deadline_us", "create_us", "owner", "fence",
@@ -197,10 +199,18 @@ class PgJournal:
             self._flushing = False
 
     async def _write(self, batch: list[tuple[Agent, asyncio.Future[None]]]) -> None:
-        agents = [agent for agent, _ in batch]
+        agents = sorted((agent for agent, _ in batch), key=lambda a: a.id)  # one lock order for every writer
         columns = [list(column) for column in zip(*(_mutable_values(a) for a in agents), strict=True)]
         async with postgres.connection(self.pool, "the agent journal could not write") as conn:
-            rows = await conn.fetch(_BATCH_UPDATE_SQL, [a.id for a in agents], [a.fence for a in agents], *columns)
+            for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+                try:
+                    ids, fences_sent = [a.id for a in agents], [a.fence for a in agents]
+                    rows = await conn.fetch(_BATCH_UPDATE_SQL, ids, fences_sent, *columns)
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+                    # The statement was rolled back whole: writing it again is safe (each row is fenced).
+                    if attempt == _CONFLICT_ATTEMPTS:
+                        raise Unavailable(f"the agent journal could not write ({type(exc).__name__}); retry") from exc
             written = {row["id"] for row in rows}
             refused = [a.id for a in agents if a.id not in written]
             fences = {}
@@ -247,9 +257,13 @@ class PgJournal:
     async def renew(self) -> int:
         """Extend this replica's leases on its unfinished agents; returns how many it holds."""
         async with postgres.connection(self.pool, "the agent journal could not renew leases") as conn:
+            # Rows a batched update holds right now are skipped, not waited for: waiting would lock rows in
+            # another order than that update and deadlock (seen under make perf-backends); such a row was
+            # just written by this replica and is renewed on the next round, well inside its lease.
             status = await conn.execute(
                 "UPDATE agents SET lease_until = now() + make_interval(secs => $2) "
-                "WHERE owner = $1 AND state IN (1, 2)",
+                "WHERE seq IN (SELECT seq FROM agents WHERE owner = $1 AND state IN (1, 2) "
+                "ORDER BY seq FOR UPDATE SKIP LOCKED)",
                 self.owner,
                 self.lease_seconds,
             )
