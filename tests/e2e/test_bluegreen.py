@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -39,6 +40,19 @@ def restore_weights(e2e_mesh: E2EMesh) -> Iterator[None]:
         e2e_mesh.set_weights(service, **split)
 
 
+def _routed_to_executor_clusters(mesh: E2EMesh) -> Counter[str]:
+    """Requests every scheduler sidecar has sent to each executor cluster (Envoy's upstream_rq_total)."""
+    counts: Counter[str] = Counter()
+    for inst in mesh.topo.services["scheduler"].instances:
+        pattern = urllib.parse.quote(r"^cluster\.executor-[a-z]+\.upstream_rq_total$")
+        url = f"http://127.0.0.1:{inst.admin}/stats?filter={pattern}"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            for line in reply.read().decode().splitlines():
+                name, _, value = line.partition(": ")
+                counts[name.split(".")[1]] += int(value)
+    return counts
+
+
 def _run_one(client: Client, i: int) -> str:
     final, output = client.run_to_end("echo-upper", f"call {i}".encode())
     assert final.state == sch_pb.AGENT_STATE_SUCCEEDED and output == f"CALL {i}".encode(), final
@@ -56,10 +70,16 @@ def test_executor_split_90_10_then_live_shift_to_green(
     op = as_role("operator")
     e2e_mesh.wait_upstreams_healthy("executor")  # an executor not yet healthy sheds its share to the other
     e2e_mesh.set_weights("executor", blue=90, green=10)
+    before = _routed_to_executor_clusters(e2e_mesh)
     seen = _run_many(op, CALLS)
     assert sum(seen.values()) == CALLS and set(seen) <= {"executor-blue", "executor-green"}, seen
-    green = seen["executor-green"] / CALLS
-    assert abs(green - 0.10) <= TOLERANCE, f"90/10 split measured as {dict(seen)} over {CALLS} calls"
+    # The split is the routes' choice of cluster, counted by the schedulers' sidecars. Where a run then
+    # lands may differ on a loaded machine, by design: a color whose host misses health checks or is
+    # ejected sheds its runs to the other color (executor failover, mesh/topology.yaml).
+    routed = _routed_to_executor_clusters(e2e_mesh) - before
+    assert routed.total() >= CALLS, routed  # every run was routed at least once (retries add a few)
+    green = routed["executor-green"] / max(1, routed.total())
+    assert abs(green - 0.10) <= TOLERANCE, f"90/10 split routed as {dict(routed)}, landed as {dict(seen)}"
 
     # Shift to 0/100 while calls are in flight: not one may fail.
     errors: list[BaseException] = []
