@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from services.common.errors import Unavailable
 from services.common.telemetry import span
@@ -136,7 +136,15 @@ def _mutable_values(a: Agent) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _row_to_agent(row: sqlite3.Row) -> Agent:
+class Row(Protocol):
+    """A row by column name: sqlite3.Row and asyncpg.Record alike."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def row_to_agent(row: Row, fence: int = 0) -> Agent:
+    """An agent from a journal row, for both journals (SQLite keeps booleans as 0/1, PostgreSQL as
+    booleans; only the shared journal has a fence column, so its adapter passes it)."""
     return Agent(
         seq=row["seq"],
         id=row["id"],
@@ -163,6 +171,7 @@ def _row_to_agent(row: sqlite3.Row) -> Agent:
         create_time=sec(row["create_us"]) or 0.0,
         start_time=sec(row["start_us"]),
         finish_time=sec(row["finish_us"]),
+        fence=fence,
     )
 
 
@@ -380,7 +389,7 @@ class Journal:
             if agent.request_id:
                 row = conn.execute("SELECT * FROM agents WHERE request_id = ?", (agent.request_id,)).fetchone()
                 if row is not None:
-                    return _row_to_agent(row), False
+                    return row_to_agent(row), False
             values = (
                 agent.id, agent.request_id or None, agent.template_name, agent.template_version,
                 agent.requested_version, agent.input, json.dumps(dict(agent.labels), sort_keys=True),
@@ -416,11 +425,11 @@ class Journal:
 
     async def get(self, agent_id: str) -> Agent | None:
         row = self._reader.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
-        return None if row is None else _row_to_agent(row)
+        return None if row is None else row_to_agent(row)
 
     async def get_by_request_id(self, request_id: str) -> Agent | None:
         row = self._reader.execute("SELECT * FROM agents WHERE request_id = ?", (request_id,)).fetchone()
-        return None if row is None else _row_to_agent(row)
+        return None if row is None else row_to_agent(row)
 
     async def list(self, flt: ListFilter, after: PageCursor | None, limit: int) -> list[Agent]:
         """Newest first (creation time, then id): the agents after `after`, the last one of the previous
@@ -428,7 +437,7 @@ class Journal:
         merge (services/scheduler/servicer.py). Keyset pagination on an index that matches the filter:
         a label filter walks agent_labels by its first pair, otherwise state/template indexes."""
         sql, args = self.list_query(flt, after, limit)
-        return [_row_to_agent(row) for row in self._reader.execute(sql, args)]
+        return [row_to_agent(row) for row in self._reader.execute(sql, args)]
 
     @staticmethod
     def list_query(flt: ListFilter, after: PageCursor | None, limit: int) -> tuple[str, builtins.list[Any]]:
@@ -477,7 +486,7 @@ class Journal:
         rows = self._reader.execute(
             "SELECT * FROM agents WHERE state IN (?, ?) ORDER BY seq", (AgentState.PENDING, AgentState.RUNNING)
         )
-        return [_row_to_agent(row) for row in rows]
+        return [row_to_agent(row) for row in rows]
 
     async def count(self) -> int:
         count: int = self._reader.execute("SELECT COUNT(*) FROM agents").fetchone()[0]

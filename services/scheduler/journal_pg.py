@@ -28,7 +28,7 @@ from services.common import postgres
 from services.common.errors import Unavailable
 from services.common.telemetry import span
 from services.scheduler.domain import Agent, AgentState, ListFilter, PageCursor
-from services.scheduler.journal import Journal, LeaseLost, sec, us
+from services.scheduler.journal import Journal, LeaseLost, row_to_agent, us
 
 # The SQLite query's positional placeholders (the query holds no string literals, so no '?' but these).
 _PLACEHOLDER = re.compile(r"\?")
@@ -88,34 +88,7 @@ def _mutable_values(a: Agent) -> tuple[Any, ...]:
 
 
 def _row_to_agent(row: asyncpg.Record) -> Agent:
-    return Agent(
-        seq=row["seq"],
-        id=row["id"],
-        request_id=row["request_id"] or "",
-        template_name=row["template_name"],
-        template_version=row["template_version"],
-        requested_version=row["requested_version"],
-        input=bytes(row["input"]),
-        labels=json.loads(row["labels"]),
-        retryable=row["retryable"],
-        timeout_ms=row["timeout_ms"],
-        state=AgentState(row["state"]),
-        reason=row["reason"],
-        cause=row["cause"],
-        status=row["status"],
-        output=bytes(row["output"]),
-        output_truncated=row["output_truncated"],
-        exit_code=row["exit_code"],
-        fuel_used=row["fuel_used"],
-        attempts=row["attempts"],
-        executor=row["executor"],
-        in_flight=row["in_flight"],
-        deadline=sec(row["deadline_us"]),
-        create_time=sec(row["create_us"]) or 0.0,
-        start_time=sec(row["start_us"]),
-        finish_time=sec(row["finish_us"]),
-        fence=row["fence"],
-    )
+    return row_to_agent(row, fence=row["fence"])
 
 
 class PgJournal:
