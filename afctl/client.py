@@ -23,7 +23,7 @@ from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as sch_grpc
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
 from agentfactory.signer.v1 import signer_service_pb2_grpc as sig_grpc
 from services.common import mesh_headers
-from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord
+from services.templates.signature import Keyring, PublicKeyVersion, SignatureRecord
 
 CHUNK_BYTES = 256 * 1024
 DEFAULT_TIMEOUT = 10.0

@@ -44,10 +44,10 @@ from services.executor.sandbox import EngineSettings, RunState, Sandbox  # noqa:
 from services.executor.service import ExecutorService, RunCommand  # noqa: E402
 from services.executor.settings import ExecutorSettings  # noqa: E402
 from services.executor.trust import Trust  # noqa: E402
-from services.spec.manifest import Limits, Manifest  # noqa: E402
-from services.spec.policy import Policy  # noqa: E402
-from services.spec.published import PublishedTemplate  # noqa: E402
-from services.spec.signature import HASH, PADDING, PublicKeyVersion, SignatureRecord  # noqa: E402
+from services.templates.manifest import Limits, Manifest  # noqa: E402
+from services.templates.policy import Policy  # noqa: E402
+from services.templates.published import PublishedTemplate  # noqa: E402
+from services.templates.signature import HASH, PADDING, PublicKeyVersion, SignatureRecord  # noqa: E402
 
 WASM = REPO / "build" / "wasm"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

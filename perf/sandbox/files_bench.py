@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 from services.executor.events import Started  # noqa: E402
 from services.executor.files import TemplateFiles  # noqa: E402
 from services.executor.sandbox import EngineSettings, RunSpec, RunState, Sandbox  # noqa: E402
-from services.spec.manifest import Limits, TemplateFile  # noqa: E402
-from services.spec.policy import FileBounds  # noqa: E402
+from services.templates.manifest import Limits, TemplateFile  # noqa: E402
+from services.templates.policy import FileBounds  # noqa: E402
 
 LIMITS = Limits(fuel=10**9, memory_bytes=16 << 20, timeout_ms=5000, max_output_bytes=65536, max_tool_calls=100)
 WORDS = (REPO / "examples/agents/spell-check/files/data/words.txt").read_bytes()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from services.executor.events import Started  # noqa: E402
 from services.executor.sandbox import EngineSettings, RunSpec, RunState, Sandbox  # noqa: E402
-from services.spec.manifest import Limits  # noqa: E402
+from services.templates.manifest import Limits  # noqa: E402
 
 BLOCK, BLOCKS = 4096, 256
 LIMITS = Limits(fuel=10**9, memory_bytes=16 << 20, timeout_ms=10_000, max_output_bytes=65536, max_tool_calls=100)

@@ -1,4 +1,4 @@
-"""Conversions between the trust domain (services.spec) and its protobuf messages.
+"""Conversions between the trust domain (services.templates) and its protobuf messages.
 
 Used by every servicer and client that sends or receives templates, so the mapping exists once.
 A verifier must trust `canonical_manifest` (the signed bytes), never the `manifest` message:
@@ -15,9 +15,9 @@ from agentfactory.registry.v1 import template_pb2
 from agentfactory.signer.v1 import signer_service_pb2
 from services.common.errors import FailedPrecondition
 from services.common.timestamps import to_timestamp, to_unix
-from services.spec.manifest import LIMIT_KEYS, Limits, Manifest, TemplateFile, manifest_from_canonical
-from services.spec.published import PublishedTemplate
-from services.spec.signature import SignatureRecord
+from services.templates.manifest import LIMIT_KEYS, Limits, Manifest, TemplateFile, manifest_from_canonical
+from services.templates.published import PublishedTemplate
+from services.templates.signature import SignatureRecord
 
 _ALGORITHM = signer_service_pb2.SIGNATURE_ALGORITHM_RSA_PKCS1V15_SHA256
 

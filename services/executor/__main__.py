@@ -28,8 +28,8 @@ from services.executor.service import ExecutorService
 from services.executor.servicer import ExecutorServicer
 from services.executor.settings import DEFAULT_PORT, ExecutorSettings
 from services.executor.trust import Trust
-from services.spec.policy import Policy, PolicyError
-from services.spec.published import PublishedTemplate
+from services.templates.policy import Policy, PolicyError
+from services.templates.published import PublishedTemplate
 
 log = logging.getLogger("services.executor")
 

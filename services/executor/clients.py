@@ -16,8 +16,8 @@ from services.common.errors import FailedPrecondition
 from services.common.grpc_errors import error_from_rpc
 from services.common.template_proto import template_from_proto
 from services.executor.service import TemplateChange
-from services.spec.published import PublishedTemplate
-from services.spec.signature import PublicKeyVersion
+from services.templates.published import PublishedTemplate
+from services.templates.signature import PublicKeyVersion
 
 UNARY_TIMEOUT_S = 5.0
 FETCH_TIMEOUT_S = 30.0

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from services.common.errors import FailedPrecondition
 from services.common.logs import log_event
-from services.spec.manifest import TemplateFile
-from services.spec.policy import FileBounds
+from services.templates.manifest import TemplateFile
+from services.templates.policy import FileBounds
 
 log = logging.getLogger(__name__)
 

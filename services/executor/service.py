@@ -36,8 +36,8 @@ from services.executor.modules import Compiled, ModuleCache
 from services.executor.pool import Capacity, WorkerPool
 from services.executor.sandbox import AgentTools, Prepared, RunSpec, RunState, Sandbox, ToolContext
 from services.executor.trust import Trust, Verified
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
+from services.templates.policy import Policy
+from services.templates.published import PublishedTemplate
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from services.common.cache import LruTtlCache
 from services.common.errors import AgentFactoryError, FailedPrecondition, InvalidArgument, PermissionDenied
 from services.common.logs import log_event
 from services.executor import metrics
-from services.spec.manifest import Manifest
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
-from services.spec.signature import Keyring, PublicKeyVersion, UnknownKeyVersion, fingerprint
+from services.templates.manifest import Manifest
+from services.templates.policy import Policy
+from services.templates.published import PublishedTemplate
+from services.templates.signature import Keyring, PublicKeyVersion, UnknownKeyVersion, fingerprint
 
 log = logging.getLogger(__name__)
 

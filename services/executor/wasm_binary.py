@@ -2,14 +2,14 @@
 
 Compiling is where an embedder spends unbounded CPU and memory on hostile input, so the module's size
 and its import count are bounded first by reading the binary's import section directly (a linear scan
-of section headers; no code is parsed). The reading is services/spec/wasm_structure.py's; this module
+of section headers; no code is parsed). The reading is services/templates/wasm_structure.py's; this module
 only answers in the executor's terms (FAILED_PRECONDITION).
 """
 
 from __future__ import annotations
 
 from services.common.errors import FailedPrecondition
-from services.spec.wasm_structure import SECTION_IMPORT, MalformedModule, leb_u32, sections
+from services.templates.wasm_structure import SECTION_IMPORT, MalformedModule, leb_u32, sections
 
 
 def count_imports(data: bytes) -> int:

@@ -21,15 +21,15 @@ from services.common.logs import log_event, setup_logging
 from services.common.postgres import is_unreachable
 from services.common.server import Readiness, ServerSettings, serve
 from services.registry.ports import TemplateStore
-from services.registry.registry import Registry
+from services.registry.service import Registry
 from services.registry.servicer import RegistryServicer
 from services.registry.signer_client import GrpcSigner
 from services.registry.storage import RegistryStore
 from services.registry.store_pg import PgRegistryStore
 from services.registry.watch import WatchHub
 from services.registry.watch_feed import follow_store
-from services.spec.policy import DEFAULT_POLICY_PATH, Policy, PolicyError
-from services.spec.published import PublishedTemplate
+from services.templates.policy import DEFAULT_POLICY_PATH, Policy, PolicyError
+from services.templates.published import PublishedTemplate
 
 log = logging.getLogger("services.registry")
 

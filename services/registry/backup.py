@@ -39,7 +39,7 @@ from typing import Any
 from services.common.config import Env
 from services.common.errors import DataLoss, FailedPrecondition
 from services.registry.storage import DB_NAME, MAX_CANONICAL_BYTES, bounded_decompress
-from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion, fingerprint
+from services.templates.signature import Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion, fingerprint
 
 CHECKSUMS = "CHECKSUMS.json"
 KEYS = "KEYS.json"

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import IO, Protocol
 
 from services.registry.storage import EventRow, ListCursor
-from services.spec.published import PublishedTemplate
-from services.spec.signature import PublicKeyVersion, SignatureRecord
+from services.templates.published import PublishedTemplate
+from services.templates.signature import PublicKeyVersion, SignatureRecord
 
 
 class BlobUpload(Protocol):

@@ -11,7 +11,7 @@ from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
 from services.common.channels import aio_channel
 from services.common.grpc_errors import error_from_rpc
 from services.common.template_proto import signature_from_proto
-from services.spec.signature import PublicKeyVersion, SignatureRecord
+from services.templates.signature import PublicKeyVersion, SignatureRecord
 
 WATCH_TIMEOUT_S = 300.0  # a key watch is re-opened when its deadline ends it
 

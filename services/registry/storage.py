@@ -42,10 +42,10 @@ from services.common.errors import AlreadyExists, DataLoss, InvalidArgument, Not
 from services.common.files import fsync_dir, write_durably
 from services.common.logs import log_event
 from services.registry.stored import stored_template
-from services.spec.manifest import SHA256_RE
-from services.spec.published import PublishedTemplate
-from services.spec.semver import Version
-from services.spec.signature import PublicKeyVersion, SignatureRecord, fingerprint
+from services.templates.manifest import SHA256_RE
+from services.templates.published import PublishedTemplate
+from services.templates.semver import Version
+from services.templates.signature import PublicKeyVersion, SignatureRecord, fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from services.registry.storage import (
     sortable_version_key,
 )
 from services.registry.stored import stored_template
-from services.spec.published import PublishedTemplate
-from services.spec.signature import PublicKeyVersion, SignatureRecord, fingerprint
+from services.templates.published import PublishedTemplate
+from services.templates.signature import PublicKeyVersion, SignatureRecord, fingerprint
 
 log = logging.getLogger(__name__)
 

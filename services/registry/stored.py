@@ -4,9 +4,9 @@ PostgreSQL) do once they hold the row's columns and its canonical manifest, chec
 from __future__ import annotations
 
 from services.common.errors import DataLoss
-from services.spec.manifest import manifest_from_canonical
-from services.spec.published import PublishedTemplate
-from services.spec.signature import SignatureRecord
+from services.templates.manifest import manifest_from_canonical
+from services.templates.published import PublishedTemplate
+from services.templates.signature import SignatureRecord
 
 
 def stored_template(

@@ -17,7 +17,7 @@ from typing import Any
 from services.common.config import Env
 from services.common.errors import AgentFactoryError
 from services.registry.ports import TemplateStore
-from services.spec.signature import Keyring, UnknownKeyVersion
+from services.templates.signature import Keyring, UnknownKeyVersion
 
 PAGE = 256
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter, Gauge
 
 from services.common.fanout import Fanout
-from services.spec.published import PublishedTemplate
+from services.templates.published import PublishedTemplate
 
 WATCHERS = Gauge("agentfactory_registry_watchers", "Open WatchTemplates streams.")
 WATCHERS_DROPPED = Counter(

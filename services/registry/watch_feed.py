@@ -13,7 +13,7 @@ import logging
 
 from services.common.errors import AgentFactoryError
 from services.common.logs import log_event
-from services.registry.registry import REPLAY_PAGE, Registry
+from services.registry.service import REPLAY_PAGE, Registry
 
 log = logging.getLogger(__name__)
 

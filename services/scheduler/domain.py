@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.common.errors import FailedPrecondition, InvalidArgument, quote
-from services.spec.manifest import NAME_RE
-from services.spec.semver import Version
+from services.templates.manifest import NAME_RE
+from services.templates.semver import Version
 
 MAX_INPUT_BYTES = 1024 * 1024
 MAX_LABELS = 64

@@ -11,9 +11,9 @@ from services.common.config import Env
 from services.common.errors import AgentFactoryError
 from services.common.logs import log_event, setup_logging
 from services.common.server import Readiness, ServerSettings, serve
-from services.signer.domain import KeyBackend, SignerService
 from services.signer.ledger import KeyLedger
 from services.signer.local_backend import LocalKeyBackend
+from services.signer.service import KeyBackend, SignerService
 from services.signer.servicer import add_to_server
 from services.signer.settings import DEFAULT_PORT, SignerSettings
 from services.signer.vault_backend import VaultKeyBackend

@@ -19,8 +19,8 @@ from pathlib import Path
 from services.common.errors import FailedPrecondition
 from services.common.files import write_durably
 from services.common.logs import log_event
-from services.signer.domain import KeySet
-from services.spec.signature import fingerprint
+from services.signer.service import KeySet
+from services.templates.signature import fingerprint
 
 log = logging.getLogger(__name__)
 

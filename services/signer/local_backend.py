@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from services.common.errors import FailedPrecondition, Unavailable
 from services.common.files import write_durably
 from services.common.logs import log_event
-from services.signer.domain import KeySet, check_key_name
-from services.spec.signature import HASH, KEY_BITS, PADDING, PublicKeyVersion, SignatureRecord
+from services.signer.service import KeySet, check_key_name
+from services.templates.signature import HASH, KEY_BITS, PADDING, PublicKeyVersion, SignatureRecord
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge
 
 if TYPE_CHECKING:
-    from services.signer.domain import KeySet
+    from services.signer.service import KeySet
 
 SIGNATURES = Counter("agentfactory_signer_signatures_total", "Signatures made, by key version.", ["key_version"])
 VERIFICATIONS = Counter(

@@ -10,8 +10,8 @@ from agentfactory.signer.v1 import signer_service_pb2 as pb
 from agentfactory.signer.v1 import signer_service_pb2_grpc as pb_grpc
 from services.common.errors import InvalidArgument
 from services.common.timestamps import to_timestamp
-from services.signer.domain import SignerService
-from services.spec.signature import PublicKeyVersion, SignatureRecord, fingerprint
+from services.signer.service import SignerService
+from services.templates.signature import PublicKeyVersion, SignatureRecord, fingerprint
 
 ALGORITHM = pb.SIGNATURE_ALGORITHM_RSA_PKCS1V15_SHA256
 

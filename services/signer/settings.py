@@ -7,7 +7,7 @@ from pathlib import Path
 
 from services.common.config import ConfigError, Env
 from services.common.errors import InvalidArgument
-from services.signer.domain import check_key_name
+from services.signer.service import check_key_name
 
 DEFAULT_PORT = 7120
 BACKENDS = ("local", "vault")

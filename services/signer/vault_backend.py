@@ -2,7 +2,7 @@
 
 - The transit mount is enabled if missing; the key is created as a non-exportable `rsa-2048` key.
 - Sign asks for `pkcs1v15` over `sha2-256` explicitly: transit defaults to PSS with salt_length=auto,
-  which our verifiers (services.spec.signature) would reject.
+  which our verifiers (services.templates.signature) would reject.
 - Signatures come back as `vault:v<N>:<base64>`; N becomes key_version and the raw bytes are ours.
 - Public keys per version come from read_key (`keys[<v>].public_key`), not export_key (which needs
   an exportable key and would hand out the private half).
@@ -30,8 +30,8 @@ import requests
 
 from services.common.errors import FailedPrecondition, Unavailable
 from services.common.logs import log_event
-from services.signer.domain import KeySet, check_key_name
-from services.spec.signature import KEY_BITS, PublicKeyVersion, SignatureRecord
+from services.signer.service import KeySet, check_key_name
+from services.templates.signature import KEY_BITS, PublicKeyVersion, SignatureRecord
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from services.common.errors import FailedPrecondition
 from services.executor.sandbox.compile_worker import EXIT_INVALID
 from services.executor.sandbox.config import EngineSettings
 from services.executor.sandbox.start import detach_start
-from services.spec.wasm_structure import MalformedModule, ModuleBounds, Structure, read_structure
+from services.templates.wasm_structure import MalformedModule, ModuleBounds, Structure, read_structure
 
 # Below both, compiling takes milliseconds: cheaper than starting a worker (~0.3 s).
 INPROCESS_MAX_CODE_BYTES = 64 * 1024

@@ -40,7 +40,7 @@ from services.executor.sandbox.config import EngineSettings
 from services.executor.sandbox.outcome import classify
 from services.executor.sandbox.start import START_EXPORT
 from services.executor.sandbox.state import MAX_LOG_BYTES, RunState, bind, current_or_none
-from services.spec.wasm_structure import ModuleBounds
+from services.templates.wasm_structure import ModuleBounds
 
 if TYPE_CHECKING:  # wasmtime-py does not export the class of Instance.exports()
     from wasmtime._instance import InstanceExports

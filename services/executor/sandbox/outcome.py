@@ -10,7 +10,7 @@ import wasmtime
 
 from services.executor.events import Finished, LimitKind, Outcome
 from services.executor.sandbox.state import RunState
-from services.spec.manifest import Limits
+from services.templates.manifest import Limits
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ engine instantiate first and then call it under the same store, limits, fuel and
 
 from __future__ import annotations
 
-from services.spec.wasm_structure import SECTION_EXPORT, SECTION_START, MalformedModule, leb_u32, section_spans
+from services.templates.wasm_structure import SECTION_EXPORT, SECTION_START, MalformedModule, leb_u32, section_spans
 
 START_EXPORT = "__agentfactory_start"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.executor.events import LimitKind, Log, Output, RunEvent, Started
-from services.spec.manifest import Limits
+from services.templates.manifest import Limits
 
 if TYPE_CHECKING:
     from services.executor.sandbox.tools import AgentTools

@@ -24,7 +24,7 @@ from afctl.client import Client, Endpoints
 from afctl.examples import catalogue
 from agentfactory.executor.v1 import executor_service_pb2 as pb
 from agentfactory.executor.v1 import executor_service_pb2_grpc as pb_grpc
-from services.spec.policy import DEFAULT_POLICY_PATH
+from services.templates.policy import DEFAULT_POLICY_PATH
 from tests.harness import REPO, ServiceProcess, free_port
 from tests.integration.conftest import local_signer, scrape_metric, start_ready
 from tests.integration.executor.agents import extra_templates

@@ -13,7 +13,7 @@ import wasmtime
 from agentfactory.registry.v1 import registry_service_pb2 as pb
 from agentfactory.registry.v1 import registry_service_pb2_grpc
 from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
-from services.spec.signature import Keyring, PublicKeyVersion
+from services.templates.signature import Keyring, PublicKeyVersion
 from tests.harness import ServiceProcess, free_port
 
 TIMEOUT = 10.0

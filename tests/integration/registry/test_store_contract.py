@@ -15,7 +15,7 @@ from services.common.errors import NotFound
 from services.registry.ports import TemplateStore
 from services.registry.storage import KIND_DEPRECATED, KIND_PUBLISHED, PublishRace, RegistryStore
 from services.registry.store_pg import PgRegistryStore
-from services.spec.signature import PublicKeyVersion, SignatureRecord
+from services.templates.signature import PublicKeyVersion, SignatureRecord
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401 — fixtures
 from tests.unit.registry.conftest import SIG, WASM, wasm_module
 from tests.unit.registry.conftest import stored as template

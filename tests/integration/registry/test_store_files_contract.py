@@ -11,7 +11,7 @@ import pytest
 from services.common.errors import NotFound
 from services.registry.ports import TemplateStore
 from services.registry.storage import RegistryStore
-from services.spec.policy import Policy
+from services.templates.policy import Policy
 from tests.integration.registry.test_store_contract import put_blob, store, template  # noqa: F401 — fixture
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401 — fixtures
 
@@ -54,7 +54,7 @@ def test_the_sweep_keeps_file_blobs(tmp_path: Path) -> None:
 async def test_publish_with_files_through_the_registry_on_each_store(store: TemplateStore) -> None:  # noqa: F811
     """The registry's publish path (upload, hash, check stored, commit, insert) on both adapters."""
     from services.common.cache import LruTtlCache
-    from services.registry.registry import Registry
+    from services.registry.service import Registry
     from services.registry.watch import WatchHub
     from tests.unit.registry.conftest import KeySigner, manifest
     from tests.unit.registry.test_publish_files import publish_files

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agentfactory.signer.v1 import signer_service_pb2 as pb
 from agentfactory.signer.v1 import signer_service_pb2_grpc as pb_grpc
 from services.common.errors import FailedPrecondition
-from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord
+from services.templates.signature import Keyring, PublicKeyVersion, SignatureRecord
 from tests.harness import ServiceProcess
 
 from .conftest import StartSigner, stub_for

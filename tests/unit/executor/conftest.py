@@ -15,7 +15,7 @@ import wasmtime
 from services.executor.events import Finished, RunEvent, Started
 from services.executor.kvstore import KvStore
 from services.executor.sandbox import AgentTools, EngineSettings, Prepared, RunSpec, RunState, Sandbox, ToolContext
-from services.spec.manifest import Limits
+from services.templates.manifest import Limits
 from tests.harness import REPO
 
 WASM_DIR = REPO / "build" / "wasm"

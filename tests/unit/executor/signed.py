@@ -7,10 +7,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.executor.trust import Trust
-from services.spec.manifest import Limits, Manifest
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
-from services.spec.signature import HASH, PADDING, PublicKeyVersion, SignatureRecord
+from services.templates.manifest import Limits, Manifest
+from services.templates.policy import Policy
+from services.templates.published import PublishedTemplate
+from services.templates.signature import HASH, PADDING, PublicKeyVersion, SignatureRecord
 
 KEYS = {v: rsa.generate_private_key(public_exponent=65537, key_size=2048) for v in (1, 2)}
 

@@ -12,7 +12,7 @@ from services.executor.events import LimitKind, Outcome, Started
 from services.executor.sandbox import EngineSettings, Sandbox
 from services.executor.sandbox.compile import INPROCESS_MAX_FUNCTIONS, CompileBudget
 from services.executor.sandbox.start import START_EXPORT, detach_start
-from services.spec.wasm_structure import MalformedModule, ModuleBounds, read_structure
+from services.templates.wasm_structure import MalformedModule, ModuleBounds, read_structure
 from tests.unit.executor.conftest import Runner, wasm_file
 
 

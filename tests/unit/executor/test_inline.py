@@ -18,9 +18,9 @@ from services.executor.pool import WorkerPool
 from services.executor.sandbox import Sandbox
 from services.executor.service import ExecutorService, RunCommand
 from services.executor.trust import Trust
-from services.spec.manifest import Limits, Manifest
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
+from services.templates.manifest import Limits, Manifest
+from services.templates.policy import Policy
+from services.templates.published import PublishedTemplate
 from tests.unit.executor.conftest import wasm_file
 from tests.unit.executor.signed import first_key, signed
 

@@ -14,8 +14,8 @@ import wasmtime
 from services.common.errors import FailedPrecondition
 from services.executor.events import Outcome
 from services.executor.files import TemplateFiles, tree_key
-from services.spec.manifest import TemplateFile
-from services.spec.policy import FileBounds
+from services.templates.manifest import TemplateFile
+from services.templates.policy import FileBounds
 from tests.unit.executor.conftest import Runner, run_bare_wasi, wasm_file
 
 WORDS = b"a\nbe\nnot\nor\nthe\nto\n"

@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.errors import FailedPrecondition
 from services.executor.trust import Trust
-from services.spec.policy import Policy
-from services.spec.signature import PublicKeyVersion, UnknownKeyVersion
+from services.templates.policy import Policy
+from services.templates.signature import PublicKeyVersion, UnknownKeyVersion
 from tests.unit.executor.signed import Keys, pem, public_pem, template, trust_with
 
 

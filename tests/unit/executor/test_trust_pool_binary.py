@@ -15,8 +15,8 @@ from services.executor.pool import WorkerPool
 from services.executor.sandbox import Sandbox
 from services.executor.trust import Trust
 from services.executor.wasm_binary import check_bounds, count_imports
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
+from services.templates.policy import Policy
+from services.templates.published import PublishedTemplate
 from tests.unit.executor.signed import Keys, template, trust_with
 
 

@@ -1,5 +1,5 @@
 """Unit fixtures: a real store in tmp_path and a signer that does real RSA-2048 PKCS#1 v1.5 signing
-in-process (the same scheme services.spec.signature verifies), so no process is started."""
+in-process (the same scheme services.templates.signature verifies), so no process is started."""
 
 from __future__ import annotations
 
@@ -14,13 +14,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.cache import LruTtlCache
 from services.common.errors import Unavailable
-from services.registry.registry import Registry
+from services.registry.service import Registry
 from services.registry.storage import RegistryStore
 from services.registry.watch import WatchHub
-from services.spec.manifest import parse_draft, resolve
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
-from services.spec.signature import HASH, KEY_BITS, PADDING, Keyring, PublicKeyVersion, SignatureRecord, fingerprint
+from services.templates.manifest import parse_draft, resolve
+from services.templates.policy import Policy
+from services.templates.published import PublishedTemplate
+from services.templates.signature import (
+    HASH,
+    KEY_BITS,
+    PADDING,
+    Keyring,
+    PublicKeyVersion,
+    SignatureRecord,
+    fingerprint,
+)
 
 # The smallest valid module: magic, version 1, no sections.
 WASM = b"\0asm\x01\x00\x00\x00"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from services.registry import backup
-from services.registry.registry import Registry
+from services.registry.service import Registry
 from services.registry.storage import RegistryStore
 from tests.unit.registry.conftest import manifest, publish, wasm_module
 

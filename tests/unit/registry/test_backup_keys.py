@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.registry import backup
-from services.registry.registry import Registry
+from services.registry.service import Registry
 from services.registry.storage import DB_NAME, RegistryStore
 from tests.unit.registry.conftest import KeySigner, manifest, publish
 

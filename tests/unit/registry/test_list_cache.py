@@ -3,7 +3,7 @@ templates that readers keep asking for in the cache (issue 15)."""
 
 from __future__ import annotations
 
-from services.registry.registry import Registry
+from services.registry.service import Registry
 from tests.unit.registry.conftest import manifest, publish
 
 

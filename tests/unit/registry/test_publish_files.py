@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.registry.registry import PublishResult, Registry
+from services.registry.service import PublishResult, Registry
 from services.registry.storage import RegistryStore
 from tests.unit.registry.conftest import WASM, manifest
 

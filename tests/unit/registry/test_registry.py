@@ -19,9 +19,9 @@ from services.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from services.registry.registry import Registry, describe_difference, parse_label_selector
-from services.spec.manifest import MAX_INHERITANCE_DEPTH
-from services.spec.policy import Policy
+from services.registry.service import Registry, describe_difference, parse_label_selector
+from services.templates.manifest import MAX_INHERITANCE_DEPTH
+from services.templates.policy import Policy
 from tests.unit.registry.conftest import WASM, KeySigner, chunks, manifest, publish, wasm_module
 
 DIGEST = hashlib.sha256(WASM).hexdigest()
@@ -291,7 +291,7 @@ def test_helpers() -> None:
 
 
 def test_describe_difference_names_map_keys() -> None:
-    from services.spec.manifest import parse_draft, resolve
+    from services.templates.manifest import parse_draft, resolve
 
     limits = Policy.load().default_limits
 

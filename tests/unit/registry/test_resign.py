@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.registry.registry import Registry
+from services.registry.service import Registry
 from services.registry.storage import KIND_PUBLISHED, RegistryStore
 from tests.unit.registry.conftest import KeySigner, manifest, publish
 

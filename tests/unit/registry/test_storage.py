@@ -8,7 +8,7 @@ import zstandard
 
 from services.common.errors import DataLoss, InvalidArgument, NotFound
 from services.registry.storage import ListCursor, RegistryStore, sortable_version_key
-from services.spec.semver import Version
+from services.templates.semver import Version
 from tests.unit.registry.conftest import SIG, WASM
 from tests.unit.registry.conftest import stored as template
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from services.registry.registry import Registry
+from services.registry.service import Registry
 from services.registry.storage import DB_NAME, RegistryStore
 from tests.unit.registry.conftest import manifest, publish
 

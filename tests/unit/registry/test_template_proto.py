@@ -13,9 +13,9 @@ from services.common.template_proto import (
     template_from_proto,
     template_to_proto,
 )
-from services.spec.manifest import parse_draft, resolve
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
+from services.templates.manifest import parse_draft, resolve
+from services.templates.policy import Policy
+from services.templates.published import PublishedTemplate
 from tests.unit.registry.conftest import WASM, KeySigner, manifest
 
 

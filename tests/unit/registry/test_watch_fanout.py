@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from services.common.errors import ResourceExhausted
-from services.registry.registry import Registry
+from services.registry.service import Registry
 from services.registry.watch import TemplateEvent, WatchHub
 from tests.unit.registry.conftest import manifest, publish
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.signer.domain import SignerService
 from services.signer.local_backend import LocalKeyBackend
+from services.signer.service import SignerService
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from services.signer.domain import KeySet, SignerService
-from services.spec.signature import fingerprint
+from services.signer.service import KeySet, SignerService
+from services.templates.signature import fingerprint
 
 
 async def _next(stream: object) -> KeySet:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import FailedPrecondition
-from services.signer.domain import SignerService
 from services.signer.ledger import KeyLedger
 from services.signer.local_backend import LocalKeyBackend
+from services.signer.service import SignerService
 
 
 def ledger(tmp_path: Path) -> KeyLedger:

@@ -12,7 +12,7 @@ import pytest
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.signer import local_backend
 from services.signer.local_backend import LocalKeyBackend
-from services.spec.signature import Keyring
+from services.templates.signature import Keyring
 
 
 def mode(path: Path) -> int:

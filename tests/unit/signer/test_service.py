@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.signer.domain import MAX_PAYLOAD_BYTES, KeySet, SignerService, check_min_version
 from services.signer.local_backend import LocalKeyBackend
-from services.spec.signature import Keyring, SignatureRecord
+from services.signer.service import MAX_PAYLOAD_BYTES, KeySet, SignerService, check_min_version
+from services.templates.signature import Keyring, SignatureRecord
 
 MANIFEST = b'{"name":"summarise","version":"1.0.0"}'
 OTHER = b'{"name":"summarise","version":"1.0.1"}'

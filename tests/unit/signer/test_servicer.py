@@ -6,7 +6,7 @@ import pytest
 
 from agentfactory.signer.v1 import signer_service_pb2 as pb
 from services.common.errors import InvalidArgument
-from services.signer.domain import SignerService
+from services.signer.service import SignerService
 from services.signer.servicer import SignerServicer
 
 PAYLOAD = b"canonical manifest"

@@ -4,7 +4,7 @@ No grpc here. Backends (adapters) implement `KeyBackend`; their methods may bloc
 generation, HTTP to Vault), so `SignerService` always calls them in a worker thread and the event
 loop keeps answering health checks and verifications meanwhile.
 
-Verification never asks the backend: it goes through the shared `services.spec.signature.Keyring`
+Verification never asks the backend: it goes through the shared `services.templates.signature.Keyring`
 (the same code executors run offline), built from the backend's live public keys with the minimum
 version enforced by the Keyring itself, whatever the backend also enforces.
 """
@@ -25,7 +25,7 @@ from services.common import audit
 from services.common.errors import AgentFactoryError, FailedPrecondition, InvalidArgument
 from services.common.logs import log_event
 from services.signer import metrics
-from services.spec.signature import Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion
+from services.templates.signature import Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class KeyBackend(Protocol):
         ...
 
     def sign(self, payload: bytes) -> SignatureRecord:
-        """Sign with the latest version: RSA-2048, PKCS#1 v1.5, SHA-256 (services.spec.signature)."""
+        """Sign with the latest version: RSA-2048, PKCS#1 v1.5, SHA-256 (services.templates.signature)."""
         ...
 
     def key_set(self) -> KeySet:

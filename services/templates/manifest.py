@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, quote
-from services.spec.canonical import canonical_json
-from services.spec.semver import Version
+from services.templates.canonical import canonical_json
+from services.templates.semver import Version
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_INHERITANCE_DEPTH = 8

@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from services.common.errors import InvalidArgument, PermissionDenied, quote
-from services.spec.manifest import LIMIT_KEYS, Manifest, TemplateFile
-from services.spec.wasm_structure import MalformedModule, ModuleBounds, read_structure
+from services.templates.manifest import LIMIT_KEYS, Manifest, TemplateFile
+from services.templates.wasm_structure import MalformedModule, ModuleBounds, read_structure
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
 

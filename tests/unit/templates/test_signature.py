@@ -5,7 +5,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.errors import FailedPrecondition
-from services.spec.signature import HASH, PADDING, Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion
+from services.templates.signature import HASH, PADDING, Keyring, PublicKeyVersion, SignatureRecord, UnknownKeyVersion
 
 
 def keypair() -> tuple[rsa.RSAPrivateKey, str]:

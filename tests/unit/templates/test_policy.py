@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from services.common.errors import InvalidArgument, PermissionDenied
-from services.spec.manifest import parse_draft, resolve
-from services.spec.policy import DEFAULT_POLICY_PATH, Policy, PolicyError
+from services.templates.manifest import parse_draft, resolve
+from services.templates.policy import DEFAULT_POLICY_PATH, Policy, PolicyError
 
 DIGEST = "ab" * 32
 

@@ -50,7 +50,7 @@ from services.registry.storage import (
 )
 from services.registry.upload import PartStream
 from services.registry.watch import TemplateEvent, WatchHub
-from services.spec.manifest import (
+from services.templates.manifest import (
     NAME_RE,
     SHA256_RE,
     Draft,
@@ -60,10 +60,10 @@ from services.spec.manifest import (
     parse_draft,
     resolve,
 )
-from services.spec.policy import Policy
-from services.spec.published import PublishedTemplate
-from services.spec.semver import Version
-from services.spec.signature import SignatureRecord
+from services.templates.policy import Policy
+from services.templates.published import PublishedTemplate
+from services.templates.semver import Version
+from services.templates.signature import SignatureRecord
 
 log = logging.getLogger(__name__)
 

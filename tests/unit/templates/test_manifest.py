@@ -5,7 +5,7 @@ import json
 import pytest
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.spec.manifest import (
+from services.templates.manifest import (
     MAX_INHERITANCE_DEPTH,
     MAX_MANIFEST_BYTES,
     Manifest,
@@ -13,7 +13,7 @@ from services.spec.manifest import (
     parse_draft,
     resolve,
 )
-from services.spec.policy import Policy
+from services.templates.policy import Policy
 
 DIGEST = "ab" * 32
 POLICY = Policy.load()

@@ -9,8 +9,8 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.common.template_proto import manifest_from_proto, manifest_to_proto
-from services.spec.manifest import Manifest, TemplateFile, manifest_from_canonical, parse_draft, resolve
-from services.spec.policy import Policy, PolicyError
+from services.templates.manifest import Manifest, TemplateFile, manifest_from_canonical, parse_draft, resolve
+from services.templates.policy import Policy, PolicyError
 
 DIGEST = "ab" * 32
 OTHER = "cd" * 32
@@ -122,7 +122,7 @@ def test_policy_file_refuses_mount_dirs_it_cannot_honour(bad: str) -> None:
 def _policy_data() -> dict[str, Any]:
     import yaml
 
-    from services.spec.policy import DEFAULT_POLICY_PATH
+    from services.templates.policy import DEFAULT_POLICY_PATH
 
     data: dict[str, Any] = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
     return data

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from services.common.errors import FailedPrecondition
-from services.spec.manifest import Manifest
-from services.spec.signature import Keyring, SignatureRecord
+from services.templates.manifest import Manifest
+from services.templates.signature import Keyring, SignatureRecord
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.errors import InvalidArgument
-from services.spec.semver import Version, sort_key
+from services.templates.semver import Version, sort_key
 
 
 def test_precedence_follows_semver() -> None:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.errors import FailedPrecondition
-from services.spec.signature import HASH, PADDING, Keyring, PublicKeyVersion, SignatureRecord, fingerprint
+from services.templates.signature import HASH, PADDING, Keyring, PublicKeyVersion, SignatureRecord, fingerprint
 
 PAYLOAD = b'{"name":"a","version":"1.0.0"}'
 

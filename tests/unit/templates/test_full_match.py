@@ -1,6 +1,6 @@
 """Names, versions, refs, label keys and request ids: a valid value plus anything is not valid.
 
-Property tests over the validators that guard input (services/spec and the scheduler's domain): a
+Property tests over the validators that guard input (services/templates and the scheduler's domain): a
 trailing newline, whitespace, NUL, a zero-width or non-ASCII digit makes a look-alike of a real
 value, and each must be refused, not accepted as a distinct name.
 """
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from services.common.errors import InvalidArgument
 from services.scheduler.domain import CreateSpec, parse_label_selector, validate_labels, validate_spec
-from services.spec.manifest import NAME_RE, parse_ref
-from services.spec.semver import Version
+from services.templates.manifest import NAME_RE, parse_ref
+from services.templates.semver import Version
 
 NAMES = st.from_regex(r"\A[a-z][a-z0-9-]{0,20}\Z")
 VERSIONS = st.tuples(*(st.integers(0, 999),) * 3).map(lambda t: ".".join(map(str, t)))

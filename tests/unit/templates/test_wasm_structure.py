@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import wasmtime
 
-from services.spec.policy import Policy
-from services.spec.wasm_structure import MalformedModule, ModuleBounds, Structure, read_structure
+from services.templates.policy import Policy
+from services.templates.wasm_structure import MalformedModule, ModuleBounds, Structure, read_structure
 
 WAT = """(module
   (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
