@@ -142,5 +142,5 @@ run: setup $(STAMP)/gen examples tools mesh ## bring the whole mesh up locally, 
 		--prometheus build/observability/prometheus.yml --trace-sink --alertmanager build/observability/alertmanager.yml
 	$(PY) -m afctl.quickstart
 
-stop: ## stop everything `make run` started (its PostgreSQL too)
+stop: ## stop everything `make run` started (its PostgreSQL too); returns once all of it has exited
 	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) down

@@ -26,7 +26,7 @@ mesh-validate: certs ## render, then `envoy --mode validate` every config (route
 mesh-up: mesh ## start (or update) supervisord with every Envoy and service; ENVOY_ONLY=1 for Envoys alone
 	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) up $(if $(ENVOY_ONLY),--envoy-only)
 
-mesh-down: ## stop supervisord and everything it runs
+mesh-down: ## stop supervisord and everything it runs; returns once all of it has exited
 	$(PY) -m mesh.supervisor $(MESH_ARGS) --out-dir $(MESH_DIR) --var-dir $(MESH_VAR) down
 
 mesh-status: ## what supervisord is running

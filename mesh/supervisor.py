@@ -3,7 +3,7 @@
     python -m mesh.supervisor render [--envoy-only] [--postgres DIR]   # write build/mesh/supervisord.conf
     python -m mesh.supervisor up [--envoy-only]       # render, start or update supervisord, wait for Envoys
     python -m mesh.supervisor status
-    python -m mesh.supervisor down                    # stop everything (supervisord included)
+    python -m mesh.supervisor down                    # stop everything (supervisord included), wait for it
 
 supervisord restarts anything that dies (autorestart=true). Services are started after their
 sidecars (priority) and read the AF_* settings the topology implies; their upstream addresses
@@ -18,6 +18,7 @@ AF_DATABASE_URL: their own role and database, so both scheduler colors share one
 from __future__ import annotations
 
 import argparse
+import configparser
 import hashlib
 import json
 import subprocess
@@ -325,12 +326,64 @@ def up(conf: Path, topo: Topology, out_dir: Path = DEFAULT_OUT_DIR, timeout: flo
     return pending
 
 
-def down(conf: Path, timeout: float = 30.0) -> None:
-    if not running(conf):
-        return
+def _supervisord_pid(conf: Path) -> int | None:
+    """The live supervisord started with ``conf``, from its pid file. The command line must name the
+    conf: a stale pid file's pid may by now be another program, or another mesh's supervisord."""
+    parser = configparser.RawConfigParser(strict=False)
+    parser.read(conf)
+    pidfile = Path(parser.get("supervisord", "pidfile", fallback=""))
+    try:
+        pid = int(pidfile.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    named = any(str(c).encode() in cmdline for c in (conf, conf.resolve()))
+    return pid if b"supervisord" in cmdline and named else None
+
+
+def _stat(path: Path) -> tuple[str, int] | None:
+    """A process's state letter and process group from /proc/<pid>/stat; None once it is gone."""
+    try:
+        # The command may hold spaces and parentheses: the fields after its last ')' are fixed.
+        fields = path.read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[2])
+
+
+def _alive(pid: int) -> bool:
+    # A zombie has exited (nothing reaps a daemon's orphans promptly here); its ports are free.
+    stat = _stat(Path(f"/proc/{pid}/stat"))
+    return stat is not None and stat[0] != "Z"
+
+
+def _live_groups(groups: set[int]) -> set[int]:
+    """Which of these process groups still have a live member. supervisord starts each program in a
+    group of its own (setpgrp), so a program's children (PostgreSQL's backends) count too."""
+    stats = (_stat(path) for path in Path("/proc").glob("[0-9]*/stat"))
+    return {stat[1] for stat in stats if stat is not None and stat[0] != "Z" and stat[1] in groups}
+
+
+def down(conf: Path, timeout: float = 90.0) -> list[str]:
+    """Stop supervisord and everything it runs; return once all of it has exited, so that a new
+    supervisord can take the socket and the programs' ports at once. Returns what was still alive
+    after ``timeout`` (empty when all is gone). supervisord stops answering as soon as it begins its
+    shutdown, while it may still wait up to a program's stopwaitsecs (30 s at most here) for it: wait
+    for the processes themselves, not the socket."""
+    pid = _supervisord_pid(conf)
+    if pid is None:
+        return []
+    # Already shutting down (a second `make stop`): no pids from the socket, but supervisord itself
+    # exits only after its programs.
+    groups = {int(p) for p in _ctl(conf, "pid", "all").stdout.split() if p.isdigit() and p != "0"}  # 0: stopped
     _ctl(conf, "shutdown")
     deadline = time.monotonic() + timeout
-    while running(conf) and time.monotonic() < deadline:
+    while True:
+        left = ([f"supervisord (pid {pid})"] if _alive(pid) else []) + [
+            f"process group {g}" for g in sorted(_live_groups(groups))
+        ]
+        if not left or time.monotonic() >= deadline:
+            return left
         time.sleep(0.1)
 
 
@@ -378,7 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "status":
         print(_ctl(conf, "status").stdout, end="")
     elif args.command == "down":
-        down(conf)
+        left = down(conf)
+        if left:
+            print(f"still running after the wait: {', '.join(left)}", file=sys.stderr)
+            return 1
         print("supervisord stopped")
     return 0
 

@@ -5,7 +5,6 @@ alternating rounds (ABAB) so the machine's noise shows, and the take-over after 
     python -m perf.backends takeover [--backlog 1500]             # on a `make run BACKEND=postgres` mesh
     python -m perf.backends report                                # markdown tables from perf/results/backends/
     python -m perf.backends clean                                 # forget the previous rounds
-    python -m perf.backends stopped                               # after `make stop`: until supervisord exited
 
 The Makefile brings the mesh up for each round (`make run BACKEND=... MESH_TOPOLOGY=build/perf/topology.yaml`)
 and stops it between rounds, so every round starts the same way. CPU per call is every supervised
@@ -73,23 +72,6 @@ def settled_pids(limit: float = 60.0) -> dict[str, int]:
         if not any(state in ("STARTING", "BACKOFF") for state in status.values()) or time.monotonic() > deadline:
             return procs.supervised_pids()
         time.sleep(0.5)
-
-
-def wait_stopped(limit: float = 60.0) -> int:
-    """After `make stop`: until the old supervisord has exited. `mesh.supervisor down` returns once its
-    socket stops answering, while supervisord may still be stopping its programs (PostgreSQL's shutdown
-    takes a moment); a supervisord started then refuses to run (its socket is still taken)."""
-    pidfile = REPO / "var" / "run" / "supervisord.pid"
-    deadline = time.monotonic() + limit
-    while pidfile.exists() and time.monotonic() < deadline:
-        try:
-            alive = b"supervisord" in Path(f"/proc/{int(pidfile.read_text())}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            alive = False
-        if not alive:
-            return 0
-        time.sleep(0.2)
-    return 0 if not pidfile.exists() else 1
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -263,7 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     takeover.add_argument("--limit", type=float, default=120.0, help="seconds to wait for each stage")
     sub.add_parser("report", help="markdown tables from perf/results/backends/")
     sub.add_parser("clean", help="forget the previous rounds")
-    sub.add_parser("stopped", help="wait until `make stop`'s supervisord has exited")
     args = parser.parse_args(argv)
     if args.command == "measure":
         if args.quick:
@@ -271,8 +252,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_measure(args)
     if args.command == "takeover":
         return cmd_takeover(args)
-    if args.command == "stopped":
-        return wait_stopped()
     if args.command == "clean":
         for old in OUT.glob("*.json"):
             old.unlink()

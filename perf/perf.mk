@@ -41,7 +41,7 @@ perf-scale: setup $(STAMP)/gen ## costs against their work (catalog, agents, wat
 perf-backends: setup $(STAMP)/gen examples tools $(PERF_TOPOLOGY) ## SQLite vs PostgreSQL (ABAB): RunAgent, CreateAgent, take-over after SIGKILL (~5 min)
 	$(PY) -m perf.backends clean
 	@n=0; for b in $(PERF_BACKEND_ROUNDS); do n=$$((n + 1)); \
-	  $(MAKE) --no-print-directory stop && $(PY) -m perf.backends stopped && \
+	  $(MAKE) --no-print-directory stop && \
 	  $(MAKE) --no-print-directory run BACKEND=$$b MESH_TOPOLOGY=$(PERF_TOPOLOGY) && \
 	  $(PY) -m perf.backends measure $$b $$n $(PERF_ARGS) || { $(MAKE) --no-print-directory stop; exit 1; }; \
 	done

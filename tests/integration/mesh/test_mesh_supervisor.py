@@ -1,9 +1,11 @@
-"""supervisord runs the Envoys from the rendered config and brings back one that dies."""
+"""supervisord runs the Envoys from the rendered config, brings back one that dies, and `down` returns
+only once it and everything it ran have exited."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,20 @@ from mesh.supervisor import _ctl, down, render_conf, running, up
 from mesh.topology import Topology, load
 from tests.integration.mesh.conftest import mesh_topology_dict
 from tests.integration.mesh.tinyapp import wait_until
+
+# A program that takes its time to stop, as PostgreSQL's shutdown or a service's drain does (it also
+# starts a child in its process group, as the postmaster does its backends, and stops it first).
+SLOW_STOP = """
+import signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+def stop(*_):
+    time.sleep(float(sys.argv[1]))
+    child.terminate()
+    child.wait()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+time.sleep(600)
+"""
 
 
 def _small_topology() -> Topology:
@@ -81,3 +97,54 @@ def test_conf_runs_services_with_their_sidecar_addresses(tmp_path: Path) -> None
     assert f'AF_REGISTRY_ADDR="127.0.0.1:{sched.outbound["registry"]}"' in text
     assert f'AF_LISTEN_ADDR="127.0.0.1:{sched.app}"' in text
     assert "autorestart=true" in text
+
+
+def _add_slow_program(conf: Path, script: Path, stop_seconds: float, stopwaitsecs: int) -> None:
+    script.write_text(SLOW_STOP)
+    with conf.open("a") as f:
+        f.write(
+            f"\n[program:slow-stop]\ncommand={sys.executable} {script} {stop_seconds}\nautostart=true\n"
+            f"startsecs=0\nstopsignal=TERM\nstopwaitsecs={stopwaitsecs}\n"
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_down_waits_for_everything_so_up_can_follow_at_once(
+    supervised: tuple[Topology, Path, Path], tmp_path: Path
+) -> None:
+    topo, conf, out = supervised
+    _add_slow_program(conf, tmp_path / "slow_stop.py", stop_seconds=2.0, stopwaitsecs=30)
+    assert up(conf, topo, out, timeout=30) == []
+    supervisord = int(_ctl(conf, "pid").stdout)
+    programs = [int(p) for p in _ctl(conf, "pid", "all").stdout.split()]
+    assert len(programs) == 3 and all(programs)  # two Envoys and the slow program
+
+    assert down(conf) == []
+    assert not [p for p in (supervisord, *programs) if _alive(p)]
+    # What `make stop && make run` does: a new supervisord takes the socket and the Envoys their ports.
+    assert up(conf, topo, out, timeout=30) == []
+    assert running(conf)
+
+
+def test_down_is_bounded_and_a_second_down_finishes_the_shutdown(
+    supervised: tuple[Topology, Path, Path], tmp_path: Path
+) -> None:
+    topo, conf, out = supervised
+    _add_slow_program(conf, tmp_path / "slow_stop.py", stop_seconds=600.0, stopwaitsecs=600)
+    assert up(conf, topo, out, timeout=30) == []
+    slow = _pid(conf, "slow-stop")
+    supervisord = int(_ctl(conf, "pid").stdout)
+
+    left = down(conf, timeout=1.0)
+    assert left[0] == f"supervisord (pid {supervisord})"
+    assert f"process group {slow}" in left
+    # supervisord is shutting down and no longer answers; once its last program exits, so does it.
+    os.kill(slow, signal.SIGKILL)
+    assert down(conf) == []
+    assert not _alive(supervisord)
