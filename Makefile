@@ -38,8 +38,10 @@ $(STAMP)/venv: requirements.txt pyproject.toml | $(STAMP)
 	touch $@
 
 # --- System packages (Debian) -------------------------------------------------------------------
-# docker.io + debootstrap: `make images`; prometheus-alertmanager: where `make run`'s alerts go.
-APT_PACKAGES := clang lld wasi-libc prometheus supervisor docker.io debootstrap prometheus-alertmanager postgresql
+# docker.io + debootstrap: `make images`; prometheus-alertmanager: where `make run`'s alerts go;
+# rustc + libstd-rust-dev-wasm32: the Rust example agent (/usr/bin/rustc, target wasm32-wasi, std only).
+APT_PACKAGES := clang lld wasi-libc prometheus supervisor docker.io debootstrap prometheus-alertmanager postgresql \
+                rustc libstd-rust-dev-wasm32
 # The stamp depends on the list itself (rewritten only when it changes), so a package added here is
 # installed by the next make on every machine that already has the stamp.
 APT_LIST := $(STAMP)/apt-packages
