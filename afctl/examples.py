@@ -39,7 +39,7 @@ def _load(path: Path, wasm_name: str) -> ExampleTemplate:
     data = json.loads(path.read_text())
     wasm = WASM_DIR / f"{wasm_name}.wasm"
     # .py: a generator script (examples.mk builds e.g. hostile-many-functions.wasm from one)
-    has_source = any(p.suffix in (".wat", ".c", ".go", ".py") for p in path.parent.iterdir())
+    has_source = any(p.suffix in (".wat", ".c", ".go", ".rs", ".py") for p in path.parent.iterdir())
     return ExampleTemplate(data["name"], data["version"], data.get("extends", ""), path, wasm if has_source else None)
 
 

@@ -4,6 +4,7 @@
 #   examples/agents/<name>/<name>.wat   -> build/wasm/<name>.wasm          (wasmtime.wat2wasm)
 #   examples/agents/<name>/<name>.c     -> build/wasm/<name>.wasm          (clang --target=wasm32-wasi)
 #   examples/agents/<name>/go.mod       -> build/wasm/<name>.wasm          (GOOS=wasip1 GOARCH=wasm)
+#   examples/agents/<name>/<name>.rs    -> build/wasm/<name>.wasm          (rustc --target wasm32-wasi)
 #   examples/hostile/<name>/<name>.wat  -> build/wasm/hostile-<name>.wasm
 #   examples/hostile/huge-module/huge-module.wat + gen_huge_module.py
 #                                       -> build/wasm/hostile-huge-module.wasm (padded past 8 MiB)
@@ -27,16 +28,24 @@ WASI_CFLAGS  ?= -O2 -Wall -Wextra -Werror
 WASI_LDFLAGS ?= -Wl,--strip-all
 EX_CC := $(WASI_CC) --target=wasm32-wasi $(if $(WASI_SYSROOT),--sysroot=$(WASI_SYSROOT)) $(WASI_CFLAGS) -I$(EX)/include
 
+# Rust: Debian's rustc with the wasm32-wasi std of libstd-rust-dev-wasm32 (both in APT_PACKAGES), std
+# only, one file, no cargo. The full path because a rustup rustc earlier on PATH may lack the target.
+# strip=symbols drops the name section and debug info (the Rust agent: ~140 KB instead of ~2 MB).
+WASI_RUSTC      ?= /usr/bin/rustc
+WASI_RUSTFLAGS  ?= --edition 2021 -O -C strip=symbols -D warnings
+EX_RUSTC := $(WASI_RUSTC) --target wasm32-wasi $(WASI_RUSTFLAGS)
+
 # Go: standard library only; no network, no toolchain switching.
 EX_GO_ENV := GOOS=wasip1 GOARCH=wasm GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod CGO_ENABLED=0
 
 EX_AGENTS_WAT  := $(notdir $(basename $(wildcard $(EX)/agents/*/*.wat)))
 EX_AGENTS_C    := $(notdir $(basename $(wildcard $(EX)/agents/*/*.c)))
 EX_AGENTS_GO   := $(notdir $(patsubst %/go.mod,%,$(wildcard $(EX)/agents/*/go.mod)))
+EX_AGENTS_RS   := $(notdir $(basename $(wildcard $(EX)/agents/*/*.rs)))
 EX_HOSTILE_WAT := $(filter-out huge-module,$(notdir $(basename $(wildcard $(EX)/hostile/*/*.wat))))
 EX_HOSTILE_GEN := huge-module many-functions deep-nesting
 
-EX_MODULES := $(foreach n,$(EX_AGENTS_WAT) $(EX_AGENTS_C) $(EX_AGENTS_GO),$(WASM_OUT)/$(n).wasm) \
+EX_MODULES := $(foreach n,$(EX_AGENTS_WAT) $(EX_AGENTS_C) $(EX_AGENTS_GO) $(EX_AGENTS_RS),$(WASM_OUT)/$(n).wasm) \
               $(foreach n,$(EX_HOSTILE_WAT) $(EX_HOSTILE_GEN),$(WASM_OUT)/hostile-$(n).wasm)
 
 examples: $(STAMP)/apt $(STAMP)/venv $(STAMP)/apt-wasm-rt $(EX_MODULES) ## build the example and hostile agent modules into build/wasm/
@@ -71,10 +80,20 @@ $(WASM_OUT)/$(1).wasm: $(wildcard $(EX)/agents/$(1)/*.go) $(EX)/agents/$(1)/go.m
 	cd $(EX)/agents/$(1) && $(EX_GO_ENV) go build -trimpath -ldflags='-s -w' -o $(CURDIR)/$$@ .
 endef
 
+# rustc's linker writes the module in place, with temporary objects beside it: build in a private
+# directory and move the module in, so an interrupted build never leaves a partial module make trusts.
+define EX_RS_RULE
+$(WASM_OUT)/$(1).wasm: $(EX)/agents/$(1)/$(1).rs | $(STAMP)/apt $(WASM_OUT)
+	@rm -rf $(WASM_OUT)/.rust-$(1) && mkdir -p $(WASM_OUT)/.rust-$(1)
+	$(EX_RUSTC) -o $(WASM_OUT)/.rust-$(1)/$(1).wasm $$<
+	@mv $(WASM_OUT)/.rust-$(1)/$(1).wasm $$@ && rm -rf $(WASM_OUT)/.rust-$(1)
+endef
+
 $(foreach n,$(EX_AGENTS_WAT),$(eval $(call EX_WAT_RULE,$(EX)/agents/$(n)/$(n).wat,$(n))))
 $(foreach n,$(EX_HOSTILE_WAT),$(eval $(call EX_WAT_RULE,$(EX)/hostile/$(n)/$(n).wat,hostile-$(n))))
 $(foreach n,$(EX_AGENTS_C),$(eval $(call EX_C_RULE,$(n))))
 $(foreach n,$(EX_AGENTS_GO),$(eval $(call EX_GO_RULE,$(n))))
+$(foreach n,$(EX_AGENTS_RS),$(eval $(call EX_RS_RULE,$(n))))
 
 $(WASM_OUT)/hostile-huge-module.wasm: $(EX)/hostile/huge-module/gen_huge_module.py $(EX)/hostile/huge-module/huge-module.wat | $(STAMP)/venv $(WASM_OUT)
 	$(PY) $^ $@

@@ -52,6 +52,9 @@ EXAMPLES: dict[str, tuple[bytes, Callable[[bytes], None]]] = {
     "kv-counter": (b'{"key": "visits"}', lambda out: _check_kv(json.loads(out))),
     "fs-conformance": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 29/29")),
     "fs-conformance-go": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 29/29")),
+    # The same checks with Rust's std::fs and with raw WASI calls (WAT), plus the template's read-only file.
+    "fs-conformance-rust": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 39/39")),
+    "fs-conformance-wat": (b"", lambda out: _eq(out.splitlines()[-1], b"passed 42/42")),
     # Reads its word list, a read-only template file at /data/words.txt; writing or creating there fails.
     "spell-check": (b"To be or not to be, that is the question", lambda out: _check_spell(out)),
 }

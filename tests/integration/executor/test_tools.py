@@ -1,6 +1,6 @@
 """Every agent tool through real signer, registry and executor processes: log, kv (per agent id, also
 across runs and through the scheduler), clock, random, http_get (allowed, and denied at call time),
-scratch (WASI files at / and /scratch; the fs-conformance agent) and the max_tool_calls cap."""
+scratch (WASI files at / and /scratch; the fs-conformance agents) and the max_tool_calls cap."""
 
 from __future__ import annotations
 
@@ -141,13 +141,25 @@ def test_scratch_directory_is_private_per_run(executor: Executor) -> None:
         assert data[2:] == b"kept in scratch\n"
 
 
+# The conformance agents and their number of checks: C, again (a second run finds no files), Go, and the
+# Rust and WAT ones, whose templates also ship the read-only file /data/conformance.txt.
+CONFORMANCE = [
+    ("fs-conformance", 29),
+    ("fs-conformance", 29),
+    ("fs-conformance-go", 29),
+    ("fs-conformance-rust", 39),
+    ("fs-conformance-wat", 42),
+]
+
+
 def test_fs_conformance_agent_through_the_executor(executor: Executor) -> None:
-    """The C and Go programs of examples/agents/fs-conformance{,-go} (standard file APIs at `/` and
-    `/scratch`, escapes refused); tests/unit/executor/test_filesystem.py compares their reports with bare
-    wasmtime-py's."""
-    for name in ("fs-conformance", "fs-conformance", "fs-conformance-go"):  # a second run finds no files
+    """The programs of examples/agents/fs-conformance{,-go,-rust,-wat} (standard file APIs, or raw WASI
+    calls, at `/` and `/scratch`; the template's read-only file; escapes refused), published with their
+    template files through the registry; tests/unit/executor/test_filesystem.py compares their reports
+    with bare wasmtime-py's."""
+    for name, checks in CONFORMANCE:
         report = output(ok_run(executor, name)).decode()
-        assert report.endswith("passed 29/29\n") and "FAIL" not in report, report
+        assert report.endswith(f"passed {checks}/{checks}\n") and "FAIL" not in report, report
 
 
 def test_no_host_directory_without_the_scratch_tool(executor: Executor) -> None:
