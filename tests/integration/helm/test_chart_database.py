@@ -51,6 +51,17 @@ def test_the_default_runs_the_embedded_stores_on_volumes_one_replica_and_no_dsn(
         assert _get(docs, "PersistentVolumeClaim", f"{name}-data")
 
 
+@pytest.mark.parametrize("profile", ["default", "prod"])
+def test_the_signer_keeps_its_keys_and_ledger_on_a_volume_by_default(profile: str) -> None:
+    # A restarted signer pod must find its keys (local backend) and key ledger (both backends) again.
+    docs = _docs(PROFILES[profile])
+    deploy = _get(docs, "Deployment", "signer")
+    assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate"
+    volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "signer-data"}
+    assert _get(docs, "PersistentVolumeClaim", "signer-data")["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
 def test_the_postgres_profile_runs_replicas_with_rolling_updates_and_no_volume() -> None:
     docs = _docs(PROFILES["postgres"])
     for name in SHARED:
@@ -79,7 +90,7 @@ def test_the_postgres_profile_runs_replicas_with_rolling_updates_and_no_volume()
 
 def test_with_a_database_persistence_is_ignored_for_the_registry_and_the_schedulers_only() -> None:
     # The defaults (persistence on) plus a Secret: no PVC, several replicas allowed, the signer keeps its volume.
-    sets = ("database.existingSecret=db", "registry.replicas=3", "signer.persistence.enabled=true")
+    sets = ("database.existingSecret=db", "registry.replicas=3")
     docs = _docs(PROFILES["default"], *sets)
     assert _get(docs, "Deployment", "registry")["spec"]["replicas"] == 3
     claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
