@@ -89,7 +89,10 @@ fn want(cond: bool, detail: impl FnOnce() -> String) -> Check {
 
 fn names(dir: &str) -> Vec<String> {
     let mut out: Vec<String> = match fs::read_dir(dir) {
-        Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     };
     out.sort();
@@ -102,7 +105,12 @@ fn missing(path: &str) -> bool {
 
 /// create, write, seek, read back, truncate, write past the end, close: one file handle.
 fn file_handle_checks(r: &mut Report) {
-    let opened = OpenOptions::new().read(true).write(true).create(true).truncate(true).open("data.bin");
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open("data.bin");
     let mut f = match opened {
         Ok(f) => {
             r.check("open-rdwr", Ok(()));
@@ -111,16 +119,31 @@ fn file_handle_checks(r: &mut Report) {
         Err(e) => return r.check("open-rdwr", Err(format!("open data.bin read-write: {e}"))),
     };
     r.check("write", f.write_all(b"0123456789").step("write 10 bytes"));
-    r.check("seek-set", f.seek(SeekFrom::Start(3)).step("seek to 3").and_then(|at| want(at == 3, || format!("offset {at}"))));
+    r.check(
+        "seek-set",
+        f.seek(SeekFrom::Start(3))
+            .step("seek to 3")
+            .and_then(|at| want(at == 3, || format!("offset {at}"))),
+    );
     let mut buf = [0u8; 4];
     r.check(
         "read-after-seek",
-        f.read_exact(&mut buf).step("read 4 bytes at 3").and_then(|()| want(&buf == b"3456", || format!("read {buf:?}"))),
+        f.read_exact(&mut buf)
+            .step("read 4 bytes at 3")
+            .and_then(|()| want(&buf == b"3456", || format!("read {buf:?}"))),
     );
-    r.check("seek-end", f.seek(SeekFrom::End(0)).step("seek to the end").and_then(|at| want(at == 10, || format!("offset {at}"))));
+    r.check(
+        "seek-end",
+        f.seek(SeekFrom::End(0))
+            .step("seek to the end")
+            .and_then(|at| want(at == 10, || format!("offset {at}"))),
+    );
     r.check(
         "ftruncate",
-        f.set_len(4).step("set_len(4)").and_then(|()| f.metadata().step("metadata")).and_then(|m| want(m.len() == 4, || format!("size {}", m.len()))),
+        f.set_len(4)
+            .step("set_len(4)")
+            .and_then(|()| f.metadata().step("metadata"))
+            .and_then(|m| want(m.len() == 4, || format!("size {}", m.len()))),
     );
     // std has no stable pwrite on WASI: seek past the end, then write, leaving a hole of zeros.
     r.check(
@@ -135,44 +158,79 @@ fn file_handle_checks(r: &mut Report) {
     drop(f);
     r.check(
         "close-and-reread",
-        fs::read("data.bin").step("read data.bin").and_then(|b| want(b == b"0123\0\0\0\0Z", || format!("read {b:?}"))),
+        fs::read("data.bin")
+            .step("read data.bin")
+            .and_then(|b| want(b == b"0123\0\0\0\0Z", || format!("read {b:?}"))),
     );
 }
 
 fn directory_checks(r: &mut Report) {
     r.check(
         "stat-regular",
-        fs::metadata("data.bin").step("metadata data.bin").and_then(|m| want(m.is_file() && m.len() == 9, || format!("{m:?}"))),
+        fs::metadata("data.bin")
+            .step("metadata data.bin")
+            .and_then(|m| want(m.is_file() && m.len() == 9, || format!("{m:?}"))),
     );
     r.check("mkdir", fs::create_dir("sub").step("create_dir sub"));
-    r.check("stat-dir", fs::metadata("sub").step("metadata sub").and_then(|m| want(m.is_dir(), || "sub is not a directory".into())));
-    r.check("nested-create", fs::write("sub/inner.txt", "inner").step("write sub/inner.txt"));
+    r.check(
+        "stat-dir",
+        fs::metadata("sub")
+            .step("metadata sub")
+            .and_then(|m| want(m.is_dir(), || "sub is not a directory".into())),
+    );
+    r.check(
+        "nested-create",
+        fs::write("sub/inner.txt", "inner").step("write sub/inner.txt"),
+    );
     let (root, dot) = (names("/"), names("."));
     r.check(
         "readdir-root",
         want(
-            ["note.txt", "sub", "scratch"].iter().all(|n| root.iter().any(|e| e == n)) && dot.iter().any(|e| e == "note.txt"),
+            ["note.txt", "sub", "scratch"]
+                .iter()
+                .all(|n| root.iter().any(|e| e == n))
+                && dot.iter().any(|e| e == "note.txt"),
             || format!("read_dir / = {root:?}, . = {dot:?}"),
         ),
     );
-    r.check("readdir-sub", want(names("sub") == ["inner.txt"], || format!("read_dir sub = {:?}", names("sub"))));
+    r.check(
+        "readdir-sub",
+        want(names("sub") == ["inner.txt"], || {
+            format!("read_dir sub = {:?}", names("sub"))
+        }),
+    );
     r.check(
         "rename",
         fs::rename("sub/inner.txt", "moved.txt")
             .step("rename sub/inner.txt moved.txt")
             .and_then(|()| fs::read("moved.txt").step("read moved.txt"))
-            .and_then(|b| want(b == b"inner" && missing("sub/inner.txt"), || format!("moved.txt holds {b:?}"))),
+            .and_then(|b| {
+                want(b == b"inner" && missing("sub/inner.txt"), || {
+                    format!("moved.txt holds {b:?}")
+                })
+            }),
     );
-    r.check("rmdir", fs::remove_dir("sub").step("remove_dir sub").and_then(|()| want(missing("sub"), || "sub still there".into())));
+    r.check(
+        "rmdir",
+        fs::remove_dir("sub")
+            .step("remove_dir sub")
+            .and_then(|()| want(missing("sub"), || "sub still there".into())),
+    );
     r.check(
         "unlink",
-        fs::remove_file("moved.txt").step("remove_file moved.txt").and_then(|()| want(missing("moved.txt"), || "moved.txt still there".into())),
+        fs::remove_file("moved.txt")
+            .step("remove_file moved.txt")
+            .and_then(|()| want(missing("moved.txt"), || "moved.txt still there".into())),
     );
     r.check(
         "scratch-dir",
         fs::write("/scratch/s.txt", "s")
             .step("write /scratch/s.txt")
-            .and_then(|()| want(names("scratch") == ["s.txt"], || format!("read_dir scratch = {:?}", names("scratch")))),
+            .and_then(|()| {
+                want(names("scratch") == ["s.txt"], || {
+                    format!("read_dir scratch = {:?}", names("scratch"))
+                })
+            }),
     );
 }
 
@@ -193,11 +251,15 @@ fn symlink_checks(r: &mut Report) {
     );
     r.check(
         "readlink",
-        fs::read_link("link").step("read_link link").and_then(|t| want(t == Path::new("note.txt"), || format!("link -> {t:?}"))),
+        fs::read_link("link")
+            .step("read_link link")
+            .and_then(|t| want(t == Path::new("note.txt"), || format!("link -> {t:?}"))),
     );
     r.check(
         "unlink-symlink",
-        fs::remove_file("link").step("remove_file link").and_then(|()| want(missing("link") && !missing("note.txt"), || "link or note.txt".into())),
+        fs::remove_file("link")
+            .step("remove_file link")
+            .and_then(|()| want(missing("link") && !missing("note.txt"), || "link or note.txt".into())),
     );
 }
 
@@ -205,25 +267,56 @@ fn symlink_checks(r: &mut Report) {
 fn template_file_checks(r: &mut Report) {
     r.check(
         "template-file-read",
-        fs::read(TEMPLATE_FILE).step("read").and_then(|b| want(b == TEMPLATE_TEXT, || format!("read {b:?}"))),
+        fs::read(TEMPLATE_FILE)
+            .step("read")
+            .and_then(|b| want(b == TEMPLATE_TEXT, || format!("read {b:?}"))),
     );
     r.check(
         "template-file-stat",
-        fs::metadata(TEMPLATE_FILE)
-            .step("metadata")
-            .and_then(|m| want(m.is_file() && m.len() == TEMPLATE_TEXT.len() as u64, || format!("{m:?}"))),
+        fs::metadata(TEMPLATE_FILE).step("metadata").and_then(|m| {
+            want(m.is_file() && m.len() == TEMPLATE_TEXT.len() as u64, || {
+                format!("{m:?}")
+            })
+        }),
     );
-    r.check("template-file-readdir", want(names("/data") == ["conformance.txt"], || format!("read_dir /data = {:?}", names("/data"))));
-    r.refused("template-file-write-refused", OpenOptions::new().append(true).open(TEMPLATE_FILE), "open for appending");
-    r.refused("template-file-create-refused", File::create("/data/new.txt"), "create /data/new.txt");
-    r.refused("template-file-remove-refused", fs::remove_file(TEMPLATE_FILE), "remove_file");
-    r.refused("template-file-rename-refused", fs::rename(TEMPLATE_FILE, "/data/moved.txt"), "rename within /data");
-    r.refused("template-file-mkdir-refused", fs::create_dir("/data/sub"), "create_dir /data/sub");
+    r.check(
+        "template-file-readdir",
+        want(names("/data") == ["conformance.txt"], || {
+            format!("read_dir /data = {:?}", names("/data"))
+        }),
+    );
+    r.refused(
+        "template-file-write-refused",
+        OpenOptions::new().append(true).open(TEMPLATE_FILE),
+        "open for appending",
+    );
+    r.refused(
+        "template-file-create-refused",
+        File::create("/data/new.txt"),
+        "create /data/new.txt",
+    );
+    r.refused(
+        "template-file-remove-refused",
+        fs::remove_file(TEMPLATE_FILE),
+        "remove_file",
+    );
+    r.refused(
+        "template-file-rename-refused",
+        fs::rename(TEMPLATE_FILE, "/data/moved.txt"),
+        "rename within /data",
+    );
+    r.refused(
+        "template-file-mkdir-refused",
+        fs::create_dir("/data/sub"),
+        "create_dir /data/sub",
+    );
     r.check(
         "template-file-unchanged",
-        fs::read(TEMPLATE_FILE)
-            .step("read again")
-            .and_then(|b| want(b == TEMPLATE_TEXT && names("/data") == ["conformance.txt"], || format!("now {b:?}, {:?}", names("/data")))),
+        fs::read(TEMPLATE_FILE).step("read again").and_then(|b| {
+            want(b == TEMPLATE_TEXT && names("/data") == ["conformance.txt"], || {
+                format!("now {b:?}, {:?}", names("/data"))
+            })
+        }),
     );
 }
 
@@ -241,7 +334,11 @@ fn symlink_out(r: &mut Report, name: &str, target: &str, link: &str) {
 /// Nothing outside the run's own directories can be named.
 fn escape_checks(r: &mut Report) {
     r.refused("dotdot-refused", File::create("../escape.txt"), "create ../escape.txt");
-    r.refused("scratch-dotdot-refused", File::create("/scratch/../../escape.txt"), "create /scratch/../../escape.txt");
+    r.refused(
+        "scratch-dotdot-refused",
+        File::create("/scratch/../../escape.txt"),
+        "create /scratch/../../escape.txt",
+    );
     match File::open("/etc/passwd") {
         Err(e) if e.kind() == ErrorKind::NotFound => r.refused::<()>("host-path-absent", Err(e), ""),
         Err(e) => r.check("host-path-absent", Err(format!("open /etc/passwd: {e}, not NotFound"))),
@@ -255,13 +352,20 @@ fn main() {
     let mut r = Report::default();
     r.check(
         "getwd-root",
-        env::current_dir().step("current_dir").and_then(|wd| want(wd == Path::new("/"), || format!("working directory {wd:?}"))),
+        env::current_dir()
+            .step("current_dir")
+            .and_then(|wd| want(wd == Path::new("/"), || format!("working directory {wd:?}"))),
     );
-    r.check("empty-at-start", want(missing("note.txt"), || "note.txt exists before the run wrote it".into()));
+    r.check(
+        "empty-at-start",
+        want(missing("note.txt"), || "note.txt exists before the run wrote it".into()),
+    );
     r.check("relative-create", fs::write("note.txt", NOTE).step("write note.txt"));
     r.check(
         "absolute-same-file",
-        fs::read("/note.txt").step("read /note.txt").and_then(|b| want(b == NOTE, || format!("/note.txt holds {b:?}"))),
+        fs::read("/note.txt")
+            .step("read /note.txt")
+            .and_then(|b| want(b == NOTE, || format!("/note.txt holds {b:?}"))),
     );
     file_handle_checks(&mut r);
     directory_checks(&mut r);
