@@ -32,9 +32,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import zstandard
 
@@ -158,6 +158,47 @@ def sortable_version_key(text: str) -> str:
         # list of equal identifiers ranks lower, as SemVer 2.0.0 section 11 says.
         parts.append(("0" + _num(ident) if ident.isdigit() else "1" + ident) + " ")
     return key + "!" + "".join(parts)
+
+
+class TemplateColumns(NamedTuple):
+    """A new `templates` row's columns that both stores derive from the template the same way (each
+    INSERT adds the revision and times, and PostgreSQL the compressed manifest), in this order."""
+
+    name: str
+    version: str
+    sort_key: str
+    manifest_sha256: str
+    module_sha256: str
+    module_size: int
+    labels_json: str
+    key_id: str
+    key_version: int
+    signature: bytes
+    key_fingerprint: str
+
+
+def template_columns(template: PublishedTemplate) -> TemplateColumns:
+    manifest, signature = template.manifest, template.signature
+    return TemplateColumns(
+        manifest.name,
+        manifest.version,
+        sortable_version_key(manifest.version),
+        hashlib.sha256(template.canonical_manifest).hexdigest(),
+        manifest.module_sha256,
+        template.module_size,
+        json.dumps(dict(manifest.labels), sort_keys=True),
+        signature.key_id,
+        signature.key_version,
+        signature.signature,
+        signature.key_fingerprint,
+    )
+
+
+# A new template row: the columns both stores derive alike, then revision, publish and update time.
+INSERT_TEMPLATE = (
+    f"INSERT INTO templates ({', '.join(TemplateColumns._fields)}, revision, publish_time, update_time) "
+    f"VALUES ({', '.join('?' * (len(TemplateColumns._fields) + 3))})"
+)
 
 
 # --- small file helpers ---------------------------------------------------------------------------
@@ -500,28 +541,7 @@ class RegistryStore:
                     (KIND_PUBLISHED, manifest.name, manifest.version, now),
                 )
                 revision = _inserted_rowid(cursor)
-                self._db.execute(
-                    "INSERT INTO templates (name, version, sort_key, manifest_sha256, module_sha256, module_size, "
-                    "labels_json, key_id, key_version, signature, key_fingerprint, revision, publish_time, "
-                    "update_time) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        manifest.name,
-                        manifest.version,
-                        sortable_version_key(manifest.version),
-                        hashlib.sha256(canonical).hexdigest(),
-                        manifest.module_sha256,
-                        template.module_size,
-                        json.dumps(dict(manifest.labels), sort_keys=True),
-                        template.signature.key_id,
-                        template.signature.key_version,
-                        template.signature.signature,
-                        template.signature.key_fingerprint,
-                        revision,
-                        now,
-                        now,
-                    ),
-                )
+                self._db.execute(INSERT_TEMPLATE, (*template_columns(template), revision, now, now))
                 self._db.executemany(
                     "INSERT INTO labels (name, version, key, value) VALUES (?, ?, ?, ?)",
                     [(manifest.name, manifest.version, k, v) for k, v in manifest.labels.items()],
@@ -534,14 +554,7 @@ class RegistryStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return PublishedTemplate(
-            manifest=manifest,
-            canonical_manifest=canonical,
-            signature=template.signature,
-            module_size=template.module_size,
-            revision=revision,
-            publish_time=now,
-        )
+        return replace(template, revision=revision, publish_time=now)
 
     def deprecate(self, name: str, version: str, reason: str) -> int | None:
         """Mark deprecated and record the event in one transaction. Returns the event's revision, or

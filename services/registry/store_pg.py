@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,8 +38,9 @@ from services.registry.storage import (
     HashingUpload,
     ListCursor,
     PublishRace,
+    TemplateColumns,
     bounded_decompress,
-    sortable_version_key,
+    template_columns,
 )
 from services.registry.stored import stored_template
 from services.templates.published import PublishedTemplate
@@ -53,6 +54,12 @@ CHUNK_BYTES = 1024 * 1024
 _COLUMNS = (
     "name, version, manifest_sha256, manifest_zst, module_size, key_id, key_version, signature, deprecated, "
     "deprecation_reason, revision, publish_time, key_fingerprint"
+)
+# A new template row: the columns both stores derive alike, then manifest_zst, revision, both times.
+_NEW = len(TemplateColumns._fields)
+INSERT_TEMPLATE = (
+    f"INSERT INTO templates ({', '.join(TemplateColumns._fields)}, manifest_zst, revision, publish_time, update_time) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, _NEW + 4))}, ${_NEW + 3})"
 )
 
 
@@ -268,17 +275,7 @@ class PgRegistryStore:
                     "INSERT INTO events (revision, kind, name, version, event_time) VALUES ($1, $2, $3, $4, $5)",
                     revision, KIND_PUBLISHED, manifest.name, manifest.version, now,
                 )  # fmt: skip
-                await conn.execute(
-                    "INSERT INTO templates (name, version, sort_key, manifest_sha256, manifest_zst, module_sha256, "
-                    "module_size, labels_json, key_id, key_version, signature, key_fingerprint, revision, "
-                    "publish_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                    "$14, $14)",
-                    manifest.name, manifest.version, sortable_version_key(manifest.version),
-                    hashlib.sha256(canonical).hexdigest(), compressed, manifest.module_sha256, template.module_size,
-                    json.dumps(dict(manifest.labels), sort_keys=True), template.signature.key_id,
-                    template.signature.key_version, template.signature.signature, template.signature.key_fingerprint,
-                    revision, now,
-                )  # fmt: skip
+                await conn.execute(INSERT_TEMPLATE, *template_columns(template), compressed, revision, now)
                 await conn.executemany(
                     "INSERT INTO labels (name, version, key, value) VALUES ($1, $2, $3, $4)",
                     [(manifest.name, manifest.version, k, v) for k, v in manifest.labels.items()],
@@ -297,14 +294,7 @@ class PgRegistryStore:
             raise NotFound(
                 f"a module or file blob of {manifest.ref} is not stored; upload it with the manifest"
             ) from exc
-        return PublishedTemplate(
-            manifest=manifest,
-            canonical_manifest=canonical,
-            signature=template.signature,
-            module_size=template.module_size,
-            revision=revision,
-            publish_time=now,
-        )
+        return replace(template, revision=revision, publish_time=now)
 
     def deprecate(self, name: str, version: str, reason: str) -> int | None:
         """Mark deprecated and record the event in one transaction; None if it already was."""
