@@ -12,7 +12,7 @@
 #                                       -> build/wasm/hostile-many-functions.wasm (60,000 functions)
 #   examples/hostile/deep-nesting/gen_deep_nesting.py
 #                                       -> build/wasm/hostile-deep-nesting.wasm (60,000 nested loops)
-#   (both generators write through examples/tools/wasm_writer.py)
+#   (the three generators write through examples/tools/wasm_writer.py)
 # A directory with only a template.json (e.g. text-stats-strict) has no module of its own.
 
 EX       := examples
@@ -95,8 +95,8 @@ $(foreach n,$(EX_AGENTS_C),$(eval $(call EX_C_RULE,$(n))))
 $(foreach n,$(EX_AGENTS_GO),$(eval $(call EX_GO_RULE,$(n))))
 $(foreach n,$(EX_AGENTS_RS),$(eval $(call EX_RS_RULE,$(n))))
 
-$(WASM_OUT)/hostile-huge-module.wasm: $(EX)/hostile/huge-module/gen_huge_module.py $(EX)/hostile/huge-module/huge-module.wat | $(STAMP)/venv $(WASM_OUT)
-	$(PY) $^ $@
+$(WASM_OUT)/hostile-huge-module.wasm: $(EX)/hostile/huge-module/gen_huge_module.py $(EX)/hostile/huge-module/huge-module.wat $(EX)/tools/wasm_writer.py | $(STAMP)/venv $(WASM_OUT)
+	$(PY) $(wordlist 1,2,$^) $@
 
 $(WASM_OUT)/hostile-many-functions.wasm: $(EX)/hostile/many-functions/gen_many_functions.py $(EX)/tools/wasm_writer.py | $(STAMP)/venv $(WASM_OUT)
 	$(PY) $< $@

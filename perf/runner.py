@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from examples.tools import wasm_writer
 from perf import procs
 from perf.procs import REPO, Snapshot
 
@@ -214,18 +215,7 @@ def prepare_data() -> dict[str, str]:
 
 def _with_custom_section(wasm: bytes, payload: bytes) -> bytes:
     """The same module with a custom section appended: a new digest, so the executor must compile it."""
-    name = b"agentfactory-perf"
-
-    def leb(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            out.append(byte | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
-
-    body = leb(len(name)) + name + payload
-    return wasm + b"\x00" + leb(len(body)) + body
+    return wasm + wasm_writer.section(0, wasm_writer.name("agentfactory-perf") + payload)  # id 0: custom
 
 
 def publish_to_first_run(trials: int = 5) -> dict[str, Any]:

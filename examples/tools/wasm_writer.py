@@ -1,5 +1,6 @@
 """Writes small WebAssembly binaries byte by byte, for the hostile modules that WAT cannot express cheaply
-(tens of thousands of functions or nesting levels): the generators under examples/hostile/ import it."""
+(tens of thousands of functions or nesting levels, a padded data section): the generators under
+examples/hostile/ import it, and perf/runner.py (a custom section that changes a module's digest)."""
 
 from __future__ import annotations
 

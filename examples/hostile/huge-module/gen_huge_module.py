@@ -11,22 +11,17 @@ it ever ran: its size alone is the attack (upload, storage, compile time). The d
 import hashlib
 import os
 import sys
+from pathlib import Path
 
 import wasmtime
 
+# Run as a script (examples.mk): the LEB128 writer the hostile generators share sits in examples/tools.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+
+from wasm_writer import leb, section
+
 DEFAULT_PAYLOAD = 9 * 1024 * 1024
 DATA_SECTION = 11
-
-
-def leb128(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if not n:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
 
 
 def read_leb128(buf: bytes, pos: int) -> tuple[int, int]:
@@ -57,8 +52,8 @@ def pad(module: bytes, payload_size: int) -> bytes:
     if any(section_id == DATA_SECTION for section_id, _ in parts):
         raise SystemExit("huge-module.wat must not have data segments of its own")
     payload = hashlib.shake_256(b"agentfactory hostile huge-module").digest(payload_size)
-    segment = leb128(1) + bytes([0x01]) + leb128(len(payload)) + payload  # one passive segment
-    data = bytes([DATA_SECTION]) + leb128(len(segment)) + segment
+    segment = leb(1) + bytes([0x01]) + leb(len(payload)) + payload  # one passive segment
+    data = section(DATA_SECTION, segment)
     # The data section follows every other known section; custom sections (id 0) may trail it.
     last_known = max((i for i, (section_id, _) in enumerate(parts) if section_id != 0), default=-1)
     ordered = [raw for _, raw in parts[: last_known + 1]] + [data] + [raw for _, raw in parts[last_known + 1 :]]
