@@ -63,9 +63,9 @@ def _color(value: str) -> str:
 @app.callback()
 def connect(
     gateway: Annotated[str, typer.Option(envvar="AF_GATEWAY", help="gateway host:port (one address for all)")] = "",
-    registry: Annotated[str, typer.Option(envvar="AF_REGISTRY_ADDR")] = "127.0.0.1:7110",
-    signer: Annotated[str, typer.Option(envvar="AF_SIGNER_ADDR")] = "127.0.0.1:7120",
-    scheduler: Annotated[str, typer.Option(envvar="AF_SCHEDULER_ADDR")] = "127.0.0.1:7140",
+    registry: Annotated[str, typer.Option(envvar="AF_REGISTRY_ADDR")] = "127.0.0.1:7101",
+    signer: Annotated[str, typer.Option(envvar="AF_SIGNER_ADDR")] = "127.0.0.1:7102",
+    scheduler: Annotated[str, typer.Option(envvar="AF_SCHEDULER_ADDR")] = "127.0.0.1:7105",
     ca: Annotated[Path | None, typer.Option(envvar="AF_CA", help="CA certificate (PEM) for mTLS")] = None,
     cert: Annotated[Path | None, typer.Option(envvar="AF_CERT", help="client certificate (PEM)")] = None,
     key: Annotated[Path | None, typer.Option(envvar="AF_KEY", help="client private key (PEM)")] = None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 
 from services.common.server import MAX_MESSAGE_BYTES
-from services.common.telemetry import client_interceptors
+from services.common.telemetry import Telemetry
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -18,5 +18,7 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def aio_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=client_interceptors())
+def aio_channel(target: str, telemetry: Telemetry) -> grpc.aio.Channel:
+    """A channel to `target`; it carries client spans when `telemetry` is on (fixed at creation, as grpc.aio
+    channels fix their interceptors then)."""
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors())

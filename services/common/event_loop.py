@@ -2,14 +2,14 @@
 
 uvloop by default: gRPC's asyncio stack wakes the loop for every completion (a message sent or
 received, a status), so the loop's own cost per callback is a visible share of each request's
-CPU (perf/NOTES.md). `AF_EVENT_LOOP=asyncio` runs on the standard library's loop instead.
+CPU (perf/NOTES.md). `AF_EVENT_LOOP=asyncio` runs on the standard library's loop instead. Read from the
+process entry's one `Env` snapshot (services/common/app.py), never from the environment again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from services.common.config import ConfigError, Env
 
@@ -20,20 +20,9 @@ def loop_factory(env: Env) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The factory for AF_EVENT_LOOP (None: asyncio's default)."""
     choice = env.str("AF_EVENT_LOOP", "uvloop")
     if choice not in LOOPS:
-        raise ConfigError(f"AF_EVENT_LOOP={choice!r}; expected one of {', '.join(LOOPS)}")
+        raise ConfigError(f"AF_EVENT_LOOP={choice[:40]!r}; expected one of {', '.join(LOOPS)}")
     if choice == "asyncio":
         return None
     import uvloop
 
     return uvloop.new_event_loop
-
-
-def run(main: Coroutine[Any, Any, Any], env: Env | None = None) -> Any:
-    """asyncio.run(main) on the configured loop."""
-    try:
-        factory = loop_factory(env or Env())
-    except ConfigError:
-        main.close()  # never awaited: close it so Python does not warn about it
-        raise
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main)

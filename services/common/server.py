@@ -1,30 +1,27 @@
-"""grpc.aio server bootstrap shared by every service: health, reflection, interceptors, metrics,
-and a graceful shutdown on SIGTERM/SIGINT (health goes NOT_SERVING first so the mesh drains us)."""
+"""The grpc.aio server every service listens with: options, interceptors (tracing from the process's
+Telemetry, then request guard, error mapping and metrics), health (NOT_SERVING until the service says
+otherwise) and reflection. When and how it stops is the lifecycle's (services/common/lifecycle.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
-import signal
-import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common.config import Env, loopback_addr
+from services.common.config import ConfigError, Env, loopback_addr
 from services.common.interceptors import ServiceInterceptor
-from services.common.logs import setup_logging
-from services.common.metrics import start_metrics_server
 from services.common.reflection import enable as enable_reflection
-from services.common.telemetry import expect_tracing, server_interceptors, setup_tracing, shutdown_tracing
+from services.common.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # explicit, so the limit is a decision and not a default
 GC_GEN0_THRESHOLD = 5_000
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -55,19 +52,24 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, env: Env, default_service_id: str, default_port: int) -> ServerSettings:
-        settings = cls(
+        log_level = env.str("AF_LOG_LEVEL", "info").lower()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"AF_LOG_LEVEL={log_level[:40]!r} is not one of {', '.join(LOG_LEVELS)}")
+        metrics_addr = env.optional("AF_METRICS_ADDR")
+        if metrics_addr is not None and not metrics_addr.rpartition(":")[2].isdigit():
+            raise ConfigError(f"AF_METRICS_ADDR={metrics_addr[:80]!r} must be host:port")
+        grace = env.float("AF_SHUTDOWN_GRACE_SECONDS", 5.0)
+        if grace < 0:
+            raise ConfigError(f"AF_SHUTDOWN_GRACE_SECONDS={grace} must be >= 0")
+        return cls(
             service_id=env.str("AF_SERVICE_ID", default_service_id),
             listen_addr=loopback_addr(env.str("AF_LISTEN_ADDR", f"127.0.0.1:{default_port}"), "AF_LISTEN_ADDR"),
-            metrics_addr=env.optional("AF_METRICS_ADDR"),
-            log_level=env.str("AF_LOG_LEVEL", "info"),
-            grace_seconds=env.float("AF_SHUTDOWN_GRACE_SECONDS", 5.0),
+            metrics_addr=metrics_addr,
+            log_level=log_level,
+            grace_seconds=grace,
             otlp_endpoint=env.optional("AF_OTLP_ENDPOINT"),
             switch_interval_ms=env.float("AF_GIL_SWITCH_INTERVAL_MS", 0.0),
         )
-        # Composition roots open their upstream channels before serve() runs setup_tracing; telling
-        # telemetry now is what gives those channels their client spans.
-        expect_tracing(settings.otlp_endpoint)
-        return settings
 
 
 Register = Callable[[grpc.aio.Server], Sequence[str]]
@@ -91,30 +93,35 @@ class Readiness:
             await self._servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
 
-async def serve(
+@dataclass(frozen=True)
+class Listening:
+    """A started server: what the lifecycle reports readiness through and stops."""
+
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    readiness: Readiness
+    names: Sequence[str]
+
+
+async def open_server(
     settings: ServerSettings,
-    register: Register,
+    telemetry: Telemetry,
+    servicers: Sequence[Register],
     *,
     service_name: str,
-    on_started: Callable[[Readiness], Awaitable[None]] | None = None,
-    on_stopping: Callable[[], Awaitable[None]] | None = None,
     reflect_also: Sequence[str] = (),
-) -> None:
-    """Serve until SIGTERM/SIGINT. `on_started` must mark the service serving when it is ready
-    (the default marks it serving at once); `on_stopping` runs after draining, before exit.
+) -> Listening:
+    """Register `servicers`, bind `settings.listen_addr` and start serving, health NOT_SERVING.
     `reflect_also` names services reflection describes besides this one's (the gateway's reflection
     upstream describes the whole API)."""
-    setup_logging(settings.service_id, settings.log_level)
-    if settings.switch_interval_ms > 0:
-        sys.setswitchinterval(settings.switch_interval_ms / 1000)
-    start_metrics_server(settings.metrics_addr)
-    setup_tracing(settings.service_id, service_name, settings.otlp_endpoint)
-    interceptors = [*server_interceptors(), ServiceInterceptor(service_name)]
+    interceptors = [*telemetry.server_interceptors(), ServiceInterceptor(service_name)]
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
-    names = list(register(server))
+    names = [name for register in servicers for name in register(server)]
     health_servicer = health.aio.HealthServicer()
-    # The servicer starts with the overall "" entry SERVING; say NOT_SERVING until the service is ready.
-    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    readiness = Readiness(health_servicer, names)
+    # The servicer starts with the overall "" entry SERVING; every name says NOT_SERVING until the service
+    # is ready, so nothing (mesh health checks, the test harness) routes calls here before.
+    await readiness.set_not_serving()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, list(dict.fromkeys([*names, *reflect_also, health.SERVICE_NAME])))
     bound = server.add_insecure_port(settings.listen_addr)
@@ -127,22 +134,5 @@ async def serve(
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     await server.start()
-    readiness = Readiness(health_servicer, names)
     log.info("serving", extra={"fields": {"addr": settings.listen_addr, "services": names}})
-    if on_started is not None:
-        await on_started(readiness)
-    else:
-        await readiness.set_serving()
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("draining", extra={"fields": {"grace_seconds": settings.grace_seconds}})
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(settings.grace_seconds)
-    if on_stopping is not None:
-        await on_stopping()
-    shutdown_tracing()
-    log.info("stopped")
+    return Listening(server, health_servicer, readiness, names)

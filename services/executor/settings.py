@@ -1,4 +1,5 @@
-"""Executor settings, read once from AF_* variables at the composition root (see README.md)."""
+"""Executor settings, parsed from the `Env` snapshot the process entry (services/common/app.py) reads once
+(see README.md)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.config import ConfigError, Env
+from services.common.server import ServerSettings
 from services.executor.sandbox import EngineSettings
+from services.templates.policy import Policy
 
-DEFAULT_PORT = 7130
+DEFAULT_PORT = 7103  # the topology's (mesh/topology.yaml: executor-blue)
+# The upstreams' own default ports, so the services find each other when run side by side without a mesh.
+REGISTRY_DEFAULT_ADDR = "127.0.0.1:7101"
+SIGNER_DEFAULT_ADDR = "127.0.0.1:7102"
 
 
 @dataclass(frozen=True)
 class ExecutorSettings:
+    server: ServerSettings
     data_dir: Path
     registry_addr: str
     signer_addr: str
     policy_file: Path | None
+    policy: Policy
     min_workers: int
     max_workers: int
     max_queue: int
@@ -34,11 +42,14 @@ class ExecutorSettings:
     @classmethod
     def from_env(cls, env: Env) -> ExecutorSettings:
         cores = os.cpu_count() or 2
+        policy_file = Path(p) if (p := env.optional("AF_POLICY_FILE")) else None
         settings = cls(
+            server=ServerSettings.from_env(env, "executor", DEFAULT_PORT),
             data_dir=env.path("AF_DATA_DIR", "var/executor"),
-            registry_addr=env.str("AF_REGISTRY_ADDR", "127.0.0.1:7110"),
-            signer_addr=env.str("AF_SIGNER_ADDR", "127.0.0.1:7120"),
-            policy_file=Path(p) if (p := env.optional("AF_POLICY_FILE")) else None,
+            registry_addr=env.str("AF_REGISTRY_ADDR", REGISTRY_DEFAULT_ADDR),
+            signer_addr=env.str("AF_SIGNER_ADDR", SIGNER_DEFAULT_ADDR),
+            policy_file=policy_file,
+            policy=Policy.load(policy_file),  # a PolicyError is a bad setting (__main__)
             min_workers=env.int("AF_EXECUTOR_MIN_WORKERS", 1),
             max_workers=env.int("AF_EXECUTOR_MAX_WORKERS", 2 * cores),
             max_queue=env.int("AF_EXECUTOR_QUEUE", 4 * cores),

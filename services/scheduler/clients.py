@@ -20,6 +20,7 @@ from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from services.common import errors, mesh_headers
 from services.common.channels import aio_channel
 from services.common.grpc_errors import error_from_rpc
+from services.common.telemetry import Telemetry
 from services.scheduler.domain import RunFinished, RunOutcome, TemplateInfo
 from services.scheduler.ports import Accepted, Ended, ExecutorEvent, Log, Output, RunSpec, Started
 
@@ -30,9 +31,9 @@ class RegistryTemplates:
     Exact versions are immutable, but they can be deprecated, and "latest" moves on publish: a short
     TTL bounds how long either change takes to be seen without a registry call per create."""
 
-    def __init__(self, address: str, ttl_seconds: float = 2.0, max_entries: int = 1024) -> None:
+    def __init__(self, address: str, telemetry: Telemetry, ttl_seconds: float = 2.0, max_entries: int = 1024) -> None:
         self.address = address
-        self._channel = aio_channel(address)
+        self._channel = aio_channel(address, telemetry)
         self._stub = reg_grpc.RegistryServiceStub(self._channel)
         self._ttl = ttl_seconds
         self._max = max_entries
@@ -134,9 +135,9 @@ class GrpcRun:
 
 
 class GrpcExecutors:
-    def __init__(self, addresses: Sequence[str]) -> None:
+    def __init__(self, addresses: Sequence[str], telemetry: Telemetry) -> None:
         self._addresses = tuple(addresses)
-        self._channels = {addr: aio_channel(addr) for addr in self._addresses}
+        self._channels = {addr: aio_channel(addr, telemetry) for addr in self._addresses}
         self._stubs = {addr: ex_grpc.ExecutorServiceStub(ch) for addr, ch in self._channels.items()}
 
     @property

@@ -27,6 +27,7 @@ from services.common.channels import aio_channel
 from services.common.errors import NotFound, Unavailable
 from services.common.grpc_errors import relayed_error
 from services.common.logs import caller_var, log_event
+from services.common.telemetry import Telemetry
 from services.common.timestamps import to_unix
 from services.scheduler import metrics
 from services.scheduler.domain import PageCursor
@@ -42,10 +43,10 @@ def is_forwarded(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
 
 
 class Peers:
-    def __init__(self, address: str, colors: Sequence[str], self_id: str) -> None:
+    def __init__(self, address: str, colors: Sequence[str], self_id: str, telemetry: Telemetry) -> None:
         self.colors = tuple(colors)
         self._self_id = self_id
-        self._channel = aio_channel(address)
+        self._channel = aio_channel(address, telemetry)
         self._stub = pb_grpc.SchedulerServiceStub(self._channel)
 
     def _metadata(self, color: str) -> tuple[tuple[str, str], ...]:

@@ -1,4 +1,4 @@
-"""Scheduler settings, built from an Env snapshot at the composition root (__main__)."""
+"""Scheduler settings, parsed from the `Env` snapshot the process entry (services/common/app.py) reads once."""
 
 from __future__ import annotations
 
@@ -6,15 +6,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.config import ConfigError, Env
+from services.common.server import ServerSettings
 from services.scheduler.dispatcher import DispatchSettings
 from services.scheduler.retention import RetentionPolicy
 from services.scheduler.service import ServiceSettings
 
-DEFAULT_PORT = 7140
+DEFAULT_PORT = 7105  # the topology's (mesh/topology.yaml: scheduler-blue)
+# The upstreams' own default ports, so the services find each other when run side by side without a mesh.
+REGISTRY_DEFAULT_ADDR = "127.0.0.1:7101"
+EXECUTOR_DEFAULT_ADDR = "127.0.0.1:7103"
 
 
 @dataclass(frozen=True)
 class SchedulerSettings:
+    server: ServerSettings
     data_dir: Path
     registry_addr: str
     executor_addrs: tuple[str, ...]
@@ -32,7 +37,7 @@ class SchedulerSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> SchedulerSettings:
-        executors = tuple(env.list("AF_EXECUTOR_ADDRS", ["127.0.0.1:7130"]))
+        executors = tuple(env.list("AF_EXECUTOR_ADDRS", [EXECUTOR_DEFAULT_ADDR]))
         if len(set(executors)) != len(executors):
             raise ConfigError(f"AF_EXECUTOR_ADDRS={','.join(executors)!r} lists an address twice")
         sync = env.str("AF_JOURNAL_SYNCHRONOUS", "FULL").upper()
@@ -57,8 +62,9 @@ class SchedulerSettings:
             lease_renew_seconds=lease / 3,
         )
         return cls(
+            server=ServerSettings.from_env(env, "scheduler", DEFAULT_PORT),
             data_dir=env.path("AF_DATA_DIR", "var/scheduler"),
-            registry_addr=env.str("AF_REGISTRY_ADDR", "127.0.0.1:7110"),
+            registry_addr=env.str("AF_REGISTRY_ADDR", REGISTRY_DEFAULT_ADDR),
             executor_addrs=executors,
             journal_synchronous=sync,
             template_cache_ttl_seconds=env.float("AF_TEMPLATE_CACHE_TTL_SECONDS", 2.0),

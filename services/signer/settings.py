@@ -1,4 +1,4 @@
-"""Signer settings, parsed from an `Env` snapshot that only the composition root (__main__) creates."""
+"""Signer settings, parsed from the `Env` snapshot the process entry (services/common/app.py) reads once."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 
 from services.common.config import ConfigError, Env
 from services.common.errors import InvalidArgument
+from services.common.server import ServerSettings
 from services.signer.service import check_key_name
 
-DEFAULT_PORT = 7120
+DEFAULT_PORT = 7102  # the topology's (mesh/topology.yaml)
 BACKENDS = ("local", "vault")
 
 
@@ -23,6 +24,7 @@ class VaultSettings:
 
 @dataclass(frozen=True)
 class SignerSettings:
+    server: ServerSettings
     backend: str
     key_name: str
     data_dir: Path
@@ -40,6 +42,7 @@ class SignerSettings:
         except InvalidArgument as exc:
             raise ConfigError(f"AF_SIGNER_KEY_NAME: {exc.message}") from exc
         return cls(
+            server=ServerSettings.from_env(env, "signer", DEFAULT_PORT),
             backend=backend,
             key_name=key_name,
             data_dir=env.path("AF_DATA_DIR", "var/signer"),

@@ -1,74 +1,94 @@
 """The process entry shared by the services: one environment read, a bad setting as one stderr line and
-exit code 2, the service's result as the exit code."""
+exit code 2, a service that cannot start as one stderr line and exit code 1, then the lifecycle."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from services.common.app import EXIT_BAD_SETTING, run_service
+from services.common.app import EXIT_BAD_SETTING, CannotStart, Service, run_service
 from services.common.config import Env
+from services.common.lifecycle import EXIT_FAILED, App
+from services.common.server import ServerSettings
+from services.common.telemetry import Telemetry
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """run_service sets up the process's logging (JSON lines on stderr); give pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 class PolicyProblem(Exception):
     """Stands for a service's own setting error (the registry's and executor's PolicyError)."""
 
 
-def configure(env: Env) -> int:
-    return env.int("AF_TEST_PORT", 7000)
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings
+    answer: int
+
+    @classmethod
+    def from_env(cls, env: Env) -> Settings:
+        return cls(ServerSettings.from_env(env, "svc", 7000), env.int("AF_TEST_ANSWER", 42))
 
 
-async def serve(port: int) -> int | None:
-    return None if port == 7000 else port % 256
-
-
-def test_the_service_runs_with_its_settings_and_its_result_is_the_exit_code() -> None:
-    assert run_service("svc", configure, serve, environ={}) == 0
-    assert run_service("svc", configure, serve, environ={"AF_TEST_PORT": "7001"}) == 7001 % 256
+async def must_not_build(settings: Settings, telemetry: Telemetry) -> App:
+    raise AssertionError("built despite a bad setting")
 
 
 @pytest.mark.parametrize(
     "environ",
-    [{"AF_TEST_PORT": "seven"}, {"AF_EVENT_LOOP": "trio"}],
-    ids=["service setting", "event loop setting"],
+    [
+        {"AF_TEST_ANSWER": "seven"},
+        {"AF_EVENT_LOOP": "trio"},
+        {"AF_LOG_LEVEL": "loud"},
+        {"AF_LISTEN_ADDR": "0.0.0.0:7000"},
+        {"AF_METRICS_ADDR": "127.0.0.1:metrics"},
+        {"AF_SHUTDOWN_GRACE_SECONDS": "-1"},
+    ],
+    ids=["service setting", "event loop", "log level", "listen address", "metrics address", "grace"],
 )
 def test_a_bad_setting_is_one_line_and_exit_code_2(environ: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    ran: list[int] = []
-
-    async def must_not_run(port: int) -> None:
-        ran.append(port)
-
-    assert run_service("svc", configure, must_not_run, environ=environ) == EXIT_BAD_SETTING
+    assert run_service(Service("svc", Settings.from_env, must_not_build), environ) == EXIT_BAD_SETTING
     err = capsys.readouterr().err
-    assert err.startswith("svc: configuration error: ") and err.count("\n") == 1, err
-    assert ran == []
+    assert err.startswith("svc: configuration error: AF_") and err.count("\n") == 1, err
 
 
 def test_a_services_own_setting_errors_count_and_multiline_messages_become_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    def bad_policy(env: Env) -> int:
+    def bad_policy(env: Env) -> Settings:
         raise PolicyProblem("policy.yaml:\n  line 3: tools is not a list")
 
-    assert run_service("svc", bad_policy, serve, setting_errors=(PolicyProblem,), environ={}) == EXIT_BAD_SETTING
+    service = Service("svc", bad_policy, must_not_build, setting_errors=(PolicyProblem,))
+    assert run_service(service, {}) == EXIT_BAD_SETTING
     assert capsys.readouterr().err == "svc: configuration error: policy.yaml: line 3: tools is not a list\n"
 
 
 def test_other_errors_are_not_setting_errors() -> None:
-    def broken(env: Env) -> int:
+    def broken(env: Env) -> Settings:
         raise RuntimeError("a bug")
 
     with pytest.raises(RuntimeError):
-        run_service("svc", broken, serve, environ={})
+        run_service(Service("svc", broken, must_not_build), {})
 
 
-def test_the_loop_is_the_configured_one() -> None:
-    seen: list[str] = []
+def test_a_service_that_cannot_start_says_why_in_one_line_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[tuple[int, bool, str]] = []
 
-    async def which(_: int) -> None:
-        seen.append(type(asyncio.get_running_loop()).__module__)
+    async def cannot(settings: Settings, telemetry: Telemetry) -> App:
+        seen.append((settings.answer, telemetry.on, type(asyncio.get_running_loop()).__module__))
+        raise CannotStart("the key directory\nis shared")
 
-    run_service("svc", configure, which, environ={"AF_EVENT_LOOP": "asyncio"})
-    run_service("svc", configure, which, environ={})
-    assert seen[0].startswith("asyncio") and seen[1].startswith("uvloop")
+    assert run_service(Service("svc", Settings.from_env, cannot), {"AF_EVENT_LOOP": "asyncio"}) == EXIT_FAILED
+    assert capsys.readouterr().err.endswith("svc: cannot start: the key directory is shared\n")
+    # build got the parsed settings, tracing off (no AF_OTLP_ENDPOINT) and ran on the configured loop.
+    assert seen == [(42, False, "asyncio.unix_events")]

@@ -10,6 +10,7 @@ import grpc
 from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
 from services.common.channels import aio_channel
 from services.common.grpc_errors import error_from_rpc
+from services.common.telemetry import Telemetry
 from services.common.template_proto import signature_from_proto
 from services.templates.signature import PublicKeyVersion, SignatureRecord
 
@@ -26,10 +27,10 @@ class KeySetSeen:
 
 
 class GrpcSigner:
-    def __init__(self, target: str, timeout_seconds: float) -> None:
+    def __init__(self, target: str, timeout_seconds: float, telemetry: Telemetry) -> None:
         self.target = target
         self.timeout_seconds = timeout_seconds
-        self._channel = aio_channel(target)
+        self._channel = aio_channel(target, telemetry)
         self._stub = signer_service_pb2_grpc.SignerServiceStub(self._channel)
 
     async def sign(self, payload: bytes) -> SignatureRecord:
