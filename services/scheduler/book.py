@@ -14,7 +14,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 from services.common.errors import NotFound
 from services.common.fanout import Fanout
@@ -23,17 +22,10 @@ from services.common.telemetry import current_traceparent
 from services.scheduler import domain, metrics
 from services.scheduler.domain import Agent, AgentState, Outcome
 from services.scheduler.journal import LeaseLost
-from services.scheduler.ports import AgentJournal, Log, Output, RunHandle
+from services.scheduler.ports import AgentChanged, AgentJournal, Log, RunHandle, WatchEvent
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class AgentChanged:
-    agent: Agent
-
-
-WatchEvent = AgentChanged | Output | Log
 
 # Up to this many watchers an agent's event is pushed inline (a deque append and a wake-up each); beyond,
 # the delivery task hands it on in slices, off the writer's path. One FIFO for every agent keeps each

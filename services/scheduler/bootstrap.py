@@ -14,7 +14,7 @@ from services.common.telemetry import Telemetry
 from services.scheduler.clients import GrpcExecutors, RegistryTemplates
 from services.scheduler.journal import Journal
 from services.scheduler.journal_pg import PgJournal
-from services.scheduler.peers import Peers
+from services.scheduler.peers import GrpcPeers
 from services.scheduler.ports import AgentJournal
 from services.scheduler.service import SchedulerService
 from services.scheduler.servicer import register
@@ -58,7 +58,7 @@ async def build(settings: SchedulerSettings, telemetry: Telemetry) -> App:
     peers = None
     # With a shared journal every replica of every color answers for every agent: no peers to ask.
     if settings.peers_addr and settings.peer_colors and not shared:
-        peers = Peers(settings.peers_addr, settings.peer_colors, settings.server.service_id, telemetry)
+        peers = GrpcPeers(settings.peers_addr, settings.peer_colors, settings.server.service_id, telemetry)
 
     async def ready() -> bool:
         # Serving only once recovery has re-queued or failed everything the journal left unfinished.

@@ -17,7 +17,7 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.common.errors import FailedPrecondition, InvalidArgument, quote
@@ -516,3 +516,61 @@ def decode_page_token(token: str, flt: ListFilter) -> PageCursor | None:
     ):
         raise bad
     return PageCursor(create_us, agent_id)
+
+
+# Timestamps a listing accepts: 0001-01-01 .. 9999-12-31, the range google.protobuf.Timestamp allows.
+_MIN_UNIX, _MAX_UNIX = -62_135_596_800, 253_402_300_799
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A checked ListAgents: which agents, after which one, how many; with a request_id, the one agent
+    of that idempotency key (if it matches the filter too) and no pages."""
+
+    flt: ListFilter = field(default_factory=ListFilter)
+    after: PageCursor | None = None
+    size: int = DEFAULT_PAGE_SIZE
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, newest first; `next_page_token` is empty on the last page."""
+
+    agents: Sequence[Agent]
+    next_page_token: str = ""
+
+
+def _instant_us(unix: float | None, name: str) -> int | None:
+    if unix is None:
+        return None
+    if not _MIN_UNIX <= unix <= _MAX_UNIX:
+        raise InvalidArgument(f"{name} is outside the years 1-9999", field=name)
+    return round(unix * 1_000_000)
+
+
+def list_query(
+    state: int,
+    template_name: str,
+    label_selector: str,
+    requested_size: int,
+    page_token: str,
+    request_id: str = "",
+    created_after: float | None = None,
+    created_before: float | None = None,
+) -> ListQuery:
+    """A client's listing, checked: INVALID_ARGUMENT for an unknown state, a bad selector, an instant
+    outside the years 1-9999, or a page token issued for another filter (a request_id listing has no
+    pages, so its token is not read)."""
+    if state and state not in AgentState._value2member_map_:
+        raise InvalidArgument(f"state {state} is not an AgentState", field="state")
+    flt = ListFilter(
+        state=AgentState(state) if state else None,
+        template_name=template_name,
+        labels=parse_label_selector(label_selector),
+        created_after_us=_instant_us(created_after, "created_after"),
+        created_before_us=_instant_us(created_before, "created_before"),
+    )
+    if request_id:
+        return ListQuery(flt, None, page_size(requested_size), request_id)
+    return ListQuery(flt, decode_page_token(page_token, flt), page_size(requested_size))

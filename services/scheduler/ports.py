@@ -1,6 +1,7 @@
 """What the scheduler needs from the outside world, as domain types: the agent journal, a template
-resolver (the registry) and executors. Journal adapters: journal.py (SQLite, embedded) and journal_pg.py
-(PostgreSQL, shared by replicas); clients.py talks gRPC; unit tests use in-process doubles."""
+resolver (the registry), executors, and the other colors' schedulers. Journal adapters: journal.py
+(SQLite, embedded) and journal_pg.py (PostgreSQL, shared by replicas); clients.py and peers.py talk gRPC;
+unit tests use in-process doubles."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.scheduler.domain import Agent, ListFilter, PageCursor, RunFinished, TemplateInfo
+from services.common.errors import Unavailable
+from services.scheduler.domain import (
+    Agent,
+    CreateSpec,
+    ListFilter,
+    ListQuery,
+    Page,
+    PageCursor,
+    RunFinished,
+    TemplateInfo,
+)
 
 
 class AgentJournal(Protocol):
@@ -106,6 +117,15 @@ class Ended:
 ExecutorEvent = Accepted | Started | Output | Log | RunFinished | Ended
 
 
+@dataclass(frozen=True)
+class AgentChanged:
+    agent: Agent
+
+
+# What a watcher of an agent sees (WatchAgent, RunAgent): its state changes, its output and its logs.
+WatchEvent = AgentChanged | Output | Log
+
+
 class RunHandle(Protocol):
     def events(self) -> AsyncIterator[ExecutorEvent]:
         """The run's events, then exactly one Ended. Never raises for a failed call."""
@@ -121,5 +141,43 @@ class Executors(Protocol):
     def addresses(self) -> Sequence[str]: ...
 
     def start(self, address: str, spec: RunSpec, timeout: float) -> RunHandle: ...
+
+    async def close(self) -> None: ...
+
+
+class PeerUnreachable(Unavailable):
+    """Another color's scheduler could not answer a question about an agent (it may own it): any
+    ending of the call but NOT_FOUND before its answer began. `code` is the call's status name."""
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}".rstrip(": "))
+        self.code = code
+
+
+class Peers(Protocol):
+    """The other colors' schedulers of a blue/green pair, each asked on its own (`color`); the calls say
+    that this scheduler forwarded them, so the answering one never forwards them again. When to ask
+    them is services/scheduler/federation.py's business; peers.py is the gRPC adapter.
+
+    A question (get, cancel, list_page, and watch until its first event) raises NotFound when that
+    color does not have the agent and PeerUnreachable when it could not answer. A forwarded call
+    (create, run, and the rest of a watch) ends with the owner's own error, whatever it is."""
+
+    @property
+    def colors(self) -> Sequence[str]: ...
+
+    async def get(self, color: str, agent_id: str, timeout: float | None) -> Agent: ...
+
+    async def cancel(self, color: str, agent_id: str, timeout: float | None) -> Agent: ...
+
+    def watch(self, color: str, agent_id: str, timeout: float | None) -> AsyncIterator[WatchEvent]: ...
+
+    async def list_page(self, color: str, query: ListQuery, timeout: float | None) -> Page: ...
+
+    async def create(self, color: str, spec: CreateSpec, timeout: float | None) -> Agent: ...
+
+    def run(self, color: str, spec: CreateSpec, timeout: float | None, result_only: bool) -> AsyncIterator[WatchEvent]:
+        """RunAgent at the owner: its events, then its final status (an error unless the agent ran)."""
+        ...
 
     async def close(self) -> None: ...

@@ -17,43 +17,13 @@ from typing import Any
 from services.common import audit, errors
 from services.common.logs import log_event
 from services.scheduler import domain, metrics
-from services.scheduler.book import AgentBook, AgentChanged, LiveAgent, WatchEvent
+from services.scheduler.book import AgentBook, LiveAgent
 from services.scheduler.dispatcher import DEADLINE_MARGIN_SECONDS, Dispatcher, DispatchSettings
-from services.scheduler.domain import Agent, AgentState, Cause, CreateSpec, ListFilter, Outcome
-from services.scheduler.ports import AgentJournal, Executors, TemplateResolver
+from services.scheduler.domain import Agent, AgentState, Cause, CreateSpec, ListQuery, Outcome, Page
+from services.scheduler.ports import AgentChanged, AgentJournal, Executors, TemplateResolver, WatchEvent
 from services.scheduler.retention import Retention, RetentionJournal, RetentionPolicy
 
 log = logging.getLogger(__name__)
-
-
-# Timestamps a listing accepts: 0001-01-01 .. 9999-12-31, the range google.protobuf.Timestamp allows.
-_MIN_UNIX, _MAX_UNIX = -62_135_596_800, 253_402_300_799
-
-
-def _instant_us(unix: float | None, name: str) -> int | None:
-    if unix is None:
-        return None
-    if not _MIN_UNIX <= unix <= _MAX_UNIX:
-        raise errors.InvalidArgument(f"{name} is outside the years 1-9999", field=name)
-    return round(unix * 1_000_000)
-
-
-def _list_filter(
-    state: int,
-    template_name: str,
-    label_selector: str,
-    created_after: float | None = None,
-    created_before: float | None = None,
-) -> ListFilter:
-    if state and state not in AgentState._value2member_map_:
-        raise errors.InvalidArgument(f"state {state} is not an AgentState", field="state")
-    return ListFilter(
-        state=AgentState(state) if state else None,
-        template_name=template_name,
-        labels=domain.parse_label_selector(label_selector),
-        created_after_us=_instant_us(created_after, "created_after"),
-        created_before_us=_instant_us(created_before, "created_before"),
-    )
 
 
 def _cursor(agent: Agent) -> domain.PageCursor:
@@ -250,40 +220,15 @@ class SchedulerService:
         """Whether this scheduler created the agent of an idempotency key."""
         return await self.journal.get_by_request_id(request_id) is not None
 
-    async def list(
-        self,
-        state: int,
-        template_name: str,
-        label_selector: str,
-        page_size: int,
-        page_token: str,
-        request_id: str = "",
-        created_after: float | None = None,
-        created_before: float | None = None,
-    ) -> tuple[list[Agent], str]:
-        flt = _list_filter(state, template_name, label_selector, created_after, created_before)
-        if request_id:  # at most one agent: no pages
-            found = await self.journal.get_by_request_id(request_id)
-            return ([self.book.overlay(found)] if found is not None and flt.matches(found) else []), ""
-        after = domain.decode_page_token(page_token, flt)
-        size = domain.page_size(page_size)
-        rows = await self.journal.list(flt, after, size + 1)
-        token = domain.encode_page_token(_cursor(rows[size - 1]), flt) if len(rows) > size else ""
-        return [self.book.overlay(a) for a in rows[:size]], token
-
-    @staticmethod
-    def page_token_after(
-        state: int,
-        template_name: str,
-        label_selector: str,
-        create_time: float,
-        agent_id: str,
-        created_after: float | None = None,
-        created_before: float | None = None,
-    ) -> str:
-        """The page token that continues a listing after this agent (for pages merged across colors)."""
-        flt = _list_filter(state, template_name, label_selector, created_after, created_before)
-        return domain.encode_page_token(domain.PageCursor.of(create_time, agent_id), flt)
+    async def list(self, query: ListQuery) -> Page:
+        """This scheduler's journal only (services/scheduler/federation.py adds the other colors)."""
+        if query.request_id:  # at most one agent: no pages
+            found = await self.journal.get_by_request_id(query.request_id)
+            return Page([self.book.overlay(found)] if found is not None and query.flt.matches(found) else [])
+        size = query.size
+        rows = await self.journal.list(query.flt, query.after, size + 1)
+        token = domain.encode_page_token(_cursor(rows[size - 1]), query.flt) if len(rows) > size else ""
+        return Page([self.book.overlay(a) for a in rows[:size]], token)
 
     async def watch(self, agent_id: str) -> AsyncIterator[WatchEvent]:
         """The agent now (with its output so far), then its events until it is terminal."""

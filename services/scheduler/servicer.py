@@ -1,5 +1,6 @@
 """SchedulerService over gRPC: protobuf in, domain call, protobuf out. Errors are domain exceptions,
-mapped to statuses by the shared interceptor."""
+mapped to statuses by the shared interceptor. Which color answers is federation.py's business; the
+servicer only hands it the call's origin (read from the metadata if it is asked)."""
 
 from __future__ import annotations
 
@@ -11,64 +12,26 @@ import grpc
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
-from services.common.errors import InvalidArgument, NotFound
-from services.common.timestamps import to_optional_timestamp, to_unix
-from services.scheduler.book import AgentChanged, WatchEvent
-from services.scheduler.domain import Agent, CreateSpec, page_size
-from services.scheduler.peers import Peers, is_forwarded, merge_pages
-from services.scheduler.ports import Log, Output
-from services.scheduler.service import Expired, SchedulerService
+from services.common import mesh_headers
+from services.common.errors import InvalidArgument
+from services.scheduler.federation import Federation
+from services.scheduler.messages import agent_to_pb, event_fields, list_query_from_pb, spec_from_pb
+from services.scheduler.ports import Peers, WatchEvent
+from services.scheduler.service import SchedulerService
 
 _VIEWS = (pb.RUN_AGENT_VIEW_UNSPECIFIED, pb.RUN_AGENT_VIEW_EVENTS, pb.RUN_AGENT_VIEW_RESULT)
 
 
-def agent_to_pb(a: Agent) -> pb.Agent:
-    return pb.Agent(
-        id=a.id,
-        request_id=a.request_id,
-        template_name=a.template_name,
-        template_version=a.template_version,
-        input=a.input,
-        labels=dict(a.labels),
-        # grpc_tools' stubs take an enum field as its wrapper type (or name); the runtime takes the int.
-        state=int(a.state),  # type: ignore[arg-type]
-        reason=a.reason,
-        output=a.output,
-        output_truncated=a.output_truncated,
-        exit_code=a.exit_code,
-        fuel_used=a.fuel_used,
-        attempts=a.attempts,
-        executor=a.executor,
-        create_time=to_optional_timestamp(a.create_time),
-        start_time=to_optional_timestamp(a.start_time),
-        finish_time=to_optional_timestamp(a.finish_time),
-    )
+class _Origin:
+    """federation.Origin from the call's metadata, read only if federation asks (most calls never do)."""
 
+    __slots__ = ("_context",)
 
-def _spec(request: pb.CreateAgentRequest | pb.RunAgentRequest) -> CreateSpec:
-    return CreateSpec(
-        template_name=request.template_name,
-        template_version=request.template_version,
-        input=request.input,
-        labels=dict(request.labels),
-        request_id=request.request_id,
-    )
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self._context = context
 
-
-def _event_fields(event: WatchEvent) -> dict[str, Any]:  # one field of the response's oneof, by name
-    if isinstance(event, AgentChanged):
-        return {"agent": agent_to_pb(event.agent)}
-    if isinstance(event, Output):
-        return {"output": pb.AgentOutput(data=event.data)}
-    if isinstance(event, Log):
-        return {"log": pb.AgentLog(level=event.level, message=event.message)}
-    raise TypeError(f"unexpected watch event {event!r}")
-
-
-def _created_window(request: pb.ListAgentsRequest) -> tuple[float | None, float | None]:
-    after = to_unix(request.created_after) if request.HasField("created_after") else None
-    before = to_unix(request.created_before) if request.HasField("created_before") else None
-    return after, before
+    def forwarded(self) -> bool:
+        return any(key == mesh_headers.FORWARDED_BY for key, _ in self._context.invocation_metadata() or ())
 
 
 class _Encoded:
@@ -83,7 +46,7 @@ class _Encoded:
         found = self._by_id.get(id(event))
         if found is not None and found[0] is event:
             return found[1]
-        response = pb.WatchAgentResponse(**_event_fields(event))
+        response = pb.WatchAgentResponse(**event_fields(event))
         self._by_id[id(event)] = (event, response)  # holding the event keeps its id from being reused
         if len(self._by_id) > self._size:
             self._by_id.popitem(last=False)
@@ -91,115 +54,47 @@ class _Encoded:
 
 
 class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
-    """`peers`, when set, answers for agents another color's scheduler created (services/scheduler/peers.py)."""
-
-    def __init__(self, service: SchedulerService, peers: Peers | None = None) -> None:
-        self.service = service
-        self.peers = peers
+    def __init__(self, federation: Federation) -> None:
+        self.federation = federation
         self._encoded = _Encoded()
-
-    async def _request_owner(
-        self, request_id: str, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> tuple[Peers, str] | None:
-        """The peers and the other color that already created the agent of this request_id, if any."""
-        if (
-            not request_id
-            or (peers := self._ask_peers(context)) is None
-            or await self.service.knows_request(request_id)
-        ):
-            return None
-        owner = await peers.owner_of_request(request_id, context.time_remaining())
-        return None if owner is None else (peers, owner)
-
-    def _ask_peers(self, context: grpc.aio.ServicerContext[Any, Any]) -> Peers | None:
-        """Peers to ask after a local NOT_FOUND: none for a call a peer already forwarded here."""
-        if self.peers is None or is_forwarded(context.invocation_metadata()):
-            return None
-        return self.peers
 
     async def CreateAgent(
         self,
         request: pb.CreateAgentRequest,
         context: grpc.aio.ServicerContext[pb.CreateAgentRequest, pb.CreateAgentResponse],
     ) -> pb.CreateAgentResponse:
-        if (found := await self._request_owner(request.request_id, context)) is not None:
-            peers, owner = found
-            return await peers.create(request, owner, context.time_remaining())
-        agent, _ = await self.service.create(_spec(request), timeout=context.time_remaining())
+        agent = await self.federation.create(spec_from_pb(request), _Origin(context), context.time_remaining())
         return pb.CreateAgentResponse(agent=agent_to_pb(agent))
 
     async def GetAgent(
         self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext[pb.GetAgentRequest, pb.GetAgentResponse]
     ) -> pb.GetAgentResponse:
-        try:
-            return pb.GetAgentResponse(agent=agent_to_pb(await self.service.get(request.id)))
-        except Expired:
-            raise  # this color created it and retention deleted it: no other color has it
-        except NotFound:
-            if (peers := self._ask_peers(context)) is None:
-                raise
-        return await peers.get(request, context.time_remaining())
+        agent = await self.federation.get(request.id, _Origin(context), context.time_remaining())
+        return pb.GetAgentResponse(agent=agent_to_pb(agent))
 
     async def ListAgents(
         self,
         request: pb.ListAgentsRequest,
         context: grpc.aio.ServicerContext[pb.ListAgentsRequest, pb.ListAgentsResponse],
     ) -> pb.ListAgentsResponse:
-        agents, token = await self.service.list(
-            request.state,
-            request.template_name,
-            request.label_selector,
-            request.page_size,
-            request.page_token,
-            request.request_id,
-            *_created_window(request),
-        )
-        local = pb.ListAgentsResponse(agents=[agent_to_pb(a) for a in agents], next_page_token=token)
-        if (peers := self._ask_peers(context)) is None:
-            return local
-        if request.request_id:
-            return local if agents else await peers.list_request(request, context.time_remaining())
-        # Every color's agents, one page: each color lists from the same cursor, the pages merge.
-        others = await peers.list_pages(request, context.time_remaining())
-
-        def token_after(last: pb.Agent) -> str:
-            return self.service.page_token_after(
-                request.state,
-                request.template_name,
-                request.label_selector,
-                to_unix(last.create_time),
-                last.id,
-                *_created_window(request),
-            )
-
-        return merge_pages([local, *others], page_size(request.page_size), token_after)
+        page = await self.federation.list(list_query_from_pb(request), _Origin(context), context.time_remaining())
+        return pb.ListAgentsResponse(agents=[agent_to_pb(a) for a in page.agents], next_page_token=page.next_page_token)
 
     async def WatchAgent(
         self,
         request: pb.WatchAgentRequest,
         context: grpc.aio.ServicerContext[pb.WatchAgentRequest, pb.WatchAgentResponse],
     ) -> AsyncIterator[pb.WatchAgentResponse]:
-        try:
-            async for event in self.service.watch(request.id):
-                yield self._encoded.get(event)
-            return
-        except NotFound:  # raised before the first message: nothing was sent yet
-            if (peers := self._ask_peers(context)) is None:
-                raise
-        async for response in peers.watch(request, context.time_remaining()):
-            yield response
+        async for event in self.federation.watch(request.id, _Origin(context), context.time_remaining()):
+            yield self._encoded.get(event)
 
     async def CancelAgent(
         self,
         request: pb.CancelAgentRequest,
         context: grpc.aio.ServicerContext[pb.CancelAgentRequest, pb.CancelAgentResponse],
     ) -> pb.CancelAgentResponse:
-        try:
-            return pb.CancelAgentResponse(agent=agent_to_pb(await self.service.cancel(request.id)))
-        except NotFound:
-            if (peers := self._ask_peers(context)) is None:
-                raise
-        return await peers.cancel(request, context.time_remaining())
+        agent = await self.federation.cancel(request.id, _Origin(context), context.time_remaining())
+        return pb.CancelAgentResponse(agent=agent_to_pb(agent))
 
     async def RunAgent(
         self, request: pb.RunAgentRequest, context: grpc.aio.ServicerContext[pb.RunAgentRequest, pb.RunAgentResponse]
@@ -208,19 +103,19 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             raise InvalidArgument(
                 f"view {request.view} is not a RunAgentView; use EVENTS (1) or RESULT (2)", field="view"
             )
-        if (found := await self._request_owner(request.request_id, context)) is not None:
-            peers, owner = found
-            async for response in peers.run(request, owner, context.time_remaining()):
-                yield response
-            return
         result_only = request.view == pb.RUN_AGENT_VIEW_RESULT
-        async for event in self.service.run(_spec(request), context.time_remaining(), result_only=result_only):
-            yield pb.RunAgentResponse(**_event_fields(event))
+        events = self.federation.run(
+            spec_from_pb(request), _Origin(context), context.time_remaining(), result_only=result_only
+        )
+        async for event in events:
+            yield pb.RunAgentResponse(**event_fields(event))
 
 
 def register(service: SchedulerService, peers: Peers | None = None) -> Callable[[grpc.aio.Server], list[str]]:
+    """`peers`, when set, are the other colors' schedulers (blue/green: services/scheduler/federation.py)."""
+
     def add(server: grpc.aio.Server) -> list[str]:
-        pb_grpc.add_SchedulerServiceServicer_to_server(SchedulerServicer(service, peers), server)
+        pb_grpc.add_SchedulerServiceServicer_to_server(SchedulerServicer(Federation(service, peers)), server)
         return [pb.DESCRIPTOR.services_by_name["SchedulerService"].full_name]
 
     return add

@@ -13,7 +13,17 @@ import pytest
 
 from services.common.errors import InvalidArgument, NotFound
 from services.scheduler import domain
-from services.scheduler.domain import AgentState, Cause, CreateSpec, ListFilter, Outcome, PageCursor, TemplateInfo
+from services.scheduler.domain import (
+    AgentState,
+    Cause,
+    CreateSpec,
+    ListFilter,
+    Outcome,
+    Page,
+    PageCursor,
+    TemplateInfo,
+    list_query,
+)
 from services.scheduler.journal import Journal
 from services.scheduler.retention import Retention, RetentionJournal, RetentionPolicy
 from services.scheduler.service import Expired, SchedulerService, ServiceSettings
@@ -189,6 +199,5 @@ async def test_creation_time_window_out_of_range_is_invalid_argument(journal: Jo
         journal, doubles.Templates(), doubles.FakeExecutors({"ex-a": doubles.succeed}), ServiceSettings()
     )
     with pytest.raises(InvalidArgument, match="created_after is outside the years 1-9999"):
-        await service.list(0, "", "", 10, "", created_after=1e12)
-    agents, token = await service.list(0, "", "", 10, "", created_after=T0, created_before=T0 + 1)
-    assert (agents, token) == ([], "")
+        list_query(0, "", "", 10, "", created_after=1e12)
+    assert await service.list(list_query(0, "", "", 10, "", created_after=T0, created_before=T0 + 1)) == Page([])

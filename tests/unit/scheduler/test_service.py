@@ -12,11 +12,10 @@ import pytest
 
 from services.common import errors
 from services.scheduler import domain
-from services.scheduler.book import AgentChanged
 from services.scheduler.dispatcher import DispatchSettings
-from services.scheduler.domain import Agent, AgentState, CreateSpec, TemplateInfo
+from services.scheduler.domain import Agent, AgentState, CreateSpec, Page, TemplateInfo, list_query
 from services.scheduler.journal import Journal
-from services.scheduler.ports import Log, Output
+from services.scheduler.ports import AgentChanged, Log, Output
 from services.scheduler.service import SchedulerService, ServiceSettings
 from tests.unit.scheduler import doubles
 
@@ -158,17 +157,18 @@ async def test_list_filters_and_paginates(make_service: Factory) -> None:
            for i in range(10)]  # fmt: skip
     seen, token = [], ""
     while True:
-        page, token = await svc.list(0, "", "", 3, token)
-        seen += [a.id for a in page]
+        page = await svc.list(list_query(0, "", "", 3, token))
+        seen += [a.id for a in page.agents]
+        token = page.next_page_token
         if not token:
             break
     assert seen == ids[::-1]
-    echo_odd, _ = await svc.list(int(AgentState.PENDING), "echo", "n=1", 50, "")
-    assert [a.id for a in echo_odd] == [ids[i] for i in (7, 5, 1)]
+    echo_odd = await svc.list(list_query(int(AgentState.PENDING), "echo", "n=1", 50, ""))
+    assert [a.id for a in echo_odd.agents] == [ids[i] for i in (7, 5, 1)]
+    with pytest.raises(errors.InvalidArgument):  # a token from another filter
+        list_query(0, "echo", "", 3, (await svc.list(list_query(0, "", "", 3, ""))).next_page_token)
     with pytest.raises(errors.InvalidArgument):
-        await svc.list(0, "echo", "", 3, (await svc.list(0, "", "", 3, ""))[1])  # token from another filter
-    with pytest.raises(errors.InvalidArgument):
-        await svc.list(99, "", "", 3, "")
+        list_query(99, "", "", 3, "")
 
 
 async def test_list_by_request_id_finds_at_most_one(make_service: Factory) -> None:
@@ -176,11 +176,11 @@ async def test_list_by_request_id_finds_at_most_one(make_service: Factory) -> No
     agent, _ = await svc.create(CreateSpec("echo", request_id="req-1", labels={"team": "a"}))
     await svc.create(CreateSpec("echo", request_id="req-2"))
     assert await svc.knows_request("req-1") and not await svc.knows_request("req-3")
-    assert [a.id for a in (await svc.list(0, "", "", 50, "", request_id="req-1"))[0]] == [agent.id]
-    assert await svc.list(0, "", "team=a", 50, "", request_id="req-1") == ([agent], "")
-    assert await svc.list(0, "", "team=b", 50, "", request_id="req-1") == ([], "")  # other filters still apply
-    assert await svc.list(int(AgentState.SUCCEEDED), "", "", 50, "", request_id="req-1") == ([], "")
-    assert await svc.list(0, "", "", 50, "", request_id="req-3") == ([], "")
+    assert [a.id for a in (await svc.list(list_query(0, "", "", 50, "", request_id="req-1"))).agents] == [agent.id]
+    assert await svc.list(list_query(0, "", "team=a", 50, "", request_id="req-1")) == Page([agent])
+    assert await svc.list(list_query(0, "", "team=b", 50, "", request_id="req-1")) == Page([])  # filters apply
+    assert await svc.list(list_query(int(AgentState.SUCCEEDED), "", "", 50, "", request_id="req-1")) == Page([])
+    assert await svc.list(list_query(0, "", "", 50, "", request_id="req-3")) == Page([])
 
 
 # --- dispatch ----------------------------------------------------------------------------------------

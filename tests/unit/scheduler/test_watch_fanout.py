@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from services.scheduler import book
-from services.scheduler.book import AgentChanged
 from services.scheduler.domain import AgentState, CreateSpec
 from services.scheduler.journal import Journal
-from services.scheduler.ports import Output
+from services.scheduler.ports import AgentChanged, Output
 from services.scheduler.service import SchedulerService, ServiceSettings
 from tests.unit.scheduler import doubles
 from tests.unit.scheduler.test_service import ECHO, FAST, RETRY
