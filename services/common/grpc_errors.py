@@ -6,7 +6,8 @@ every service."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, TypeVar
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -15,6 +16,8 @@ from services.common import errors
 from services.common.logs import request_id_var
 
 log = logging.getLogger(__name__)
+
+ReplyT = TypeVar("ReplyT")
 
 _DOMAIN = "agentfactory.dev"
 # What a status may carry back, so that grpc-message and grpc-status-details-bin together stay far
@@ -103,6 +106,22 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, what: str, *, field: str = "") -> 
     if code in _REFUSALS:
         return errors.FailedPrecondition(f"{what} was refused to this service ({name}: {details})")
     return errors.Unavailable(f"{what} failed ({name}: {details}); retry")
+
+
+async def watched(call: grpc.aio.UnaryStreamCall[Any, ReplyT], what: str) -> AsyncGenerator[ReplyT, None]:
+    """The replies of a watch stream opened with a deadline, which is its planned end (the caller re-opens
+    it from where it got to): that end is a plain return, any other status the domain error that
+    `error_from_rpc` gives. The call is cancelled however the caller stops reading; read it inside
+    `contextlib.aclosing` so that this happens at once, not when the generator is collected."""
+    try:
+        async for reply in call:
+            yield reply
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return
+        raise error_from_rpc(exc, what) from exc
+    finally:
+        call.cancel()
 
 
 def relayed_error(exc: grpc.aio.AioRpcError) -> errors.AgentFactoryError:

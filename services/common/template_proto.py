@@ -1,6 +1,7 @@
 """Conversions between the trust domain (services.templates) and its protobuf messages.
 
-Used by every servicer and client that sends or receives templates, so the mapping exists once.
+Used by every servicer and client that sends or receives templates, signatures or public keys, so the
+mapping exists once.
 A verifier must trust `canonical_manifest` (the signed bytes), never the `manifest` message:
 `template_from_proto` therefore rebuilds the manifest from the canonical bytes and ignores the message.
 """
@@ -17,7 +18,7 @@ from services.common.errors import FailedPrecondition
 from services.common.timestamps import to_timestamp, to_unix
 from services.templates.manifest import LIMIT_KEYS, Limits, Manifest, TemplateFile, manifest_from_canonical
 from services.templates.published import PublishedTemplate
-from services.templates.signature import SignatureRecord
+from services.templates.signature import PublicKeyVersion, SignatureRecord
 
 _ALGORITHM = signer_service_pb2.SIGNATURE_ALGORITHM_RSA_PKCS1V15_SHA256
 
@@ -104,6 +105,23 @@ def signature_from_proto(message: signer_service_pb2.Signature) -> SignatureReco
         signature=message.signature,
         key_fingerprint=message.key_fingerprint_sha256,
     )
+
+
+def key_set_from_proto(
+    reply: signer_service_pb2.GetPublicKeysResponse | signer_service_pb2.WatchPublicKeysResponse,
+) -> tuple[list[PublicKeyVersion], dict[str, int]]:
+    """The public keys a signer serves, and the lowest version of each key id that still verifies
+    (empty when it names none)."""
+    keys = [
+        PublicKeyVersion(
+            key_id=key.key_id,
+            key_version=key.key_version,
+            public_key_pem=key.public_key_pem,
+            created_unix=key.create_time.ToNanoseconds() / 1e9,
+        )
+        for key in reply.keys
+    ]
+    return keys, {key.key_id: reply.min_version for key in keys} if reply.min_version else {}
 
 
 def template_to_proto(template: PublishedTemplate) -> template_pb2.Template:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import grpc
 
@@ -13,8 +14,8 @@ from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb2
 from agentfactory.signer.v1 import signer_service_pb2_grpc as sig_grpc
 from services.common.errors import FailedPrecondition
-from services.common.grpc_errors import error_from_rpc
-from services.common.template_proto import template_from_proto
+from services.common.grpc_errors import error_from_rpc, watched
+from services.common.template_proto import key_set_from_proto, template_from_proto
 from services.executor.service import TemplateChange
 from services.templates.published import PublishedTemplate
 from services.templates.signature import PublicKeyVersion
@@ -78,20 +79,14 @@ class RegistryClient:
         call = self._stub.WatchTemplates(
             reg_pb2.WatchTemplatesRequest(after_revision=after_revision), timeout=WATCH_TIMEOUT_S
         )
-        try:
-            async for event in call:
+        async with aclosing(watched(call, "registry WatchTemplates")) as events:
+            async for event in events:
                 try:
                     template = template_from_proto(event.template)
                 except FailedPrecondition:
                     continue
                 deprecated = event.kind == reg_pb2.TEMPLATE_EVENT_KIND_DEPRECATED
                 yield TemplateChange(event.revision, deprecated, template)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return  # the planned end of one watch; the caller re-opens it
-            raise error_from_rpc(exc, "registry WatchTemplates") from exc
-        finally:
-            call.cancel()
 
 
 class SignerClient:
@@ -103,32 +98,11 @@ class SignerClient:
             reply = await self._stub.GetPublicKeys(sig_pb2.GetPublicKeysRequest(), timeout=UNARY_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, "signer GetPublicKeys") from exc
-        return _key_set(reply)
+        return key_set_from_proto(reply)
 
     async def watch_keys(self) -> AsyncIterator[tuple[list[PublicKeyVersion], dict[str, int]]]:
         """The signer's key set now and after every change, until the stream's planned deadline."""
         call = self._stub.WatchPublicKeys(sig_pb2.WatchPublicKeysRequest(), timeout=WATCH_TIMEOUT_S)
-        try:
-            async for reply in call:
-                yield _key_set(reply)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return  # the planned end of one watch; the caller re-opens it
-            raise error_from_rpc(exc, "signer WatchPublicKeys") from exc
-        finally:
-            call.cancel()
-
-
-def _key_set(
-    reply: sig_pb2.GetPublicKeysResponse | sig_pb2.WatchPublicKeysResponse,
-) -> tuple[list[PublicKeyVersion], dict[str, int]]:
-    keys = [
-        PublicKeyVersion(
-            key_id=key.key_id,
-            key_version=key.key_version,
-            public_key_pem=key.public_key_pem,
-            created_unix=key.create_time.ToNanoseconds() / 1e9,
-        )
-        for key in reply.keys
-    ]
-    return keys, {key.key_id: reply.min_version for key in keys} if reply.min_version else {}
+        async with aclosing(watched(call, "signer WatchPublicKeys")) as replies:
+            async for reply in replies:
+                yield key_set_from_proto(reply)

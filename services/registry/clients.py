@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import grpc
 
 from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
 from services.common.channels import aio_channel
-from services.common.grpc_errors import error_from_rpc
+from services.common.grpc_errors import error_from_rpc, watched
 from services.common.telemetry import Telemetry
-from services.common.template_proto import signature_from_proto
+from services.common.template_proto import key_set_from_proto, signature_from_proto
 from services.templates.signature import PublicKeyVersion, SignatureRecord
 
 WATCH_TIMEOUT_S = 300.0  # a key watch is re-opened when its deadline ends it
@@ -53,23 +54,14 @@ class GrpcSigner:
     async def watch_keys(self) -> AsyncIterator[KeySetSeen]:
         """The signer's key set now and after every change (WatchPublicKeys)."""
         call = self._stub.WatchPublicKeys(signer_service_pb2.WatchPublicKeysRequest(), timeout=WATCH_TIMEOUT_S)
-        try:
-            async for reply in call:
-                keys = [
-                    PublicKeyVersion(k.key_id, k.key_version, k.public_key_pem, k.create_time.ToNanoseconds() / 1e9)
-                    for k in reply.keys
-                ]
+        async with aclosing(watched(call, f"the signer's key watch at {self.target}")) as replies:
+            async for reply in replies:
+                keys, min_versions = key_set_from_proto(reply)
                 yield KeySetSeen(
                     live=frozenset((k.key_id, k.key_version) for k in keys if k.key_version >= reply.min_version),
                     keys=keys,
-                    min_versions={k.key_id: reply.min_version for k in keys} if reply.min_version else {},
+                    min_versions=min_versions,
                 )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return  # the planned end of one watch; the caller re-opens it
-            raise error_from_rpc(exc, f"the signer's key watch at {self.target}") from exc
-        finally:
-            call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

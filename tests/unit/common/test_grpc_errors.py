@@ -1,7 +1,12 @@
-"""The client-side status map (error_from_rpc, relayed_error) over every gRPC status code, and the
-server-side map (status_code_for) as its inverse for every domain error."""
+"""The client-side status map (error_from_rpc, relayed_error) over every gRPC status code, the
+server-side map (status_code_for) as its inverse for every domain error, and how a watch stream ends
+(watched)."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -12,6 +17,7 @@ from services.common.grpc_errors import (
     error_from_rpc,
     relayed_error,
     status_code_for,
+    watched,
 )
 
 C = grpc.StatusCode
@@ -95,3 +101,50 @@ def test_relayed_error_keeps_the_code(code: grpc.StatusCode) -> None:
 @pytest.mark.parametrize("cls", errors.AgentFactoryError.__subclasses__(), ids=lambda c: c.__name__)
 def test_error_for_code_inverts_each_domain_error(cls: type[errors.AgentFactoryError]) -> None:
     assert type(errors.error_for_code(cls.code_name, "m")) is cls
+
+
+class _Stream:
+    """A server stream's call shaped as grpc.aio hands it out (not a UnaryStreamCall, hence the ignore
+    below): replies, then a status (raised unless OK)."""
+
+    def __init__(self, replies: list[str], end: grpc.StatusCode) -> None:
+        self.replies, self.end, self.cancelled = replies, end, False
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        for reply in self.replies:
+            yield reply
+        if self.end != C.OK:
+            raise rpc_error(self.end)
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+async def _read(call: _Stream, stop_after: int = 0) -> list[str]:
+    got: list[str] = []
+    async with contextlib.aclosing(watched(call, "signer WatchPublicKeys")) as replies:  # type: ignore[arg-type]
+        async for reply in replies:
+            got.append(reply)
+            if len(got) == stop_after:
+                break
+    return got
+
+
+def test_a_watch_ends_quietly_at_its_deadline_and_cancels_its_call() -> None:
+    call = _Stream(["a", "b"], C.DEADLINE_EXCEEDED)
+    assert asyncio.run(_read(call)) == ["a", "b"]
+    assert call.cancelled
+
+
+def test_a_watch_that_fails_otherwise_raises_the_domain_error() -> None:
+    call = _Stream(["a"], C.UNAVAILABLE)
+    with pytest.raises(errors.Unavailable, match=r"^signer WatchPublicKeys failed"):
+        asyncio.run(_read(call))
+    assert call.cancelled
+
+
+def test_a_reader_that_stops_early_cancels_the_call_at_once() -> None:
+    call = _Stream(["a", "b", "c"], C.OK)
+    assert asyncio.run(_read(call, stop_after=1)) == ["a"]
+    assert call.cancelled
