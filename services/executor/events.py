@@ -22,6 +22,7 @@ class LimitKind(Enum):
     OUTPUT = "output"
     TOOL_CALLS = "tool_calls"
     STACK = "stack"
+    SCRATCH = "scratch"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ _LIMITS = {
     events.LimitKind.OUTPUT: pb.LIMIT_OUTPUT,
     events.LimitKind.TOOL_CALLS: pb.LIMIT_TOOL_CALLS,
     events.LimitKind.STACK: pb.LIMIT_STACK,
+    events.LimitKind.SCRATCH: pb.LIMIT_SCRATCH,
 }
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -33,11 +32,12 @@ import wasmtime
 
 from services.common.errors import FailedPrecondition
 from services.executor.events import Finished
-from services.executor.sandbox import ffi, stdio, wasi
+from services.executor.sandbox import ffi, fs_calls, stdio, wasi
 from services.executor.sandbox.abi import TOOL_FUNCTIONS, TOOL_MODULE, host_function
 from services.executor.sandbox.compile import CompileBudget, compile_module
 from services.executor.sandbox.config import EngineSettings
 from services.executor.sandbox.outcome import classify
+from services.executor.sandbox.scratch import remove_tree
 from services.executor.sandbox.start import START_EXPORT
 from services.executor.sandbox.state import MAX_LOG_BYTES, RunState, bind, current_or_none
 from services.templates.wasm_structure import ModuleBounds
@@ -110,6 +110,7 @@ class Sandbox:
         self.fingerprint = settings.fingerprint()
         self._tick_s = settings.epoch_tick_ms / 1000
         self._linkers: dict[tuple[frozenset[str], bool], wasmtime.Linker] = {}
+        self._fs_guard = fs_calls.Guard(self.engine)  # forwards the scratch budget's charged WASI calls
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="epoch-ticker", daemon=True)
@@ -146,6 +147,9 @@ class Sandbox:
                     linker.define_func(WASI_MODULE, "fd_read", stdio.FD_TYPE, stdio.fd_read, access_caller=True)
                 for name, ty, func in wasi.shadows(tools):
                     linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
+                if "scratch" in tools:  # the calls that can fill the host's disk, charged to the run's cap
+                    for name, ty, func in fs_calls.shadows():
+                        linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
                 for function in TOOL_FUNCTIONS.values():
                     if function.tool in tools:
                         func = host_function(function)
@@ -216,7 +220,7 @@ class Sandbox:
             )
             ffi.set_epoch_callback(store, _on_epoch)
             store.set_epoch_deadline(1)
-            scratch = stdio.configure_wasi(store, spec, run)
+            scratch = stdio.configure_wasi(store, spec, run, self._fs_guard)
             instance = prepared.pre.instantiate(store)
             exports = instance.exports(store)
             if prepared.start is not None:
@@ -236,7 +240,7 @@ class Sandbox:
             peak, fuel_left = 0, spec.limits.fuel
         finally:
             if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+                _remove(scratch)
         if run.stderr_partial:
             run.add_log("stderr", bytes(run.stderr_partial))
         if run.logs_dropped:
@@ -265,6 +269,14 @@ class Sandbox:
             return 0
         memory = instance.exports(store).get("memory")
         return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
+
+
+def _remove(directory: Path) -> None:
+    """The run's private directory, however deep the guest made it (shutil.rmtree recurses)."""
+    try:
+        remove_tree(str(directory))
+    except OSError:
+        log.exception("could not remove a run's directory %s", directory)
 
 
 def _call(exports: InstanceExports, store: wasmtime.Store, name: str) -> None:

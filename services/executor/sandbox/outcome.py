@@ -30,11 +30,20 @@ def classify(run: RunState, error: BaseException | None, peak: int, instantiated
             limit=LimitKind.DEADLINE,
             reason=f"the run exceeded timeout_ms={limits.timeout_ms}{phase}",
         )
-    if error is None:
+    if error is None or (isinstance(error, wasmtime.ExitTrap) and error.code == 0):
         return Finished(Outcome.SUCCEEDED, exit_code=0)
+    if run.scratch is not None and run.scratch.refusals:
+        # The guest was told ENOSPC and then failed: that is why, whatever its exit code or trap says.
+        status = error.code if isinstance(error, wasmtime.ExitTrap) else 0
+        how = f"exited with code {status}" if isinstance(error, wasmtime.ExitTrap) else f"failed: {_first_line(error)}"
+        return Finished(
+            Outcome.RESOURCE_EXHAUSTED,
+            exit_code=status,
+            limit=LimitKind.SCRATCH,
+            reason=f"the agent's file system is full (a run's holds at most {run.scratch.describe()}); the agent "
+            f"then {how}",
+        )
     if isinstance(error, wasmtime.ExitTrap):
-        if error.code == 0:
-            return Finished(Outcome.SUCCEEDED, exit_code=0)
         if _memory_pressed(peak, limits.memory_bytes):
             return _memory_finished(limits, f"exit code {error.code}", exit_code=error.code)
         return Finished(Outcome.FAILED, exit_code=error.code, reason=f"the agent exited with code {error.code}")

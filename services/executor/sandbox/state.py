@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.executor.events import LimitKind, Log, Output, RunEvent, Started
+from services.executor.sandbox.scratch import MAX_BYTES as SCRATCH_MAX_BYTES
+from services.executor.sandbox.scratch import MAX_ENTRIES as SCRATCH_MAX_ENTRIES
 from services.templates.manifest import Limits
 
 if TYPE_CHECKING:
+    from services.executor.sandbox.scratch import ScratchBudget
     from services.executor.sandbox.tools import AgentTools
 
 OUTPUT_CHUNK_BYTES = 32 * 1024  # one OutputChunk event at most; well under gRPC's 4 MiB message cap
@@ -36,6 +39,9 @@ class RunSpec:
     tool_host: AgentTools | None = None
     # Template files: (host directory, guest directory) pairs preopened read-only (services/executor/files.py).
     mounts: tuple[tuple[str, str], ...] = ()
+    # The cap on what a run granted `scratch` keeps in its file system (sandbox/scratch.py).
+    scratch_bytes: int = SCRATCH_MAX_BYTES
+    scratch_entries: int = SCRATCH_MAX_ENTRIES
 
 
 @dataclass
@@ -60,6 +66,7 @@ class RunState:
     pending_bytes: int = 0
     last_flush: float = 0.0
     tick: float = 0.01  # the engine's epoch tick in seconds: how long a host call may wait between checks
+    scratch: ScratchBudget | None = None  # the cap on its file system, when `scratch` is granted
 
     # -- events --
     def _cut_output(self) -> None:

@@ -21,6 +21,7 @@ import wasmtime
 
 from services.executor import guest
 from services.executor.sandbox.hostcall import host_failure, stop_now
+from services.executor.sandbox.scratch import ScratchBudget
 from services.executor.sandbox.state import CURRENT, RunSpec, RunState
 
 # WASI errno values (wasi_snapshot_preview1)
@@ -87,9 +88,10 @@ def fd_read(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nread: i
         return host_failure(caller, run, "fd_read", exc)
 
 
-def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState) -> Path | None:
+def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState, guard: object = None) -> Path | None:
     """Give the store its WASI context; returns the run's private directory when `scratch` is granted or
-    template files are mounted (WASI then owns stdio, and stdin is a file there)."""
+    template files are mounted (WASI then owns stdio, and stdin is a file there). With `scratch`, the
+    run's ScratchBudget caps what its file system holds (`guard`: fs_calls.Guard, to forward calls)."""
     wasi = wasmtime.WasiConfig()
     wasi.argv = spec.argv
     wasi.env = list(spec.env.items())
@@ -108,6 +110,7 @@ def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState) -> Path 
             (root / "scratch").mkdir(parents=True)
             wasi.preopen_dir(str(root), "/")
             wasi.preopen_dir(str(root / "scratch"), "/scratch")
+            run.scratch = ScratchBudget(str(root), spec.scratch_bytes, spec.scratch_entries, source=guard)
         # Template files after `/` (Go's working directory stays `/`): read-only in wasmtime's WASI, so a
         # write, create, unlink or rename there fails with an errno (EPERM/EBADF/EROFS as the call goes);
         # libcs pick the longest matching preopen, so `/data/x` resolves here, not in `/`.

@@ -122,6 +122,33 @@ def _exit_code(stack: Stack, events: Events, elapsed: float) -> None:
     assert finished(events).reason == "the agent exited with code 3"
 
 
+SCRATCH_CAP, SCRATCH_ENTRIES = 16 * MIB, 1024  # the executor's defaults (services/executor/sandbox/scratch.py)
+
+
+def _scratch_full(printed: Callable[[int], bool]) -> Callable[[Stack, Events, float], None]:
+    """The agent was told ENOSPC (51), exited with it, and had got as far as `printed` allows."""
+
+    def check(stack: Stack, events: Events, elapsed: float) -> None:
+        done = finished(events)
+        assert "file system is full" in done.reason and "exited with code 51" in done.reason, done.reason
+        assert any(level == "warn" and "file system is full" in text for level, text in logs(events)), logs(events)
+        count = int(output(events))
+        assert printed(count), count
+
+    return check
+
+
+def _scratch(printed: Callable[[int], bool]) -> Expect:
+    return Expect(
+        RESOURCE_EXHAUSTED,
+        pb.RUN_OUTCOME_RESOURCE_EXHAUSTED,
+        pb.LIMIT_SCRATCH,
+        exit_code=51,
+        max_seconds=120.0,  # thousands of host calls on a loaded machine; the cap, not time, ends them
+        check=_scratch_full(printed),
+    )
+
+
 HOSTILE: dict[str, Expect] = {
     "hostile-loop-export": Expect(
         RESOURCE_EXHAUSTED,
@@ -182,6 +209,11 @@ HOSTILE: dict[str, Expect] = {
         DEADLINE_EXCEEDED, pb.RUN_OUTCOME_TIMED_OUT, pb.LIMIT_DEADLINE, max_seconds=3.9, check=_in_host_call
     ),
     "hostile-exit-code": Expect(OK, pb.RUN_OUTCOME_FAILED, exit_code=3, check=_exit_code),
+    # The scratch cap: bytes in one file, entries, blocks of a sparse file, a tree as deep as the entries.
+    "hostile-scratch-big-file": _scratch(lambda n: SCRATCH_CAP - 256 * 1024 <= n <= SCRATCH_CAP),
+    "hostile-scratch-many-files": _scratch(lambda n: n == SCRATCH_ENTRIES - 1),
+    "hostile-scratch-sparse-seek": _scratch(lambda n: SCRATCH_CAP // 4096 - 64 <= n < SCRATCH_CAP // 4096),
+    "hostile-scratch-deep-dirs": _scratch(lambda n: n == SCRATCH_ENTRIES - 1),
 }
 
 
