@@ -54,10 +54,13 @@ def test_creates_a_non_exportable_rsa_key_on_its_own_mount_and_revokes_in_transi
 
 
 def test_refuses_an_exportable_key(openbao: OpenBaoServer, tmp_path: Path) -> None:
-    key = "exp-" + secrets.token_hex(6)
+    # Its own transit mount, enabled here: the shared server's default `transit/` exists only once some
+    # earlier test's signer has mounted it, so creating the key there made this test depend on the order.
+    key, mount = "exp-" + secrets.token_hex(6), "exp-" + secrets.token_hex(4)
     client = hvac.Client(url=openbao.addr, token=openbao.token, timeout=T)
-    client.secrets.transit.create_key(name=key, key_type="rsa-2048", exportable=True)
-    result = run_until_exit(tmp_path, vault_env(openbao, key))
+    client.sys.enable_secrets_engine("transit", path=mount)
+    client.secrets.transit.create_key(name=key, key_type="rsa-2048", exportable=True, mount_point=mount)
+    result = run_until_exit(tmp_path, vault_env(openbao, key, AF_VAULT_TRANSIT_MOUNT=mount))
     assert result.returncode == 1
     assert "is exportable" in result.stderr
 
