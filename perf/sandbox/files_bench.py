@@ -10,8 +10,13 @@ Variants, on one Sandbox built from the executor's EngineSettings, linked for WA
               look: the same guest work as no-mount, so the difference is what the mount itself costs;
 - mount:      the word list mounted read-only at /data from a cached tree (the program then also reads,
               sorts and checks it: guest work, not mount cost);
-- acquire:    TemplateFiles.acquire + release of that cached tree alone (the executor's per-run work for
-              files besides the preopen).
+- acquire:    TemplateFiles.acquire + release of that cached tree alone, through the coroutine;
+- acquire-cached: TemplateFiles.acquire_cached + release, the executor's per-run path for a cached tree
+              (ExecutorService._mount), besides the preopen;
+- plain:      no `scratch`, no files: the executor's own stdio host functions (the path of most templates);
+- files-unused: no `scratch`, the cached tree preopened at /unused: the same guest work as plain, so the
+              difference is everything shipping files costs a template without `scratch` per run (WASI-owned
+              stdio with stdin from memory, and the preopen).
 Reports the median and p95 of wall time and the median CPU time per run (wall time on a loaded machine is
 mostly noise). A template without files takes none of this path (one truthiness check per run).
 """
@@ -33,13 +38,14 @@ sys.path.insert(0, str(REPO))
 
 from services.executor.events import Started  # noqa: E402
 from services.executor.files import TemplateFiles  # noqa: E402
-from services.executor.sandbox import EngineSettings, RunSpec, RunState, Sandbox  # noqa: E402
+from services.executor.sandbox import EngineSettings, Prepared, RunSpec, RunState, Sandbox  # noqa: E402
 from services.templates.manifest import Limits, TemplateFile  # noqa: E402
 from services.templates.policy import FileBounds  # noqa: E402
 
 LIMITS = Limits(fuel=10**9, memory_bytes=16 << 20, timeout_ms=5000, max_output_bytes=65536, max_tool_calls=100)
 WORDS = (REPO / "examples/agents/spell-check/files/data/words.txt").read_bytes()
 TEXT = b"To be or not to be, that is the question"
+ROUNDS = 4
 
 
 def timed(fn: Callable[[], None], runs: int) -> list[tuple[float, float]]:
@@ -61,7 +67,10 @@ def row(name: str, samples: list[tuple[float, float]]) -> str:
 def main(runs: int) -> None:
     sandbox = Sandbox(EngineSettings())
     tools = frozenset({"scratch"})
-    prepared = sandbox.link(sandbox.compile((REPO / "build/wasm/spell-check.wasm").read_bytes()), tools, "b@1", True)
+    module = sandbox.compile((REPO / "build/wasm/spell-check.wasm").read_bytes())
+    prepared = sandbox.link(module, tools, "b@1", True)
+    plain = sandbox.link(module, frozenset(), "b@1")
+    files_only = sandbox.link(module, frozenset(), "b@1", True)
     entry = TemplateFile(hashlib.sha256(WORDS).hexdigest(), len(WORDS))
 
     async def fetch(_digest: str, _max: int) -> bytes:
@@ -74,28 +83,37 @@ def main(runs: int) -> None:
         loop.run_until_complete(cache.acquire(files)).release()  # built once: every run below hits the cache
         mounts = loop.run_until_complete(cache.acquire(files))
 
-        def run(guest: str | None) -> Callable[[], None]:
+        def run(guest: str | None, linked: Prepared = prepared, granted: frozenset[str] = tools) -> Callable[[], None]:
             def once() -> None:
-                spec = RunSpec(LIMITS, TEXT, ["b"], {}, tools, Started("0" * 64, 1, "memory"), lambda _e: None)
+                spec = RunSpec(LIMITS, TEXT, ["b"], {}, granted, Started("0" * 64, 1, "memory"), lambda _e: None)
                 if guest is not None:
                     spec.mounts = tuple((host, guest) for host, _ in mounts.dirs)
-                sandbox.run(prepared, RunState(spec, 0.0))
+                sandbox.run(linked, RunState(spec, 0.0))
 
             return once
 
         def acquire() -> None:
             loop.run_until_complete(cache.acquire(files)).release()
 
-        results = {}
-        for _ in range(2):  # interleaved rounds: load on the machine hits both variants alike
+        def acquire_cached() -> None:
+            found = cache.acquire_cached(files) if hasattr(cache, "acquire_cached") else None
+            if found is None:  # a tree without the per-run path (before it existed): the coroutine
+                found = loop.run_until_complete(cache.acquire(files))
+            found.release()
+
+        results: dict[str, list[tuple[float, float]]] = {}
+        for _ in range(ROUNDS):  # interleaved rounds: load on the machine hits both variants alike
             variants = (
                 ("no-mount", run(None)),
                 ("mount-unused", run("/unused")),
                 ("mount", run("/data")),
                 ("acquire", acquire),
+                ("acquire-cached", acquire_cached),
+                ("plain", run(None, plain, frozenset())),
+                ("files-unused", run("/unused", files_only, frozenset())),
             )
             for name, fn in variants:
-                results.setdefault(name, []).extend(timed(fn, runs // 2))
+                results.setdefault(name, []).extend(timed(fn, runs // ROUNDS))
         mounts.release()
         loop.close()
     sandbox.close()

@@ -5,8 +5,11 @@ kept on disk under a byte bound (least recently used first, never a tree a run i
 A tree is `<root>/trees/<key>/<i>/<relative path>`, one numbered directory per mount (the policy's
 allowed directory the files lie in), preopened read-only at that directory's guest path. `key` is the
 SHA-256 of the file set's canonical JSON, so two templates shipping the same files share one tree.
-Building happens once per tree in a temporary directory renamed into place; a run of a template with
-files pays one dictionary lookup and a counter when its tree is cached.
+Building happens once per tree in a temporary directory renamed into place. A run of a template whose
+tree is cached pays a constant, small amount (`acquire_cached`): the key of its file set is remembered
+per manifest (hashed once, not per run), one dictionary lookup and a use count under a lock; nothing is
+copied, linked, hashed or verified per run, and eviction is only looked at when the cache is over its
+bound. The sandbox then preopens the tree's directories as they are (one per allowed directory).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from services.templates.manifest import TemplateFile
 from services.templates.policy import FileBounds
 
 log = logging.getLogger(__name__)
+
+MAX_REMEMBERED_KEYS = 4096  # file sets whose key is remembered (cleared past it, then hashed again once)
 
 Fetch = Callable[[str, int], Awaitable[bytes]]
 """Fetches a blob's bytes by digest, at most the given size (the registry client's fetch_module)."""
@@ -68,6 +73,10 @@ class TemplateFiles:
         self._trees: OrderedDict[str, Tree] = OrderedDict()
         self._lock = threading.Lock()  # runs release from worker threads
         self._building: dict[str, asyncio.Future[Tree]] = {}
+        self._bytes = 0  # the sizes of the trees in _trees
+        # id(files mapping) -> (that mapping, its tree key): manifests are cached, so their `files` mappings
+        # are the same objects run after run. The mapping is held, so its id cannot be reused meanwhile.
+        self._keys: dict[int, tuple[Mapping[str, TemplateFile], str]] = {}
         # Trees left by an earlier process are not trusted (they were not checked by this one): start empty.
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -75,11 +84,35 @@ class TemplateFiles:
     @property
     def cached_bytes(self) -> int:
         with self._lock:
-            return sum(t.size for t in self._trees.values())
+            return self._bytes
+
+    def _key(self, files: Mapping[str, TemplateFile]) -> str:
+        found = self._keys.get(id(files))
+        if found is not None and found[0] is files:
+            return found[1]
+        key = tree_key(files)
+        if len(self._keys) >= MAX_REMEMBERED_KEYS:
+            self._keys.clear()
+        self._keys[id(files)] = (files, key)
+        return key
+
+    def acquire_cached(self, files: Mapping[str, TemplateFile]) -> Mounts | None:
+        """The run's read-only mounts when the file set's tree is built (the per-run path), else None."""
+        key = self._key(files)
+        with self._lock:
+            tree = self._trees.get(key)
+            if tree is None:
+                return None
+            self._trees.move_to_end(key)
+            tree.users += 1
+        return self._mounts(tree)
 
     async def acquire(self, files: Mapping[str, TemplateFile]) -> Mounts:
         """The run's read-only mounts; FailedPrecondition if a blob is missing or fails its digest."""
-        key = tree_key(files)
+        cached = self.acquire_cached(files)
+        if cached is not None:
+            return cached
+        key = self._key(files)
         while True:
             with self._lock:
                 tree = self._trees.get(key)
@@ -105,7 +138,9 @@ class TemplateFiles:
                 if not released:
                     released = True
                     tree.users -= 1
-            self._evict()
+                over = self._bytes > self.max_bytes
+            if over:
+                self._evict()
 
         return Mounts(tree.mounts, release)
 
@@ -138,6 +173,7 @@ class TemplateFiles:
         tree = Tree(key, final, sum(f.size for f in files.values()), mounts)
         with self._lock:
             self._trees[key] = tree
+            self._bytes += tree.size
         log_event(log, "template files mounted", tree=key, files=len(files), bytes=tree.size)
         return tree
 
@@ -145,14 +181,13 @@ class TemplateFiles:
         """Drop least recently used trees no run holds until the cache fits its bound."""
         doomed: list[Tree] = []
         with self._lock:
-            total = sum(t.size for t in self._trees.values())
             for key in list(self._trees):
-                if total <= self.max_bytes:
+                if self._bytes <= self.max_bytes:
                     break
                 tree = self._trees[key]
                 if tree.users == 0:
                     del self._trees[key]
-                    total -= tree.size
+                    self._bytes -= tree.size
                     doomed.append(tree)
         for tree in doomed:
             _remove(tree.path)

@@ -199,6 +199,9 @@ class ExecutorService:
         manifest = ready.verified.manifest
         if self.files is None:
             raise FailedPrecondition(f"{manifest.ref} ships files, which this executor does not mount")
+        mounts = self.files.acquire_cached(manifest.files)  # the per-run path: a lookup, nothing built
+        if mounts is not None:
+            return mounts
         try:
             with span("template_files", template=manifest.ref, files=len(manifest.files)):
                 return await self.files.acquire(manifest.files)

@@ -29,6 +29,10 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("wasmtime._ffi", "wasmtime_func_call"),
     ("wasmtime._ffi", "wasmtime_val_t"),
     ("wasmtime._ffi", "wasm_trap_t"),
+    ("wasmtime._ffi", "wasi_config_set_stdin_bytes"),
+    ("wasmtime._ffi", "wasm_byte_vec_new"),
+    ("wasmtime._ffi", "wasm_byte_vec_delete"),
+    ("wasmtime.WasiConfig", "ptr"),
     ("wasmtime.Func", "_func"),
     ("wasmtime.Caller", "_context"),
     ("wasmtime.Store", "ptr"),
@@ -46,6 +50,7 @@ def missing() -> list[str]:
         "wasmtime.Store": wasmtime.Store,
         "wasmtime.WasmtimeError": wasmtime.WasmtimeError,
         "wasmtime.Trap": wasmtime.Trap,
+        "wasmtime.WasiConfig": wasmtime.WasiConfig,
     }
     # An instance attribute (Func._func) is declared in its class's annotations.
     return [
@@ -73,6 +78,22 @@ def caller_fuel(caller: wasmtime.Caller) -> int:
 def set_caller_fuel(caller: wasmtime.Caller, fuel: int) -> None:
     """Set the caller's store fuel (raises WasmtimeError like Store.set_fuel)."""
     _check(ffi.wasmtime_context_set_fuel(caller._context(), fuel))
+
+
+# --- stdin from memory --------------------------------------------------------------------------
+
+
+def set_stdin_bytes(config: wasmtime.WasiConfig, data: bytes) -> None:
+    """WASI stdin reads `data`: wasmtime-py wraps only a stdin file, which costs a run a temporary
+    directory and a file written and removed."""
+    vec = ffi.wasm_byte_vec_t()
+    ffi.wasm_byte_vec_new(
+        ctypes.byref(vec), len(data), ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_uint8))
+    )
+    try:
+        ffi.wasi_config_set_stdin_bytes(config.ptr(), ctypes.byref(vec))  # takes the bytes, leaves vec empty
+    finally:
+        ffi.wasm_byte_vec_delete(ctypes.byref(vec))  # frees nothing once taken; the copy if it was not
 
 
 # --- calling a wasm function from inside a host function ---------------------------------------

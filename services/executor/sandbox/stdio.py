@@ -8,7 +8,7 @@ kept are copied out of the guest (stdout up to the cap plus one byte to detect t
 returns to wasm, where the epoch deadline reaches the guest, within about a millisecond; no deadline
 check of its own is needed (these two run on every run's path, so each saved step counts).
 With `scratch` granted WASI owns file descriptors >= 3 (the run's private directory, preopened at
-`/` and at `/scratch`) and stdio goes through WASI: stdin from a file in the run's private directory,
+`/` and at `/scratch`) and stdio goes through WASI: stdin from the input's bytes in memory,
 stdout/stderr through callbacks (the output cap then stops the guest at the next tick).
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import wasmtime
 
 from services.executor import guest
+from services.executor.sandbox import ffi
 from services.executor.sandbox.hostcall import host_failure, stop_now
 from services.executor.sandbox.scratch import ScratchBudget
 from services.executor.sandbox.state import CURRENT, RunSpec, RunState
@@ -90,33 +91,33 @@ def fd_read(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nread: i
 
 def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState, guard: object = None) -> Path | None:
     """Give the store its WASI context; returns the run's private directory when `scratch` is granted or
-    template files are mounted (WASI then owns stdio, and stdin is a file there). With `scratch`, the
+    template files are mounted (WASI then owns stdio; stdin is the input's bytes). With `scratch`, the
     run's ScratchBudget caps what its file system holds (`guard`: fs_calls.Guard, to forward calls)."""
     wasi = wasmtime.WasiConfig()
     wasi.argv = spec.argv
     wasi.env = list(spec.env.items())
     scratch: Path | None = None
     if "scratch" in spec.tools or spec.mounts:
-        # A private directory per run, `fs`, is the guest's whole file system: preopened at `/`, where
-        # standard libraries resolve both absolute paths and relative ones, and its subdirectory
-        # `scratch` at `/scratch` as before. `/` comes first (fd 3) because Go takes the first preopen
-        # as its working directory (wasi-libc and Rust use `/`), so `.` is `/` for all of them; libcs
-        # pick the longest matching preopen, so `/scratch/x` is one file through either. The stdin file
-        # lies outside `fs`.
-        scratch = Path(tempfile.mkdtemp(prefix="af-run-"))
-        (scratch / "stdin").write_bytes(spec.input)
+        # stdin from memory: a template with files but no `scratch` needs no directory of its own per run.
+        ffi.set_stdin_bytes(wasi, spec.input)
         if "scratch" in spec.tools:
-            root = scratch / "fs"
-            (root / "scratch").mkdir(parents=True)
-            wasi.preopen_dir(str(root), "/")
-            wasi.preopen_dir(str(root / "scratch"), "/scratch")
-            run.scratch = ScratchBudget(str(root), spec.scratch_bytes, spec.scratch_entries, source=guard)
-        # Template files after `/` (Go's working directory stays `/`): read-only in wasmtime's WASI, so a
-        # write, create, unlink or rename there fails with an errno (EPERM/EBADF/EROFS as the call goes);
-        # libcs pick the longest matching preopen, so `/data/x` resolves here, not in `/`.
-        for host, guest in spec.mounts:
-            wasi.preopen_dir(host, guest, fs_mutable=False)
-        wasi.stdin_file = str(scratch / "stdin")
+            # A private directory per run is the guest's whole file system: preopened at `/`, where
+            # standard libraries resolve both absolute paths and relative ones, and its subdirectory
+            # `scratch` at `/scratch` as before. `/` comes first (fd 3) because Go takes the first preopen
+            # as its working directory (wasi-libc and Rust use `/`), so `.` is `/` for all of them; libcs
+            # pick the longest matching preopen, so `/scratch/x` is one file through either.
+            scratch = Path(tempfile.mkdtemp(prefix="af-run-"))
+            (scratch / "scratch").mkdir()
+            wasi.preopen_dir(str(scratch), "/")
+            wasi.preopen_dir(str(scratch / "scratch"), "/scratch")
+            run.scratch = ScratchBudget(str(scratch), spec.scratch_bytes, spec.scratch_entries, source=guard)
+        # Template files after `/` (Go's working directory stays `/`): each allowed directory's prepared
+        # read-only tree (files.py, built once per file set), preopened as it is: nothing is copied or
+        # hashed per run. Read-only in wasmtime's WASI, so a write, create, unlink or rename there fails
+        # with an errno (EPERM/EBADF/EROFS as the call goes); libcs pick the longest matching preopen, so
+        # `/data/x` resolves here, not in `/`.
+        for host, guest_dir in spec.mounts:
+            wasi.preopen_dir(host, guest_dir, fs_mutable=False)
 
         def stdout(data: bytes) -> int:
             return len(data) if run.take_output(data) else -ERRNO_FBIG
