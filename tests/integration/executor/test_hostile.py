@@ -149,6 +149,17 @@ def _scratch(printed: Callable[[int], bool]) -> Expect:
     )
 
 
+def _fs_escape(stack: Stack, events: Events, elapsed: float) -> None:
+    # With no host path on stdin it aims at /etc/passwd and skips the directory symlink: 64 checks, not
+    # 66 (each check and its errno: tests/unit/executor/test_fs_hostile.py, and tests/integration/executor/
+    # test_fs_hostile.py through this executor with a canary).
+    assert output(events).endswith(b"\npassed 64/64\n"), output(events).decode()
+
+
+def _fs_isolation(stack: Stack, events: Events, elapsed: float) -> None:
+    assert output(events) == b"preopens ok\nunknown input\n"  # its parts are chosen by input (test_fs_hostile.py)
+
+
 HOSTILE: dict[str, Expect] = {
     "hostile-loop-export": Expect(
         RESOURCE_EXHAUSTED,
@@ -214,6 +225,10 @@ HOSTILE: dict[str, Expect] = {
     "hostile-scratch-many-files": _scratch(lambda n: n == SCRATCH_ENTRIES - 1),
     "hostile-scratch-sparse-seek": _scratch(lambda n: SCRATCH_CAP // 4096 - 64 <= n < SCRATCH_CAP // 4096),
     "hostile-scratch-deep-dirs": _scratch(lambda n: n == SCRATCH_ENTRIES - 1),
+    # The file system's walls (escapes, links, renames, rights over the read-only template file): every
+    # attempt refused with its errno, so the run succeeds. Some 70 file-system calls: no tight time bound.
+    "hostile-fs-escape": Expect(OK, pb.RUN_OUTCOME_SUCCEEDED, max_seconds=60.0, check=_fs_escape),
+    "hostile-fs-isolation": Expect(OK, pb.RUN_OUTCOME_FAILED, exit_code=2, max_seconds=60.0, check=_fs_isolation),
 }
 
 
