@@ -156,6 +156,10 @@ def _fs_escape(stack: Stack, events: Events, elapsed: float) -> None:
     assert output(events).endswith(b"\npassed 64/64\n"), output(events).decode()
 
 
+def _fs_fd_flood(stack: Stack, events: Events, elapsed: float) -> None:
+    assert output(events) == b"opened 64, last errno 0\n"
+
+
 def _fs_isolation(stack: Stack, events: Events, elapsed: float) -> None:
     assert output(events) == b"preopens ok\nunknown input\n"  # its parts are chosen by input (test_fs_hostile.py)
 
@@ -229,6 +233,8 @@ HOSTILE: dict[str, Expect] = {
     # attempt refused with its errno, so the run succeeds. Some 70 file-system calls: no tight time bound.
     "hostile-fs-escape": Expect(OK, pb.RUN_OUTCOME_SUCCEEDED, max_seconds=60.0, check=_fs_escape),
     "hostile-fs-isolation": Expect(OK, pb.RUN_OUTCOME_FAILED, exit_code=2, max_seconds=60.0, check=_fs_isolation),
+    # Empty input: 64 descriptors only (its flood, which takes the process's every descriptor, is a unit test).
+    "hostile-fs-fd-flood": Expect(OK, pb.RUN_OUTCOME_SUCCEEDED, max_seconds=60.0, check=_fs_fd_flood),
 }
 
 
