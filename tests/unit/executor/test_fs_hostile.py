@@ -274,15 +274,17 @@ def test_concurrent_runs_cannot_see_or_reach_each_other(runner: Runner, host: Ho
 
 # --- descriptors ---------------------------------------------------------------------------------------
 
-FLOOD_ROOM = 512  # descriptors the process may open beyond those it has when a flood test starts
+# Descriptors the process may open beyond those it holds when a flood test starts: a per-run bound below
+# this passes the flood tests (about 0.5 s of opens; the executor's real limit, 20,000 here, takes ~2 s).
+FLOOD_ROOM = 4096
 
 
 @pytest.fixture
 def few_descriptors() -> Iterator[None]:
-    """The process's open-files limit lowered to FLOOD_ROOM above what it holds, so that a flood reaches
-    it in a few hundred opens (the executor's real limit, 20,000 here, takes a run about 2 s)."""
+    """The process's open-files limit lowered to FLOOD_ROOM above what it holds, for the test."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + FLOOD_ROOM, hard))
+    room = len(os.listdir("/proc/self/fd")) + FLOOD_ROOM
+    resource.setrlimit(resource.RLIMIT_NOFILE, (room if hard == resource.RLIM_INFINITY else min(room, hard), hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
@@ -338,7 +340,7 @@ def test_a_run_cannot_take_every_descriptor_of_the_executor(
     assert host_could_open == 0, f"the executor's process could not open a file while the run held its own: {why}"
     finished, output = result[0]
     assert finished.outcome is Outcome.SUCCEEDED, finished
-    assert output.endswith(", last errno 33\n"), output  # EMFILE, what a program expects
+    assert output.endswith((", last errno 33\n", ", last errno 41\n")), output  # EMFILE/ENFILE, not EIO
 
 
 @pytest.mark.xfail(
