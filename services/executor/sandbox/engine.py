@@ -148,8 +148,7 @@ class Sandbox:
                 for name, ty, func in wasi.shadows(tools):
                     linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
                 if "scratch" in tools:  # the calls that can fill the host's disk, charged to the run's cap
-                    for name, ty, func in fs_calls.shadows():
-                        linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
+                    fs_calls.define(linker)
                 for function in TOOL_FUNCTIONS.values():
                     if function.tool in tools:
                         func = host_function(function)
@@ -239,6 +238,9 @@ class Sandbox:
         except BaseException:
             peak, fuel_left = 0, spec.limits.fuel
         finally:
+            # The store first: a run that opened every descriptor it could holds the process's open-files
+            # limit until its store is closed, and removing its directory needs descriptors.
+            store.close()
             if scratch is not None:
                 _remove(scratch)
         if run.stderr_partial:
@@ -260,7 +262,6 @@ class Sandbox:
         )
         run.emit(finished)
         run.flush()
-        store.close()
         return finished
 
     @staticmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -26,14 +27,23 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("wasmtime._ffi", "wasmtime_context_set_fuel"),
     ("wasmtime._ffi", "wasmtime_store_epoch_deadline_callback"),
     ("wasmtime._ffi", "wasmtime_error_new"),
-    ("wasmtime._ffi", "wasmtime_func_call"),
-    ("wasmtime._ffi", "wasmtime_val_t"),
+    ("wasmtime._ffi", "wasmtime_func_unchecked_callback_t"),
+    ("wasmtime._ffi", "wasmtime_linker_define_func_unchecked"),
+    ("wasmtime._ffi", "wasmtime_caller_context"),
+    ("wasmtime._ffi", "wasmtime_func_call_unchecked"),
+    ("wasmtime._ffi", "wasmtime_memory_data"),
+    ("wasmtime._ffi", "wasmtime_memory_data_size"),
     ("wasmtime._ffi", "wasm_trap_t"),
+    ("wasmtime._ffi", "wasmtime_trap_new"),
     ("wasmtime._ffi", "wasi_config_set_stdin_bytes"),
     ("wasmtime._ffi", "wasm_byte_vec_new"),
     ("wasmtime._ffi", "wasm_byte_vec_delete"),
     ("wasmtime.WasiConfig", "ptr"),
     ("wasmtime.Func", "_func"),
+    ("wasmtime.Memory", "_memory"),
+    ("wasmtime.Linker", "ptr"),
+    ("wasmtime.FuncType", "ptr"),
+    ("wasmtime.Caller", "_invalidate"),
     ("wasmtime.Caller", "_context"),
     ("wasmtime.Store", "ptr"),
     ("wasmtime.WasmtimeError", "_from_ptr"),
@@ -47,6 +57,9 @@ def missing() -> list[str]:
         "wasmtime._ffi": ffi,
         "wasmtime.Caller": wasmtime.Caller,
         "wasmtime.Func": wasmtime.Func,
+        "wasmtime.Memory": wasmtime.Memory,
+        "wasmtime.Linker": wasmtime.Linker,
+        "wasmtime.FuncType": wasmtime.FuncType,
         "wasmtime.Store": wasmtime.Store,
         "wasmtime.WasmtimeError": wasmtime.WasmtimeError,
         "wasmtime.Trap": wasmtime.Trap,
@@ -96,43 +109,74 @@ def set_stdin_bytes(config: wasmtime.WasiConfig, data: bytes) -> None:
         ffi.wasm_byte_vec_delete(ctypes.byref(vec))  # frees nothing once taken; the copy if it was not
 
 
-# --- calling a wasm function from inside a host function ---------------------------------------
+# --- raw host functions -------------------------------------------------------------------------
+#
+# wasmtime-py's define_func goes through a generic trampoline that wraps the Caller and converts every
+# argument and result to and from a Val: about 7 us a call on this machine. A raw ("unchecked") host
+# function reads and writes its i32/i64 values in place and costs about 0.3 us; calling a wasm function
+# from it in place about 2 us more. For host functions on a per-call path (fs_calls.py).
 
-KIND_I32, KIND_I64 = 0, 1  # WASMTIME_I32, WASMTIME_I64
+# size_t (wasm_trap_t*) callback(void* env, wasmtime_caller_t*, wasmtime_val_raw_t* args_and_results, size_t)
+RawCallback = ffi.wasmtime_func_unchecked_callback_t
+if TYPE_CHECKING:  # ctypes pointer types are generic for the type checker only
+    RawValues = ctypes._Pointer[ffi.wasmtime_val_raw_t]
+    RawCaller = ctypes._Pointer[ffi.wasmtime_caller_t]
+    RawContext = ctypes._Pointer[ffi.wasmtime_context_t]
+else:
+    RawValues = RawCaller = RawContext = Any
+RawFunc = ffi.wasmtime_func_t
 
 
-class IntCall:
-    """A wasm function of integer parameters and one i32 result, called from inside a host function
-    through its Caller, with its argument and result buffers made once: wasmtime-py's Func.__call__
-    builds a Val per argument, several times slower per call."""
-
-    def __init__(self, func: wasmtime.Func, kinds: tuple[int, ...]) -> None:
-        self.func = func._func
-        self.kinds = kinds
-        self.params = (ffi.wasmtime_val_t * len(kinds))()
-        for i, kind in enumerate(kinds):
-            self.params[i].kind = ctypes.c_ubyte(kind)
-        self.results = (ffi.wasmtime_val_t * 1)()
-
-    def __call__(self, caller: wasmtime.Caller, args: tuple[int, ...]) -> int | None:
-        """The result, or None when the call failed (a trap or an error, freed here)."""
-        params = self.params
-        for i, kind in enumerate(self.kinds):
-            if kind == KIND_I64:
-                params[i].of.i64 = args[i]
-            else:
-                params[i].of.i32 = args[i]
-        trap = ctypes.POINTER(ffi.wasm_trap_t)()
-        error = ffi.wasmtime_func_call(
-            caller._context(), ctypes.byref(self.func), params, len(args), self.results, 1, ctypes.byref(trap)
+def define_raw(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType, callback: object) -> None:
+    """Define `callback` (a RawCallback the caller keeps alive) as module.name in `linker`."""
+    module_bytes, name_bytes = module.encode(), name.encode()
+    _check(
+        ffi.wasmtime_linker_define_func_unchecked(
+            linker.ptr(),
+            ctypes.create_string_buffer(module_bytes),
+            len(module_bytes),
+            ctypes.create_string_buffer(name_bytes),
+            len(name_bytes),
+            ty.ptr(),  # `ty` is alive for the call; the linker keeps its own copy of the type
+            callback,
+            None,
+            _NO_FINALIZER,
         )
-        if error:
-            wasmtime.WasmtimeError._from_ptr(error)  # takes ownership, so the error object is freed
-            return None
-        if trap:
-            wasmtime.Trap._from_ptr(trap)
-            return None
-        return int(self.results[0].of.i32)
+    )
+
+
+def context(caller: RawCaller) -> RawContext:
+    return ffi.wasmtime_caller_context(caller)
+
+
+def wrap_caller(caller: RawCaller) -> wasmtime.Caller:
+    """A wasmtime-py Caller for the slow paths (call `_invalidate()` on it before returning)."""
+    return wasmtime.Caller(caller)
+
+
+def call_in_place(context: RawContext, func: RawFunc, values: RawValues, count: int) -> int:
+    """Call `func` with the raw values a raw host function received (the same types), its result left in
+    values[0]. Returns 0, or when the call failed, a trap (a wasm_trap_t* address) for the raw host
+    function to return, so that the guest ends as it would have had it made the call itself: the trap
+    the call raised, or one carrying the error's message (wasmtime's WASI ends a run with an error for
+    some bad arguments, e.g. rights bits preview 1 does not define)."""
+    trap = ctypes.POINTER(ffi.wasm_trap_t)()
+    error = ffi.wasmtime_func_call_unchecked(context, ctypes.byref(func), values, count, ctypes.byref(trap))
+    if error:
+        message = str(wasmtime.WasmtimeError._from_ptr(error)).encode()  # takes ownership: freed
+        trap = ffi.wasmtime_trap_new(ctypes.create_string_buffer(message), len(message))
+    return ctypes.cast(trap, ctypes.c_void_p).value or 0  # wasmtime takes ownership of a returned trap
+
+
+def memory_read(context: RawContext, memory: wasmtime.Memory, ptr: int, length: int) -> bytes | None:
+    """Guest bytes [ptr, ptr+length) of `memory`, or None out of bounds (size and base read afresh: a
+    memory.grow may have moved or resized it)."""
+    handle = ctypes.byref(memory._memory)
+    if ptr + length > ffi.wasmtime_memory_data_size(context, handle):
+        return None
+    if not length:
+        return b""
+    return ctypes.string_at(ctypes.addressof(ffi.wasmtime_memory_data(context, handle).contents) + ptr, length)
 
 
 # --- the epoch deadline callback -----------------------------------------------------------------
