@@ -51,7 +51,7 @@ S = TypeVar("S", bound=HasServer)
 class Service(Generic[S]):
     """A service as the process entry knows it."""
 
-    name: str  # "registry": the default service id, the metrics' service label, the traces' service.name
+    name: str  # "registry": the stderr prefix, the RPC metrics' service label, the traces' service.name
     settings: Callable[[Env], S]  # parses the snapshot; raises ConfigError on a bad setting
     build: Callable[[S, Telemetry], Awaitable[App]]
     # The service's own errors that mean a bad setting too (a policy file that does not parse).
