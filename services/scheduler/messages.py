@@ -78,25 +78,23 @@ def spec_from_pb(request: pb.CreateAgentRequest | pb.RunAgentRequest) -> CreateS
     )
 
 
+def _spec_fields(spec: CreateSpec) -> dict[str, Any]:  # what CreateAgentRequest and RunAgentRequest share
+    return {
+        "template_name": spec.template_name,
+        "template_version": spec.template_version,
+        "input": spec.input,
+        "labels": dict(spec.labels),
+        "request_id": spec.request_id,
+    }
+
+
 def create_request(spec: CreateSpec) -> pb.CreateAgentRequest:
-    return pb.CreateAgentRequest(
-        template_name=spec.template_name,
-        template_version=spec.template_version,
-        input=spec.input,
-        labels=dict(spec.labels),
-        request_id=spec.request_id,
-    )
+    return pb.CreateAgentRequest(**_spec_fields(spec))
 
 
 def run_request(spec: CreateSpec, result_only: bool) -> pb.RunAgentRequest:
-    return pb.RunAgentRequest(
-        template_name=spec.template_name,
-        template_version=spec.template_version,
-        input=spec.input,
-        labels=dict(spec.labels),
-        request_id=spec.request_id,
-        view=pb.RUN_AGENT_VIEW_RESULT if result_only else pb.RUN_AGENT_VIEW_EVENTS,
-    )
+    view = pb.RUN_AGENT_VIEW_RESULT if result_only else pb.RUN_AGENT_VIEW_EVENTS
+    return pb.RunAgentRequest(**_spec_fields(spec), view=view)
 
 
 def event_fields(event: WatchEvent) -> dict[str, Any]:

@@ -9,9 +9,11 @@ names them. When to ask, and what the answers mean together, is services/schedul
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from agentfactory.scheduler.v1 import scheduler_service_pb2_grpc as pb_grpc
@@ -26,6 +28,8 @@ from services.scheduler.ports import PeerUnreachable, WatchEvent
 
 # The deadline of a unary question when the caller gave none (streams follow the caller's, or none).
 DEFAULT_TIMEOUT_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 def _unanswered(exc: grpc.aio.AioRpcError) -> errors.AgentFactoryError:
@@ -54,37 +58,27 @@ class GrpcPeers:
             md.append((mesh_headers.PRINCIPAL, caller))
         return tuple(md)
 
-    async def get(self, color: str, agent_id: str, timeout: float | None) -> Agent:
+    async def _ask(self, rpc: Callable[..., Awaitable[T]], request: Message, color: str, timeout: float | None) -> T:
+        """A unary question (`rpc`, a method of the stub) to one color: NotFound or PeerUnreachable if unanswered."""
         try:
-            reply: pb.GetAgentResponse = await self._stub.GetAgent(
-                pb.GetAgentRequest(id=agent_id),
-                timeout=timeout or DEFAULT_TIMEOUT_SECONDS,
-                metadata=self._metadata(color),
-            )
+            reply: T = await rpc(request, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, metadata=self._metadata(color))
         except grpc.aio.AioRpcError as exc:
             raise _unanswered(exc) from None
+        return reply
+
+    async def get(self, color: str, agent_id: str, timeout: float | None) -> Agent:
+        request = pb.GetAgentRequest(id=agent_id)
+        reply: pb.GetAgentResponse = await self._ask(self._stub.GetAgent, request, color, timeout)
         return messages.agent_from_pb(reply.agent)
 
     async def cancel(self, color: str, agent_id: str, timeout: float | None) -> Agent:
-        try:
-            reply: pb.CancelAgentResponse = await self._stub.CancelAgent(
-                pb.CancelAgentRequest(id=agent_id),
-                timeout=timeout or DEFAULT_TIMEOUT_SECONDS,
-                metadata=self._metadata(color),
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _unanswered(exc) from None
+        request = pb.CancelAgentRequest(id=agent_id)
+        reply: pb.CancelAgentResponse = await self._ask(self._stub.CancelAgent, request, color, timeout)
         return messages.agent_from_pb(reply.agent)
 
     async def list_page(self, color: str, query: ListQuery, timeout: float | None) -> Page:
-        try:
-            reply: pb.ListAgentsResponse = await self._stub.ListAgents(
-                messages.list_request(query),
-                timeout=timeout or DEFAULT_TIMEOUT_SECONDS,
-                metadata=self._metadata(color),
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _unanswered(exc) from None
+        request = messages.list_request(query)
+        reply: pb.ListAgentsResponse = await self._ask(self._stub.ListAgents, request, color, timeout)
         return Page([messages.agent_from_pb(a) for a in reply.agents], reply.next_page_token)
 
     async def watch(self, color: str, agent_id: str, timeout: float | None) -> AsyncIterator[WatchEvent]:
