@@ -343,15 +343,12 @@ def test_a_run_cannot_take_every_descriptor_of_the_executor(
     assert output.endswith((", last errno 33\n", ", last errno 41\n")), output  # EMFILE/ENFILE, not EIO
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: engine.run removes the run's directory before it closes the run's store, whose descriptors "
-    "still fill the process's open-files limit after a flood; the removal fails with EMFILE (logged) and the "
-    "directory, with what the run wrote in it (up to the 16 MiB cap), stays on the host",
-)
 def test_the_run_directory_is_removed_after_a_descriptor_flood(
     runner: Runner, host: Host, few_descriptors: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The run's descriptors fill the process's open-files limit until its store is closed: the store is
+    closed before the directory is removed (in the other order the removal failed with EMFILE and the
+    directory, with what the run wrote, stayed on the host)."""
     made = _made_dirs(monkeypatch)
     finished, output = run(runner, "hostile-fs-fd-flood", b"F")
     assert output.startswith("opened ") and finished.outcome is Outcome.SUCCEEDED, (output, finished)
@@ -399,16 +396,9 @@ def _bare_wasmtime_traps(wat: str, tmp_path: Path) -> str:
     "tools",
     [
         pytest.param(frozenset(), id="template-files-only"),
-        pytest.param(
-            SCRATCH,
-            id="scratch",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="services/executor/sandbox/fs_calls.py forwards path_open through its guard instance "
-                "and answers a trap there with EINTR (27): the guest gets an errno and runs on, where "
-                "wasmtime's WASI (and the sandbox without scratch) ends the run with the trap",
-            ),
-        ),
+        # With scratch, path_open goes through fs_calls.py's guard, which once answered such a trap EINTR (27)
+        # and let the guest run on.
+        pytest.param(SCRATCH, id="scratch"),
     ],
 )
 @pytest.mark.parametrize("bad", list(BAD_CALLS))
