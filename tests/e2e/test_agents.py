@@ -215,6 +215,8 @@ HOSTILE = {
     "hostile-exit-code": (OK, S.AGENT_STATE_FAILED, "exited with code 3"),
     "hostile-undeclared-import": (grpc.StatusCode.FAILED_PRECONDITION, S.AGENT_STATE_FAILED, "env.spawn_process"),
     "hostile-denied-import": (grpc.StatusCode.FAILED_PRECONDITION, S.AGENT_STATE_FAILED, "does not grant"),
+    # the scratch cap: ENOSPC at 16 MiB, then the agent exits with it
+    "hostile-scratch-big-file": (RESOURCE_EXHAUSTED, S.AGENT_STATE_FAILED, "file system is full"),
 }
 
 
