@@ -11,8 +11,10 @@ call (a run that writes no file pays nothing) and dropped with the store.
 These are on the path of every file write of a scratch run, so they are raw host functions (ffi.py):
 arguments read and the guard called in place, no Val per argument (about 3 us a call instead of ~15).
 
-stdout and stderr writes are not charged (they go to the run's output, not to disk) unless a file took
-their descriptor (`fd_renumber` onto 0-2, or `path_open` answering one after a `fd_close`).
+stdout and stderr writes are not charged (they go to the run's output, not to disk) and not forwarded:
+the executor's own stdio function (stdio.py) takes them, as in runs without `scratch`, unless a file took
+their descriptor (`fd_renumber` onto 0-2, or `path_open` answering one after a `fd_close`); then they are
+charged and forwarded like any write.
 `fd_allocate` is not among them: wasmtime answers it ENOTSUP. Growing a file with
 `fd_filestat_set_size` allocates nothing (a sparse file), so it is not charged either.
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import wasmtime
 
-from services.executor.sandbox import ffi
+from services.executor.sandbox import ffi, stdio
 from services.executor.sandbox.hostcall import host_failure
 from services.executor.sandbox.scratch import BLOCK, ScratchBudget
 from services.executor.sandbox.state import CURRENT, RunState
@@ -107,9 +109,7 @@ Charge = Callable[[ffi.RawContext, ScratchBudget, ffi.RawValues], "tuple[int, in
 
 
 def _write(context: ffi.RawContext, budget: ScratchBudget, values: ffi.RawValues) -> tuple[int, int] | int:
-    fd, iovs, count = values[0].i32, values[1].i32 & U32, values[2].i32 & U32
-    if fd in (0, 1, 2) and not budget.stdio_taken:
-        return 0, 0
+    iovs, count = values[1].i32 & U32, values[2].i32 & U32
     if count > MAX_IOVECS:
         return ERRNO_INVAL
     forward = budget.forward
@@ -162,6 +162,14 @@ def _setup(caller_ptr: ffi.RawCaller, run: RunState, budget: ScratchBudget) -> b
         caller._invalidate()
 
 
+def _stdio(caller_ptr: ffi.RawCaller, values: ffi.RawValues) -> int:
+    caller = ffi.wrap_caller(caller_ptr)
+    try:
+        return stdio.fd_write(caller, values[0].i32, values[1].i32, values[2].i32, values[3].i32)
+    finally:
+        caller._invalidate()
+
+
 def _fail(caller_ptr: ffi.RawCaller, run: RunState, name: str, exc: BaseException) -> int:
     caller = ffi.wrap_caller(caller_ptr)
     try:
@@ -173,6 +181,7 @@ def _fail(caller_ptr: ffi.RawCaller, run: RunState, name: str, exc: BaseExceptio
 def _raw(name: str, charge: Charge) -> object:
     count = max(len(SIGNATURES[name]), 1)
     opens = name == "path_open"
+    writes = name == "fd_write"
 
     def call(_env: object, caller_ptr: ffi.RawCaller, values: ffi.RawValues, _n: int) -> int:
         # Never raises (a raw callback's exception would be lost and its result garbage); answers in values[0].
@@ -180,6 +189,11 @@ def _raw(name: str, charge: Charge) -> object:
         try:
             budget = run.scratch
             assert budget is not None, "fs_calls are linked only for runs granted scratch"
+            if writes and values[0].i32 in (1, 2) and not budget.stdio_taken:
+                # stdout/stderr are the run's output, not disk: the executor's own stdio function takes
+                # them (the output cap stops the guest at once), with no forward to WASI.
+                values[0].i32 = _stdio(caller_ptr, values)
+                return 0
             if budget.forward is None and not _setup(caller_ptr, run, budget):
                 values[0].i32 = ERRNO_FAULT
                 return 0
