@@ -7,7 +7,8 @@ end of the range: a one-byte write far past the end of a file still allocates a 
 and one entry for a file, directory or symlink created, one block for a rename or link (the directory
 it lands in may grow). Charges only ever over-count (an overwrite or a deleted file is still charged),
 so when a charge does not fit, the budget is set to what the directory really holds (blocks allocated,
-entries) and the call is refused only if it still does not fit. So the run never holds more than the
+entries, and the blocks of files deleted while still open) and the call is refused only if it still
+does not fit. So the run never holds more than the
 cap on disk, sparse files count what they allocate (not their length), and a refused call is the
 ENOSPC a full disk gives.
 
@@ -48,6 +49,7 @@ class ScratchBudget:
         """Charge a call's upper bound; False (nothing charged) when even the measured usage leaves no room."""
         if not self._fits(nbytes, entries):
             self.used_bytes, self.used_entries = usage(self.root)
+            self.used_bytes += unlinked_open_bytes(self.root)
             if not self._fits(nbytes, entries):
                 self.refusals += 1
                 return False
@@ -105,6 +107,27 @@ def _walk(root: str, remove: bool = False) -> tuple[int, int]:
 def _scan(fd: int) -> list[str]:
     with os.scandir(fd) as found:
         return [entry.name for entry in found]
+
+
+def unlinked_open_bytes(root: str) -> int:
+    """Blocks still held by files below `root` that were deleted (or renamed over) while a descriptor
+    keeps them open: a walk cannot see them, and without them a run could unlink what it wrote, keep it
+    open and write as much again. Found through /proc/self/fd (the process's descriptors, wasmtime's for
+    this run among them); on a system without /proc they are not counted."""
+    prefix = root.rstrip("/") + "/"
+    total = 0
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return 0
+    for fd in descriptors:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(prefix) and target.endswith(" (deleted)"):
+                total += os.stat(f"/proc/self/fd/{fd}").st_blocks * 512
+        except OSError:  # closed meanwhile (another thread's descriptor)
+            continue
+    return total
 
 
 def usage(root: str) -> tuple[int, int]:

@@ -47,10 +47,11 @@ WRITE_THEN_EXIT = """(module
     (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_unlink_file" (func $unlink (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 2)
   (data (i32.const 100) "a")
-  ;; write `blocks` x 64 KiB to /a (created), then exit with the first error (0: none)
+  ;; write `blocks` x 64 KiB to /a (created) and close it; the first error (0: none)
   (func $fill (param $blocks i32) (result i32) (local $fd i32) (local $err i32)
     (local.set $err (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 9)
       (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 16)))
@@ -63,6 +64,7 @@ WRITE_THEN_EXIT = """(module
       (br_if $done (local.get $err))
       (local.set $blocks (i32.sub (local.get $blocks) (i32.const 1)))
       (br $again)))
+    (drop (call $close (local.get $fd)))
     (local.get $err))
   (func (export "_start")
     ;; 3/4 of the cap three times over, deleting in between: charges add up to more than the cap,
@@ -79,6 +81,42 @@ def test_space_freed_by_the_guest_is_counted_again(runner: Runner) -> None:
     directory: a program that deletes what it wrote can write as much again, over and over."""
     out = runner.run(WRITE_THEN_EXIT, tools=SCRATCH)
     assert out.finished.outcome is Outcome.SUCCEEDED, out.finished
+
+
+UNLINK_KEEP_OPEN = """(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_unlink_file" (func $unlink (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 100) "a")
+  ;; 64 times: create /a, write 1 MiB to it, unlink it and keep the descriptor open (64 MiB held)
+  (func (export "_start") (local $round i32) (local $n i32) (local $fd i32) (local $err i32)
+    (i32.store (i32.const 0) (i32.const 65536)) (i32.store (i32.const 4) (i32.const 65536))
+    (loop $rounds
+      (local.set $err (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 1)
+        (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 16)))
+      (if (local.get $err) (then (call $exit (local.get $err))))
+      (local.set $fd (i32.load (i32.const 16)))
+      (local.set $n (i32.const 0))
+      (loop $blocks
+        (local.set $err (call $write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 24)))
+        (if (local.get $err) (then (call $exit (local.get $err))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br_if $blocks (i32.lt_u (local.get $n) (i32.const 16))))
+      (drop (call $unlink (i32.const 3) (i32.const 100) (i32.const 1)))
+      (local.set $round (i32.add (local.get $round) (i32.const 1)))
+      (br_if $rounds (i32.lt_u (local.get $round) (i32.const 64))))
+    (call $exit (i32.const 0))))
+"""
+
+
+def test_files_deleted_but_held_open_still_count(runner: Runner) -> None:
+    """A deleted file whose descriptor stays open keeps its blocks: unlinking what it wrote must not let a
+    run write as much again."""
+    out = runner.run(UNLINK_KEEP_OPEN, tools=SCRATCH, timeout_ms=120_000)
+    assert out.finished.limit is LimitKind.SCRATCH and out.finished.exit_code == ENOSPC, out.finished
 
 
 def test_stdout_is_not_charged_to_the_file_system(runner: Runner) -> None:
