@@ -9,7 +9,8 @@ Building happens once per tree in a temporary directory renamed into place. A ru
 tree is cached pays a constant, small amount (`acquire_cached`): the key of its file set is remembered
 per manifest (hashed once, not per run), one dictionary lookup and a use count under a lock; nothing is
 copied, linked, hashed or verified per run, and eviction is only looked at when the cache is over its
-bound. The sandbox then preopens the tree's directories as they are (one per allowed directory).
+bound. The sandbox then preopens the tree's directories as they are (one per allowed directory). An
+evicted tree leaves its path under the lock (renamed aside) and is deleted outside it.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class TemplateFiles:
         # are the same objects run after run. The mapping is held, so its id cannot be reused meanwhile.
         self._keys: dict[int, tuple[Mapping[str, TemplateFile], str]] = {}
         # Trees left by an earlier process are not trusted (they were not checked by this one): start empty.
-        shutil.rmtree(self.root, ignore_errors=True)
+        # Their directories are read-only, which a plain rmtree cannot empty unless running as root.
+        _remove(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -178,8 +180,13 @@ class TemplateFiles:
         return tree
 
     def _evict(self) -> None:
-        """Drop least recently used trees no run holds until the cache fits its bound."""
-        doomed: list[Tree] = []
+        """Drop least recently used trees no run holds until the cache fits its bound.
+
+        A dropped tree is renamed aside (a unique trash name) under the lock and deleted outside it: once
+        its key is gone from `_trees`, a run may build the same key again at once, and the new tree must
+        be able to take the path (a rename onto a directory still being deleted fails) and must not be
+        deleted by the removal of the old one."""
+        doomed: list[Path] = []
         with self._lock:
             for key in list(self._trees):
                 if self._bytes <= self.max_bytes:
@@ -188,9 +195,15 @@ class TemplateFiles:
                 if tree.users == 0:
                     del self._trees[key]
                     self._bytes -= tree.size
-                    doomed.append(tree)
-        for tree in doomed:
-            _remove(tree.path)
+                    trash = self.root / f".trash-{key[:16]}-{uuid.uuid4().hex[:8]}"
+                    try:
+                        tree.path.rename(trash)
+                    except OSError as exc:  # left on disk, untracked; the next start-up empties the root
+                        log_event(log, "could not evict template files", logging.WARNING, tree=key, error=str(exc))
+                        continue
+                    doomed.append(trash)
+        for path in doomed:
+            _remove(path)
 
 
 def _write_read_only(target: Path, data: bytes) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
 import wasmtime
 
 from services.common.errors import FailedPrecondition
+from services.executor import files as files_module
 from services.executor.events import Outcome
 from services.executor.files import TemplateFiles, tree_key
 from services.templates.manifest import TemplateFile
@@ -131,3 +133,40 @@ def test_trees_left_by_an_earlier_process_are_not_trusted(tmp_path: Path) -> Non
     stale.mkdir(parents=True)
     TemplateFiles(tmp_path, 1000, BOUNDS, Registry().fetch)
     assert not stale.exists()
+
+
+def test_an_evicted_tree_built_again_meanwhile_is_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's release evicts a tree (bound 0) from a worker thread and is held right where it deletes the
+    tree's directory; meanwhile a run of the same template builds it again. The new tree must land (not
+    fail on the old directory still being there) and outlive the old one's deletion."""
+    registry = Registry()
+    files = {"/data/words.txt": registry.add(WORDS)}
+    cache = TemplateFiles(tmp_path, 0, BOUNDS, registry.fetch)
+    deleting, go = threading.Event(), threading.Event()
+    real_remove = files_module._remove
+
+    def held_remove(path: Path) -> None:
+        deleting.set()
+        go.wait()
+        real_remove(path)
+
+    async def go_() -> None:
+        first = await cache.acquire(files)
+        monkeypatch.setattr(files_module, "_remove", held_remove)
+        releasing = threading.Thread(target=first.release)  # runs release from worker threads
+        releasing.start()
+        try:
+            while not deleting.wait(0.01):  # no time bound: only until the thread reaches the deletion
+                assert releasing.is_alive(), "the release never reached the deletion"
+            assert cache.cached_bytes == 0
+            monkeypatch.setattr(files_module, "_remove", real_remove)
+            again = await cache.acquire(files)  # built again while the old tree is being deleted
+        finally:
+            go.set()
+            await asyncio.to_thread(releasing.join)
+        assert registry.fetches == 2
+        assert (Path(again.dirs[0][0]) / "words.txt").read_bytes() == WORDS
+        assert cache.acquire_cached(files) is not None and cache.cached_bytes == len(WORDS)
+
+    asyncio.run(go_())
+    assert sorted(p.name for p in (tmp_path / "trees").iterdir()) == [tree_key(files)]  # no trash left behind
