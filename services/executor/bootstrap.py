@@ -19,7 +19,7 @@ from services.common.errors import AgentFactoryError
 from services.common.lifecycle import App
 from services.common.logs import log_event
 from services.common.telemetry import Telemetry
-from services.executor import metrics
+from services.executor import metrics, run_dirs
 from services.executor.clients import RegistryClient, SignerClient
 from services.executor.files import TemplateFiles
 from services.executor.kvstore import KvStore
@@ -55,7 +55,9 @@ async def until_ok(what: str, attempt: Callable[[], Awaitable[object]], stop: as
 async def build(settings: ExecutorSettings, telemetry: Telemetry) -> App:
     policy = settings.policy
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sandbox = Sandbox(settings.engine, policy.module_bounds)
+    # Before anything can run: what an earlier process left mid-run (killed) goes, runs start clean.
+    await asyncio.to_thread(run_dirs.sweep, settings.run_root)
+    sandbox = Sandbox(settings.engine, policy.module_bounds, settings.compile_budget, settings.scratch)
     registry_channel = aio_channel(settings.registry_addr, telemetry)
     signer_channel = aio_channel(settings.signer_addr, telemetry)
     signer = SignerClient(signer_channel)

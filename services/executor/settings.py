@@ -4,18 +4,29 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.config import ConfigError, Env
 from services.common.server import ServerSettings
-from services.executor.sandbox import EngineSettings
+from services.executor.sandbox import EngineSettings, ScratchSettings
+from services.executor.sandbox.compile import CompileBudget
 from services.templates.policy import Policy
 
 DEFAULT_PORT = 7103  # the topology's (mesh/topology.yaml: executor-blue)
 # The upstreams' own default ports, so the services find each other when run side by side without a mesh.
 REGISTRY_DEFAULT_ADDR = "127.0.0.1:7101"
 SIGNER_DEFAULT_ADDR = "127.0.0.1:7102"
+RUNS_SUBDIR = "runs"  # under AF_DATA_DIR: the run directories of `scratch` runs, swept at start-up
+
+# Below these a setting cannot work: a run's `/` and `/scratch` take two blocks and one entry before the
+# guest writes anything; a compile worker is a Python process that imports wasmtime (~100 MiB of address
+# space) before it compiles. Above them it is a typo, not a plan.
+SCRATCH_BYTES_RANGE = (64 * 1024, 1 << 40)
+SCRATCH_ENTRIES_RANGE = (2, 1 << 20)
+COMPILE_SECONDS_RANGE = (0.1, 3600.0)
+COMPILE_CPU_SECONDS_RANGE = (1, 3600)
+COMPILE_MEMORY_BYTES_RANGE = (256 * 1024 * 1024, 1 << 40)
 
 
 @dataclass(frozen=True)
@@ -38,14 +49,22 @@ class ExecutorSettings:
     keys_watch: bool = True
     inline_fuel: int = 0
     files_cache_bytes: int = 1024 * 1024 * 1024
+    scratch: ScratchSettings = field(default_factory=ScratchSettings)
+    compile_budget: CompileBudget = field(default_factory=CompileBudget)
+
+    @property
+    def run_root(self) -> Path:
+        """Where runs granted `scratch` get their directories (swept at start-up, run_dirs.py)."""
+        return self.data_dir / RUNS_SUBDIR
 
     @classmethod
     def from_env(cls, env: Env) -> ExecutorSettings:
         cores = os.cpu_count() or 2
         policy_file = Path(p) if (p := env.optional("AF_POLICY_FILE")) else None
+        data_dir = env.path("AF_DATA_DIR", "var/executor")
         settings = cls(
             server=ServerSettings.from_env(env, "executor", DEFAULT_PORT),
-            data_dir=env.path("AF_DATA_DIR", "var/executor"),
+            data_dir=data_dir,
             registry_addr=env.str("AF_REGISTRY_ADDR", REGISTRY_DEFAULT_ADDR),
             signer_addr=env.str("AF_SIGNER_ADDR", SIGNER_DEFAULT_ADDR),
             policy_file=policy_file,
@@ -65,6 +84,8 @@ class ExecutorSettings:
             # Template files on disk (one tree per file set, least recently used dropped past this; a tree
             # in use is never dropped, so one template's files may exceed it for the length of its runs).
             files_cache_bytes=env.int("AF_EXECUTOR_FILES_CACHE_BYTES", 1024 * 1024 * 1024),
+            scratch=_scratch(env, data_dir),
+            compile_budget=_compile_budget(env),
             engine=EngineSettings(
                 epoch_tick_ms=env.int("AF_EXECUTOR_EPOCH_TICK_MS", 10),
                 memory_reservation=env.int("AF_EXECUTOR_MEMORY_RESERVATION_BYTES", 64 * 1024 * 1024),
@@ -83,3 +104,33 @@ class ExecutorSettings:
         if not 1 <= settings.engine.epoch_tick_ms <= 1000:
             raise ConfigError("AF_EXECUTOR_EPOCH_TICK_MS must be between 1 and 1000")
         return settings
+
+
+def _in_range(name: str, value: float, bounds: tuple[float, float]) -> None:
+    low, high = bounds
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}")
+
+
+def _scratch(env: Env, data_dir: Path) -> ScratchSettings:
+    """The cap of a run granted `scratch` (sandbox/scratch.py); its directory under AF_DATA_DIR/runs."""
+    default = ScratchSettings()
+    max_bytes = env.int("AF_EXECUTOR_SCRATCH_BYTES", default.max_bytes)
+    max_entries = env.int("AF_EXECUTOR_SCRATCH_ENTRIES", default.max_entries)
+    _in_range("AF_EXECUTOR_SCRATCH_BYTES", max_bytes, SCRATCH_BYTES_RANGE)
+    _in_range("AF_EXECUTOR_SCRATCH_ENTRIES", max_entries, SCRATCH_ENTRIES_RANGE)
+    return ScratchSettings(max_bytes=max_bytes, max_entries=max_entries, run_root=data_dir / RUNS_SUBDIR)
+
+
+def _compile_budget(env: Env) -> CompileBudget:
+    """What one compile in the worker process may use before it is abandoned (sandbox/compile.py)."""
+    default = CompileBudget()
+    budget = CompileBudget(
+        seconds=env.float("AF_EXECUTOR_COMPILE_SECONDS", default.seconds),
+        cpu_seconds=env.int("AF_EXECUTOR_COMPILE_CPU_SECONDS", default.cpu_seconds),
+        memory_bytes=env.int("AF_EXECUTOR_COMPILE_MEMORY_BYTES", default.memory_bytes),
+    )
+    _in_range("AF_EXECUTOR_COMPILE_SECONDS", budget.seconds, COMPILE_SECONDS_RANGE)
+    _in_range("AF_EXECUTOR_COMPILE_CPU_SECONDS", budget.cpu_seconds, COMPILE_CPU_SECONDS_RANGE)
+    _in_range("AF_EXECUTOR_COMPILE_MEMORY_BYTES", budget.memory_bytes, COMPILE_MEMORY_BYTES_RANGE)
+    return budget

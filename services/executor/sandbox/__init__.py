@@ -1,6 +1,6 @@
 """The wasmtime sandbox that runs agents, split by concern:
 
-- config.py     EngineSettings: what shapes compiled code, and its fingerprint
+- config.py     EngineSettings: what shapes compiled code, and its fingerprint; ScratchSettings
 - engine.py     Sandbox: the Engine, epoch ticker, compile, link, and one run on one thread
 - state.py      RunSpec / RunState: one run's inputs, counters, buffered events; the thread's current run
 - ffi.py        the only module touching wasmtime-py's raw bindings and private members (checked errors)
@@ -17,7 +17,7 @@ Callers import from here.
 """
 
 from services.executor.sandbox.abi import TOOL_FUNCTIONS, TOOL_MODULE, ToolFunction
-from services.executor.sandbox.config import WASMTIME_VERSION, EngineSettings
+from services.executor.sandbox.config import WASMTIME_VERSION, EngineSettings, ScratchSettings
 from services.executor.sandbox.engine import BLOCKING_WASI_IMPORTS, WASI_MODULE, Prepared, Sandbox
 from services.executor.sandbox.hostcall import stop_now
 from services.executor.sandbox.state import RunSpec, RunState
@@ -35,6 +35,7 @@ __all__ = [
     "RunSpec",
     "RunState",
     "Sandbox",
+    "ScratchSettings",
     "ToolContext",
     "ToolFunction",
     "stop_now",

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 from dataclasses import dataclass
+from pathlib import Path
 
 import wasmtime
+
+from services.executor.sandbox import scratch
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 
@@ -43,3 +46,14 @@ class EngineSettings:
             f"growth={self.memory_reservation_for_growth};opt={self.opt_level};start=detached"
         )
         return hashlib.sha256(described.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ScratchSettings:
+    """Runs granted `scratch`: where their private directories are made, and the cap each one holds
+    (scratch.py). Not part of the fingerprint: nothing here shapes compiled code. The executor passes its
+    own (AF_EXECUTOR_SCRATCH_*, a run root of its own that start-up sweeps); the defaults are for tests."""
+
+    max_bytes: int = scratch.MAX_BYTES  # everything under the run's `/` (which holds `/scratch`)
+    max_entries: int = scratch.MAX_ENTRIES  # files, directories and symlinks under its `/`, `/scratch` included
+    run_root: Path | None = None  # None: the system's temporary directory

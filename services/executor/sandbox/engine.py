@@ -35,7 +35,7 @@ from services.executor.events import Finished
 from services.executor.sandbox import ffi, fs_calls, stdio, wasi
 from services.executor.sandbox.abi import TOOL_FUNCTIONS, TOOL_MODULE, host_function
 from services.executor.sandbox.compile import CompileBudget, compile_module
-from services.executor.sandbox.config import EngineSettings
+from services.executor.sandbox.config import EngineSettings, ScratchSettings
 from services.executor.sandbox.outcome import classify
 from services.executor.sandbox.scratch import remove_tree
 from services.executor.sandbox.start import START_EXPORT
@@ -101,11 +101,16 @@ class Sandbox:
     """The process's one Engine, its epoch ticker and a Linker per granted tool set."""
 
     def __init__(
-        self, settings: EngineSettings, bounds: ModuleBounds | None = None, budget: CompileBudget | None = None
+        self,
+        settings: EngineSettings,
+        bounds: ModuleBounds | None = None,
+        budget: CompileBudget | None = None,
+        scratch: ScratchSettings | None = None,
     ) -> None:
         self.settings = settings
         self.bounds = bounds or ModuleBounds()  # the policy's `module:` bounds, applied again before compiling
         self.budget = budget or CompileBudget()
+        self.scratch = scratch or ScratchSettings()  # where runs granted `scratch` get their directory, its cap
         self.engine = wasmtime.Engine(settings.config())
         self.fingerprint = settings.fingerprint()
         self._tick_s = settings.epoch_tick_ms / 1000
@@ -219,7 +224,7 @@ class Sandbox:
             )
             ffi.set_epoch_callback(store, _on_epoch)
             store.set_epoch_deadline(1)
-            scratch = stdio.configure_wasi(store, spec, run, self._fs_guard)
+            scratch = stdio.configure_wasi(store, spec, run, self.scratch, self._fs_guard)
             instance = prepared.pre.instantiate(store)
             exports = instance.exports(store)
             if prepared.start is not None:

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.executor.events import LimitKind, Log, Output, RunEvent, Started
-from services.executor.sandbox.scratch import MAX_BYTES as SCRATCH_MAX_BYTES
-from services.executor.sandbox.scratch import MAX_ENTRIES as SCRATCH_MAX_ENTRIES
 from services.templates.manifest import Limits
 
 if TYPE_CHECKING:
@@ -39,9 +37,6 @@ class RunSpec:
     tool_host: AgentTools | None = None
     # Template files: (host directory, guest directory) pairs preopened read-only (services/executor/files.py).
     mounts: tuple[tuple[str, str], ...] = ()
-    # The cap on what a run granted `scratch` keeps in its file system (sandbox/scratch.py).
-    scratch_bytes: int = SCRATCH_MAX_BYTES
-    scratch_entries: int = SCRATCH_MAX_ENTRIES
 
 
 @dataclass

@@ -21,6 +21,7 @@ import wasmtime
 
 from services.executor import guest
 from services.executor.sandbox import ffi
+from services.executor.sandbox.config import ScratchSettings
 from services.executor.sandbox.hostcall import host_failure, stop_now
 from services.executor.sandbox.scratch import ScratchBudget
 from services.executor.sandbox.state import CURRENT, RunSpec, RunState
@@ -89,10 +90,13 @@ def fd_read(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nread: i
         return host_failure(caller, run, "fd_read", exc)
 
 
-def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState, guard: object = None) -> Path | None:
+def configure_wasi(
+    store: wasmtime.Store, spec: RunSpec, run: RunState, settings: ScratchSettings, guard: object = None
+) -> Path | None:
     """Give the store its WASI context; returns the run's private directory when `scratch` is granted or
     template files are mounted (WASI then owns stdio; stdin is the input's bytes). With `scratch`, the
-    run's ScratchBudget caps what its file system holds (`guard`: fs_calls.Guard, to forward calls)."""
+    directory is made under `settings.run_root` and the run's ScratchBudget caps what its file system
+    holds at `settings`' cap (`guard`: fs_calls.Guard, to forward calls)."""
     wasi = wasmtime.WasiConfig()
     wasi.argv = spec.argv
     wasi.env = list(spec.env.items())
@@ -106,11 +110,11 @@ def configure_wasi(store: wasmtime.Store, spec: RunSpec, run: RunState, guard: o
             # `scratch` at `/scratch` as before. `/` comes first (fd 3) because Go takes the first preopen
             # as its working directory (wasi-libc and Rust use `/`), so `.` is `/` for all of them; libcs
             # pick the longest matching preopen, so `/scratch/x` is one file through either.
-            scratch = Path(tempfile.mkdtemp(prefix="af-run-"))
+            scratch = Path(tempfile.mkdtemp(prefix="af-run-", dir=settings.run_root))
             (scratch / "scratch").mkdir()
             wasi.preopen_dir(str(scratch), "/")
             wasi.preopen_dir(str(scratch / "scratch"), "/scratch")
-            run.scratch = ScratchBudget(str(scratch), spec.scratch_bytes, spec.scratch_entries, source=guard)
+            run.scratch = ScratchBudget(str(scratch), settings.max_bytes, settings.max_entries, source=guard)
         # Template files after `/` (Go's working directory stays `/`): each allowed directory's prepared
         # read-only tree (files.py, built once per file set), preopened as it is: nothing is copied or
         # hashed per run. Read-only in wasmtime's WASI, so a write, create, unlink or rename there fails
