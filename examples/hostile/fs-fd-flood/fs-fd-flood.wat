@@ -5,6 +5,9 @@
 ;;   "F"    until an open is refused: "opened N, last errno E"
 ;;   "H"    as "F", then makes the directory `/flooded` and waits (poll_oneoff, 2 ms at a time, until the
 ;;          run's deadline) for `/go` to exist before it reports: the test looks at the host meanwhile.
+;; The executor refuses the open past its per-run bound with EMFILE (256 descriptors, stdio and the preopens
+;; included: "opened 251, last errno 33" with `/` and `/scratch`); without the bound this flood took every
+;; descriptor of the executor's process and was told EIO.
 ;; Exits 0 (its descriptors are closed only when the run's store is dropped).
 (module
   (import "wasi_snapshot_preview1" "path_open"

@@ -8,7 +8,8 @@
 - stdio.py      stdin/stdout/stderr (host functions shadowing WASI fd_read/fd_write, or WASI callbacks)
 - wasi.py       interruptible shadows of the WASI calls that can wait or do unbounded work
 - scratch.py    the byte and entry cap of a run's file system (`scratch`), measuring and removing it
-- fs_calls.py   the WASI calls that can fill the host's disk, charged to that cap and forwarded to WASI
+- wasi_files.py a run's descriptor table (the per-run bound on open descriptors; where stdio is)
+- fs_calls.py   the WASI calls checked first (descriptors, stdio, the scratch cap) and forwarded to WASI
 - abi.py        the agentfactory tool ABI as one table (names, signatures, dispatch); codes.py its codes
 - tools.py      the tool functions themselves; http_fetch.py the http_get client
 - outcome.py    how a run ended: outcome, limit, trap, reason

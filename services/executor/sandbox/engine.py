@@ -40,6 +40,7 @@ from services.executor.sandbox.outcome import classify
 from services.executor.sandbox.scratch import remove_tree
 from services.executor.sandbox.start import START_EXPORT
 from services.executor.sandbox.state import MAX_LOG_BYTES, RunState, bind, current_or_none
+from services.executor.sandbox.wasi_files import MAX_DESCRIPTORS
 from services.templates.wasm_structure import ModuleBounds
 
 if TYPE_CHECKING:  # wasmtime-py does not export the class of Instance.exports()
@@ -106,6 +107,7 @@ class Sandbox:
         bounds: ModuleBounds | None = None,
         budget: CompileBudget | None = None,
         scratch: ScratchSettings | None = None,
+        max_descriptors: int = MAX_DESCRIPTORS,
     ) -> None:
         self.settings = settings
         self.bounds = bounds or ModuleBounds()  # the policy's `module:` bounds, applied again before compiling
@@ -115,7 +117,8 @@ class Sandbox:
         self.fingerprint = settings.fingerprint()
         self._tick_s = settings.epoch_tick_ms / 1000
         self._linkers: dict[tuple[frozenset[str], bool], wasmtime.Linker] = {}
-        self._fs_guard = fs_calls.Guard(self.engine)  # forwards the scratch budget's charged WASI calls
+        self.max_descriptors = max_descriptors  # open at once by a run with a preopen (wasi_files.py)
+        self._fs_guard = fs_calls.Guard(self.engine)  # forwards the WASI calls fs_calls.py checks first
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="epoch-ticker", daemon=True)
@@ -152,8 +155,8 @@ class Sandbox:
                     linker.define_func(WASI_MODULE, "fd_read", stdio.FD_TYPE, stdio.fd_read, access_caller=True)
                 for name, ty, func in wasi.shadows(tools):
                     linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
-                if "scratch" in tools:  # the calls that can fill the host's disk, charged to the run's cap
-                    fs_calls.define(linker)
+                if "scratch" in tools or wasi_fs:  # the descriptor bound; with scratch, the disk cap too
+                    fs_calls.define(linker, scratch="scratch" in tools)
                 for function in TOOL_FUNCTIONS.values():
                     if function.tool in tools:
                         func = host_function(function)
@@ -224,7 +227,7 @@ class Sandbox:
             )
             ffi.set_epoch_callback(store, _on_epoch)
             store.set_epoch_deadline(1)
-            scratch = stdio.configure_wasi(store, spec, run, self.scratch, self._fs_guard)
+            scratch = stdio.configure_wasi(store, spec, run, self.scratch, self._fs_guard, self.max_descriptors)
             instance = prepared.pre.instantiate(store)
             exports = instance.exports(store)
             if prepared.start is not None:

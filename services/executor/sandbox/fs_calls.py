@@ -1,20 +1,24 @@
-"""The WASI calls that can put bytes or entries on the host's disk, charged to the run's scratch budget.
+"""The WASI calls a run with a preopen makes through us: the descriptor bound, stdio, the scratch cap.
 
-A Linker of a tool set with `scratch` defines these over wasmtime's own: each charges ScratchBudget
-(scratch.py) an upper bound of what the call can add and answers ENOSPC when it does not fit, else does
-exactly what wasmtime's WASI does by calling it. A host function cannot call wasmtime's WASI itself
-(the WASI function finds the guest's memory through its caller, and a call from the host has none), so
-each run that makes such a call gets a guard: a tiny wasm instance that imports the guest's memory and
-the WASI functions, exports the memory, and forwards each call. It is made at the run's first charged
-call (a run that writes no file pays nothing) and dropped with the store.
+A Linker for a run with a preopen (`scratch`, template files, or both) defines these over wasmtime's own,
+and each does exactly what wasmtime's WASI does by calling it, after its check:
+- `path_open`, `fd_close`, `fd_renumber` keep the run's descriptor table (wasi_files.py): `path_open`
+  answers EMFILE when the run holds its limit of descriptors;
+- `fd_write` to a descriptor that is still stdout or stderr goes to the executor's own stdio function
+  (stdio.py: the output cap stops the guest at once), not to WASI: these writes are the run's output, not
+  disk. Only once a file took that descriptor (`fd_renumber` onto it, or `path_open` answering it after
+  a `fd_close`) is it forwarded (and charged) like any write;
+- with `scratch`, the calls that can put bytes or entries on the host's disk (`fd_write`, `fd_pwrite`,
+  `path_open` with O_CREAT, `path_create_directory`, `path_symlink`, `path_link`, `path_rename`) charge
+  ScratchBudget (scratch.py) an upper bound of what they can add and answer ENOSPC when it does not fit.
+A host function cannot call wasmtime's WASI itself (the WASI function finds the guest's memory through its
+caller, and a call from the host has none), so each run that makes such a call gets a guard: a tiny wasm
+instance that imports the guest's memory and the WASI functions, exports the memory, and forwards each
+call. It is made at the run's first forwarded call (a run that opens no file pays nothing) and dropped
+with the store.
 
 These are on the path of every file write of a scratch run, so they are raw host functions (ffi.py):
 arguments read and the guard called in place, no Val per argument (about 3 us a call instead of ~15).
-
-stdout and stderr writes are not charged (they go to the run's output, not to disk) and not forwarded:
-the executor's own stdio function (stdio.py) takes them, as in runs without `scratch`, unless a file took
-their descriptor (`fd_renumber` onto 0-2, or `path_open` answering one after a `fd_close`); then they are
-charged and forwarded like any write.
 `fd_allocate` is not among them: wasmtime answers it ENOTSUP. Growing a file with
 `fd_filestat_set_size` allocates nothing (a sparse file), so it is not charged either.
 """
@@ -29,11 +33,12 @@ import wasmtime
 
 from services.executor.sandbox import ffi, stdio
 from services.executor.sandbox.hostcall import host_failure
-from services.executor.sandbox.scratch import BLOCK, ScratchBudget
+from services.executor.sandbox.scratch import BLOCK
 from services.executor.sandbox.state import CURRENT, RunState
+from services.executor.sandbox.wasi_files import STDIN, RunFiles
 
 WASI_MODULE = "wasi_snapshot_preview1"
-ERRNO_FAULT, ERRNO_INVAL, ERRNO_NOSPC = 21, 28, 51
+ERRNO_FAULT, ERRNO_INVAL, ERRNO_MFILE, ERRNO_NOSPC = 21, 28, 33, 51
 OFLAGS_CREAT = 1
 MAX_IOVECS = 1024  # IOV_MAX: what libcs send at most; more is EINVAL (never forwarded uncharged)
 U32 = 0xFFFFFFFF
@@ -49,7 +54,10 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "path_link": (I32, I32, I32, I32, I32, I32, I32),
     "path_rename": (I32, I32, I32, I32, I32, I32),
     "fd_renumber": (I32, I32),
+    "fd_close": (I32,),
 }
+# Linked for every run with a preopen (the descriptor table); the rest only with `scratch`.
+TABLE_CALLS = ("path_open", "fd_close", "fd_renumber")
 
 
 def guard_wat() -> str:
@@ -105,40 +113,33 @@ class Guard:
 
 
 # A charge: (bytes, entries) to admit before forwarding, or an errno to answer without forwarding.
-Charge = Callable[[ffi.RawContext, ScratchBudget, ffi.RawValues], "tuple[int, int] | int"]
+Charge = Callable[[ffi.RawContext, wasmtime.Memory, ffi.RawValues], "tuple[int, int] | int"]
 
 
-def _write(context: ffi.RawContext, budget: ScratchBudget, values: ffi.RawValues) -> tuple[int, int] | int:
+def _write(context: ffi.RawContext, memory: wasmtime.Memory, values: ffi.RawValues) -> tuple[int, int] | int:
     iovs, count = values[1].i32 & U32, values[2].i32 & U32
     if count > MAX_IOVECS:
         return ERRNO_INVAL
-    forward = budget.forward
-    assert isinstance(forward, Forward)
-    raw = ffi.memory_read(context, forward.memory, iovs, count * 8)
+    raw = ffi.memory_read(context, memory, iovs, count * 8)
     if raw is None:
         return ERRNO_FAULT
     lengths: tuple[int, ...] = struct.unpack_from(f"<{count * 2}I", raw)[1::2]
     return sum(lengths) + 2 * BLOCK, 0  # a partial block at each end of the range
 
 
-def _open(_context: ffi.RawContext, _budget: ScratchBudget, values: ffi.RawValues) -> tuple[int, int]:
+def _open(_context: ffi.RawContext, _memory: wasmtime.Memory, values: ffi.RawValues) -> tuple[int, int]:
     return (BLOCK, 1) if values[4].i32 & OFLAGS_CREAT else (0, 0)
 
 
-def _new_entry(_context: ffi.RawContext, _budget: ScratchBudget, _values: ffi.RawValues) -> tuple[int, int]:
+def _new_entry(_context: ffi.RawContext, _memory: wasmtime.Memory, _values: ffi.RawValues) -> tuple[int, int]:
     return BLOCK, 1
 
 
-def _directory_growth(_context: ffi.RawContext, _budget: ScratchBudget, _values: ffi.RawValues) -> tuple[int, int]:
+def _directory_growth(_context: ffi.RawContext, _memory: wasmtime.Memory, _values: ffi.RawValues) -> tuple[int, int]:
     return BLOCK, 0
 
 
-def _renumber(_context: ffi.RawContext, budget: ScratchBudget, values: ffi.RawValues) -> tuple[int, int]:
-    if values[1].i32 & U32 <= 2:
-        budget.stdio_taken = True  # from now on writes to 0-2 may reach a file: charge them
-    return 0, 0
-
-
+# What each call charges a scratch run's budget (fd_close and fd_renumber add nothing to the disk).
 CHARGES: dict[str, Charge] = {
     "fd_write": _write,
     "fd_pwrite": _write,
@@ -147,25 +148,23 @@ CHARGES: dict[str, Charge] = {
     "path_symlink": _new_entry,
     "path_link": _new_entry,
     "path_rename": _directory_growth,
-    "fd_renumber": _renumber,
 }
 
 
-def _setup(caller_ptr: ffi.RawCaller, run: RunState, budget: ScratchBudget) -> bool:
-    """The run's guard, at its first charged call (the slow path, through wasmtime-py's Caller)."""
+def _setup(caller_ptr: ffi.RawCaller, files: RunFiles) -> bool:
+    """The run's guard, at its first forwarded call (the slow path, through wasmtime-py's Caller)."""
     caller = ffi.wrap_caller(caller_ptr)
     try:
-        assert isinstance(budget.source, Guard)
-        budget.forward = budget.source.forward(caller)
-        return budget.forward is not None
+        files.forward = files.guard.forward(caller)
+        return files.forward is not None
     finally:
         caller._invalidate()
 
 
-def _stdio(caller_ptr: ffi.RawCaller, values: ffi.RawValues) -> int:
+def _stdio(caller_ptr: ffi.RawCaller, stream: int, values: ffi.RawValues) -> int:
     caller = ffi.wrap_caller(caller_ptr)
     try:
-        return stdio.fd_write(caller, values[0].i32, values[1].i32, values[2].i32, values[3].i32)
+        return stdio.fd_write(caller, stream, values[1].i32, values[2].i32, values[3].i32)
     finally:
         caller._invalidate()
 
@@ -178,47 +177,77 @@ def _fail(caller_ptr: ffi.RawCaller, run: RunState, name: str, exc: BaseExceptio
         caller._invalidate()
 
 
-def _raw(name: str, charge: Charge) -> object:
+def _refused(run: RunState, refusals: int, message: str, errno: int) -> int:
+    if refusals == 1:  # said once per run: a program may retry many times
+        run.add_log("warn", message.encode())
+    return errno
+
+
+def _raw(name: str) -> object:
     count = max(len(SIGNATURES[name]), 1)
-    opens = name == "path_open"
-    writes = name == "fd_write"
+    charge = CHARGES.get(name)
+    writes, opens, closes, renumbers = (name == n for n in ("fd_write", "path_open", "fd_close", "fd_renumber"))
 
     def call(_env: object, caller_ptr: ffi.RawCaller, values: ffi.RawValues, _n: int) -> int:
         # Never raises (a raw callback's exception would be lost and its result garbage); answers in values[0].
         run: RunState = CURRENT.run
         try:
-            budget = run.scratch
-            assert budget is not None, "fs_calls are linked only for runs granted scratch"
-            if writes and values[0].i32 in (1, 2) and not budget.stdio_taken:
-                # stdout/stderr are the run's output, not disk: the executor's own stdio function takes
-                # them (the output cap stops the guest at once), with no forward to WASI.
-                values[0].i32 = _stdio(caller_ptr, values)
+            files = run.files
+            assert files is not None, "fs_calls are linked only for runs with a preopen"
+            table = files.descriptors
+            first = values[0].i32 & U32
+            if writes:
+                stream = table.stdio.get(first, STDIN)  # STDIN: not an output stream (a file, or stdin itself)
+                if stream != STDIN:
+                    # The run's output, not disk: the executor's own stdio function, no forward to WASI.
+                    values[0].i32 = _stdio(caller_ptr, stream, values)
+                    return 0
+            elif opens and not table.admit():
+                values[0].i32 = _refused(
+                    run,
+                    table.refusals,
+                    f"the run holds {table.limit} open descriptors, the most it may: "
+                    "path_open answers EMFILE until it closes some",
+                    ERRNO_MFILE,
+                )
                 return 0
-            if budget.forward is None and not _setup(caller_ptr, run, budget):
+            if files.forward is None and not _setup(caller_ptr, files):
                 values[0].i32 = ERRNO_FAULT
                 return 0
-            forward = budget.forward
-            assert isinstance(forward, Forward)
+            forward = files.forward
+            assert forward is not None
             context = ffi.context(caller_ptr)
-            cost = charge(context, budget, values)
-            if isinstance(cost, int):  # an errno: refused before anything was charged or forwarded
-                values[0].i32 = cost
-                return 0
-            if cost != (0, 0) and not budget.admit(*cost):
-                if budget.refusals == 1:
-                    run.add_log("warn", f"the run's file system is full: it holds at most {budget.describe()}".encode())
-                values[0].i32 = ERRNO_NOSPC
-                return 0
+            budget = files.budget
+            if charge is not None and budget is not None:
+                cost = charge(context, forward.memory, values)
+                if isinstance(cost, int):  # an errno: refused before anything was charged or forwarded
+                    values[0].i32 = cost
+                    return 0
+                if cost != (0, 0) and not budget.admit(*cost):
+                    values[0].i32 = _refused(
+                        run,
+                        budget.refusals,
+                        f"the run's file system is full: it holds at most {budget.describe()}",
+                        ERRNO_NOSPC,
+                    )
+                    return 0
+            # What the table needs from the arguments, read before the call leaves its result in values[0].
+            second = values[1].i32 & U32 if renumbers else 0
             opened_at = values[8].i32 & U32 if opens else 0
             trap = ffi.call_in_place(context, forward.funcs[name], values, count)
             if trap:
                 # WASI ended the call with an error or a trap (bad arguments; or the run's deadline, a cancel
                 # or its fuel reached inside the guard): the guest gets it, as it would without the guard.
                 return trap
-            if opens and values[0].i32 == 0:
-                opened = ffi.memory_read(context, forward.memory, opened_at, 4)
-                if opened is None or int.from_bytes(opened, "little") <= 2:
-                    budget.stdio_taken = True  # a file got descriptor 0-2 (after the guest closed stdio)
+            if values[0].i32 == 0:
+                if opens:
+                    opened = ffi.memory_read(context, forward.memory, opened_at, 4)
+                    if opened is not None:  # WASI wrote it there, so it is in memory
+                        table.opened(int.from_bytes(opened, "little"))
+                elif closes:
+                    table.closed(first)
+                elif renumbers:
+                    table.renumbered(first, second)
         except BaseException as exc:
             values[0].i32 = _fail(caller_ptr, run, name, exc)
         return 0
@@ -227,10 +256,12 @@ def _raw(name: str, charge: Charge) -> object:
 
 
 # The callbacks live as long as the process (Linkers hold pointers to them).
-CALLBACKS: dict[str, object] = {name: _raw(name, charge) for name, charge in CHARGES.items()}
+CALLBACKS: dict[str, object] = {name: _raw(name) for name in SIGNATURES}
 
 
-def define(linker: wasmtime.Linker) -> None:
-    """Define the charged calls over wasmtime's own in a Linker of a tool set with `scratch`."""
+def define(linker: wasmtime.Linker, scratch: bool) -> None:
+    """Define our calls over wasmtime's own in a Linker for runs with a preopen: the descriptor table's and
+    stdio's, and with `scratch` the charged ones too."""
     for name, callback in CALLBACKS.items():
-        ffi.define_raw(linker, WASI_MODULE, name, func_type(name), callback)
+        if scratch or name in TABLE_CALLS:
+            ffi.define_raw(linker, WASI_MODULE, name, func_type(name), callback)

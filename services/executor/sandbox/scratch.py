@@ -41,9 +41,6 @@ class ScratchBudget:
     used_bytes: int = 2 * BLOCK  # an upper bound: `/` and the empty `scratch` in it, then every charge
     used_entries: int = 1
     refusals: int = 0
-    stdio_taken: bool = False  # a file took descriptor 0, 1 or 2: writes there are charged too
-    source: object | None = None  # fs_calls.Guard, which makes `forward` at the run's first charged call
-    forward: object | None = None  # the guard instance's functions by name
 
     def admit(self, nbytes: int, entries: int) -> bool:
         """Charge a call's upper bound; False (nothing charged) when even the measured usage leaves no room."""

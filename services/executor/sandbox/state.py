@@ -15,6 +15,7 @@ from services.templates.manifest import Limits
 if TYPE_CHECKING:
     from services.executor.sandbox.scratch import ScratchBudget
     from services.executor.sandbox.tools import AgentTools
+    from services.executor.sandbox.wasi_files import RunFiles
 
 OUTPUT_CHUNK_BYTES = 32 * 1024  # one OutputChunk event at most; well under gRPC's 4 MiB message cap
 MAX_LOG_BYTES = 64 * 1024  # per run: stderr plus the log tool; further lines are dropped and counted
@@ -62,6 +63,7 @@ class RunState:
     last_flush: float = 0.0
     tick: float = 0.01  # the engine's epoch tick in seconds: how long a host call may wait between checks
     scratch: ScratchBudget | None = None  # the cap on its file system, when `scratch` is granted
+    files: RunFiles | None = None  # its descriptors and WASI forwarding, when it has a preopen (wasi_files.py)
 
     # -- events --
     def _cut_output(self) -> None:

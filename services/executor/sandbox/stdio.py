@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
 
@@ -25,6 +26,10 @@ from services.executor.sandbox.config import ScratchSettings
 from services.executor.sandbox.hostcall import host_failure, stop_now
 from services.executor.sandbox.scratch import ScratchBudget
 from services.executor.sandbox.state import CURRENT, RunSpec, RunState
+from services.executor.sandbox.wasi_files import MAX_DESCRIPTORS, Descriptors, RunFiles
+
+if TYPE_CHECKING:
+    from services.executor.sandbox.fs_calls import Guard
 
 # WASI errno values (wasi_snapshot_preview1)
 ERRNO_SUCCESS, ERRNO_BADF, ERRNO_FAULT, ERRNO_FBIG = 0, 8, 21, 22
@@ -91,12 +96,18 @@ def fd_read(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nread: i
 
 
 def configure_wasi(
-    store: wasmtime.Store, spec: RunSpec, run: RunState, settings: ScratchSettings, guard: object = None
+    store: wasmtime.Store,
+    spec: RunSpec,
+    run: RunState,
+    settings: ScratchSettings,
+    guard: Guard,
+    max_descriptors: int = MAX_DESCRIPTORS,
 ) -> Path | None:
     """Give the store its WASI context; returns the run's private directory when `scratch` is granted or
     template files are mounted (WASI then owns stdio; stdin is the input's bytes). With `scratch`, the
     directory is made under `settings.run_root` and the run's ScratchBudget caps what its file system
-    holds at `settings`' cap (`guard`: fs_calls.Guard, to forward calls)."""
+    holds at `settings`' cap. A run with any preopen holds at most `max_descriptors` open descriptors
+    (wasi_files.py; `guard` forwards its calls to WASI)."""
     wasi = wasmtime.WasiConfig()
     wasi.argv = spec.argv
     wasi.env = list(spec.env.items())
@@ -114,7 +125,7 @@ def configure_wasi(
             (scratch / "scratch").mkdir()
             wasi.preopen_dir(str(scratch), "/")
             wasi.preopen_dir(str(scratch / "scratch"), "/scratch")
-            run.scratch = ScratchBudget(str(scratch), settings.max_bytes, settings.max_entries, source=guard)
+            run.scratch = ScratchBudget(str(scratch), settings.max_bytes, settings.max_entries)
         # Template files after `/` (Go's working directory stays `/`): each allowed directory's prepared
         # read-only tree (files.py, built once per file set), preopened as it is: nothing is copied or
         # hashed per run. Read-only in wasmtime's WASI, so a write, create, unlink or rename there fails
@@ -122,6 +133,8 @@ def configure_wasi(
         # `/data/x` resolves here, not in `/`.
         for host, guest_dir in spec.mounts:
             wasi.preopen_dir(host, guest_dir, fs_mutable=False)
+        preopens = (2 if scratch is not None else 0) + len(spec.mounts)
+        run.files = RunFiles(Descriptors.at_start(preopens, max_descriptors), guard, run.scratch)
 
         def stdout(data: bytes) -> int:
             return len(data) if run.take_output(data) else -ERRNO_FBIG

@@ -1,7 +1,8 @@
 """The hostile file-system agents through a real executor process (its template-file cache, its run
 directories): fs-escape, aimed at a canary file, gets every errno its unit test names, and neither the
 executor's cached copy of the template file nor the registry's blob nor the canary changes; fs-isolation's
-second run of the same template finds nothing the first one left."""
+second run of the same template finds nothing the first one left; fs-fd-flood stops at its run's bound on
+descriptors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from afctl.examples import catalogue
+from services.executor.sandbox.wasi_files import MAX_DESCRIPTORS
 from tests.integration.executor.conftest import Executor, Stack, finished, output
 from tests.unit.executor.test_fs_hostile import ESCAPE_CHECKS, report
 
@@ -55,3 +57,14 @@ def test_a_later_run_finds_nothing_an_earlier_run_of_the_template_left(executor:
     assert code == grpc.StatusCode.OK, details
     assert output(events).endswith(b"passed 7/7\n"), output(events).decode()
     assert finished(events).exit_code == 0
+
+
+def test_a_descriptor_flood_is_refused_with_emfile_at_the_run_s_bound(executor: Executor) -> None:
+    """Through the executor process (its own open-files limit, its server and stores beside the run): the
+    flood stops at the run's bound with EMFILE, and the executor serves the next run."""
+    events, code, details = executor.run_retrying("hostile-fs-fd-flood", data=b"F")
+    assert code == grpc.StatusCode.OK, details
+    assert output(events) == f"opened {MAX_DESCRIPTORS - 5}, last errno 33\n".encode()  # stdio, `/`, `/scratch`
+    assert finished(events).exit_code == 0
+    events, code, details = executor.run_retrying("echo-upper", data=b"still serving")
+    assert code == grpc.StatusCode.OK and output(events) == b"STILL SERVING", (details, output(events))

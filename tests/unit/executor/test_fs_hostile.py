@@ -25,6 +25,7 @@ import wasmtime
 
 from services.executor.events import Finished, Outcome
 from services.executor.files import Mounts, TemplateFiles
+from services.executor.sandbox.wasi_files import MAX_DESCRIPTORS
 from services.templates.manifest import TemplateFile
 from services.templates.policy import FileBounds
 from tests.unit.executor.conftest import Runner, run_bare_wasi, wasm_file
@@ -312,12 +313,6 @@ def _made_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return made
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: a run may hold any number of descriptors (wasmtime's WASI has no per-context limit), so one "
-    "run granted scratch or shipping files takes every descriptor of the executor's process while it runs: "
-    "other runs, the gRPC server and the SQLite stores get EMFILE; and the run is told EIO (29), not EMFILE",
-)
 def test_a_run_cannot_take_every_descriptor_of_the_executor(
     runner: Runner, host: Host, few_descriptors: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -342,24 +337,20 @@ def test_a_run_cannot_take_every_descriptor_of_the_executor(
     assert host_could_open == 0, f"the executor's process could not open a file while the run held its own: {why}"
     finished, output = result[0]
     assert finished.outcome is Outcome.SUCCEEDED, finished
-    assert output.endswith((", last errno 33\n", ", last errno 41\n")), output  # EMFILE/ENFILE, not EIO
+    assert output == f"opened {MAX_DESCRIPTORS - 5}, last errno 33\n", output  # the run's bound: EMFILE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: no per-run bound on descriptors; the flood stops only at the process's open-files limit, "
-    "and is told EIO (29), not EMFILE",
-)
 @pytest.mark.parametrize("tools", [SCRATCH, frozenset()], ids=["scratch", "template-files-only"])
 def test_a_run_is_refused_descriptors_before_the_process_runs_out(
     runner: Runner, host: Host, few_descriptors: None, tools: frozenset[str]
 ) -> None:
-    """Without `scratch` the flood opens "." of /data (fd 3 then): a bound must hold for both linkers."""
+    """Without `scratch` the flood opens "." of /data (fd 3 then): a bound must hold for both linkers. It
+    holds MAX_DESCRIPTORS with stdio and its preopens (`/`, `/scratch`, `/data`; or `/data` alone)."""
     finished, output = run(runner, "hostile-fs-fd-flood", b"F", host.mounts, tools)
     assert finished.outcome is Outcome.SUCCEEDED, (finished, output)
-    opened, last = output.removeprefix("opened ").removesuffix("\n").split(", last errno ")
-    assert int(opened) < FLOOD_ROOM - 16, output  # stopped by a bound of its own, not by the process's limit
-    assert last in ("33", "41"), output  # EMFILE/ENFILE
+    preopens = 3 if "scratch" in tools else 1
+    assert MAX_DESCRIPTORS < FLOOD_ROOM - 16  # stopped by a bound of its own, not by the process's limit
+    assert output == f"opened {MAX_DESCRIPTORS - 3 - preopens}, last errno 33\n", output  # EMFILE
 
 
 def test_the_run_directory_is_removed_after_a_descriptor_flood(
