@@ -51,6 +51,35 @@ ENV = {
     "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
     "additionalProperties": {"type": ["string", "number", "boolean"]},
 }
+
+
+def whole(low: int, high: int) -> dict[str, Any]:
+    """A whole-number setting: an integer in range, or digits (a quoted value; the service checks its range)."""
+    return {
+        "anyOf": [{"type": "integer", "minimum": low, "maximum": high}, {"type": "string", "pattern": r"^[0-9]{1,15}$"}]
+    }
+
+
+def seconds(low: float, high: float) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "number", "minimum": low, "maximum": high},
+            {"type": "string", "pattern": r"^[0-9]{1,6}(\.[0-9]+)?$"},
+        ]
+    }
+
+
+# The executor's settings whose form the chart can check (ranges as in services/executor/settings.py): a
+# typo fails `helm lint` instead of a crash-looping pod (the executor exits 2 on a bad value).
+EXECUTOR_ENV = ENV | {
+    "properties": {
+        "AF_EXECUTOR_SCRATCH_BYTES": whole(64 * 1024, 1 << 40),
+        "AF_EXECUTOR_SCRATCH_ENTRIES": whole(2, 1 << 20),
+        "AF_EXECUTOR_COMPILE_SECONDS": seconds(0.1, 3600),
+        "AF_EXECUTOR_COMPILE_CPU_SECONDS": whole(1, 3600),
+        "AF_EXECUTOR_COMPILE_MEMORY_BYTES": whole(256 * 1024 * 1024, 1 << 40),
+    }
+}
 # A Secret's data key (Kubernetes: [-._a-zA-Z0-9]+, at most 253 characters).
 SECRET_KEY = {"type": "string", "pattern": r"^[-._a-zA-Z0-9]{1,253}$"}
 PERSISTENCE = obj({"enabled": BOOL, "size": QUANTITY, "storageClass": STR})
@@ -155,6 +184,7 @@ def schema() -> dict[str, Any]:
                 "registry": service(),
                 "signer": service(vaultTokenSecret=STR),
                 "executor": service(
+                    env=EXECUTOR_ENV,
                     weights=WEIGHTS,
                     colors=COLORS,
                     autoscaling=obj(

@@ -57,6 +57,8 @@ BAD_VALUES = [
     ),
     ("monitoring typo", ["monitoring.podMonitor.enabeld=true"], "enabeld"),
     ("env name", ["signer.env.bad-name=1"], "bad-name"),
+    ("executor scratch cap with a unit", ["executor.env.AF_EXECUTOR_SCRATCH_BYTES=16Mi"], "AF_EXECUTOR_SCRATCH_BYTES"),
+    ("executor compile budget below 1 s of CPU", ["executor.env.AF_EXECUTOR_COMPILE_CPU_SECONDS=0"], "CPU_SECONDS"),
 ]
 
 
