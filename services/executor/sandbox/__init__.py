@@ -5,7 +5,7 @@
 - state.py      RunSpec / RunState: one run's inputs, counters, buffered events; the thread's current run
 - ffi.py        the only module touching wasmtime-py's raw bindings and private members (checked errors)
 - hostcall.py   what every host function shares: stop the run from a host call, fail without raising
-- stdio.py      stdin/stdout/stderr (host functions shadowing WASI fd_read/fd_write, or WASI callbacks)
+- stdio.py      stdin/stdout/stderr (host functions shadowing WASI fd_read/fd_write; WASI stdin with a preopen)
 - wasi.py       interruptible shadows of the WASI calls that can wait or do unbounded work
 - scratch.py    the byte and entry cap of a run's file system (`scratch`), measuring and removing it
 - wasi_files.py a run's descriptor table (the per-run bound on open descriptors; where stdio is)

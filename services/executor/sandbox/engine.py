@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 WASI_MODULE = "wasi_snapshot_preview1"
 MAX_TABLE_ELEMENTS = 100_000
 MAX_TABLES = 4
-MAX_INSTANCES = 4
+# The guest, and a run with a preopen's guard instances (one per forwarded WASI call it makes, fs_calls.py).
+MAX_INSTANCES = 1 + len(fs_calls.SIGNATURES)
 MAX_MEMORIES = 1
 
 # WASI calls that can hold the calling thread for long: poll_oneoff sleeps on a clock subscription, and
@@ -141,8 +142,8 @@ class Sandbox:
         return wasmtime.Module.deserialize(self.engine, serialized)
 
     def linker(self, tools: frozenset[str], wasi_fs: bool = False) -> wasmtime.Linker:
-        """`wasi_fs`: WASI owns stdio and the file descriptors (template files mounted) even without
-        `scratch`."""
+        """`wasi_fs`: WASI owns stdin and the file descriptors (template files mounted) even without
+        `scratch`; stdout and stderr stay ours (fs_calls.py)."""
         key = (tools, wasi_fs)
         with self._lock:
             linker = self._linkers.get(key)

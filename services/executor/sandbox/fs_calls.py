@@ -12,10 +12,10 @@ and each does exactly what wasmtime's WASI does by calling it, after its check:
   `path_open` with O_CREAT, `path_create_directory`, `path_symlink`, `path_link`, `path_rename`) charge
   ScratchBudget (scratch.py) an upper bound of what they can add and answer ENOSPC when it does not fit.
 A host function cannot call wasmtime's WASI itself (the WASI function finds the guest's memory through its
-caller, and a call from the host has none), so each run that makes such a call gets a guard: a tiny wasm
-instance that imports the guest's memory and the WASI functions, exports the memory, and forwards each
-call. It is made at the run's first forwarded call (a run that opens no file pays nothing) and dropped
-with the store.
+caller, and a call from the host has none), so a run forwards each call through a guard: a tiny wasm
+instance that imports the guest's memory and that WASI function, exports the memory, and forwards the
+call. One per call, made at the run's first call of it through C calls (ffi.RawForwarder, ~10 us each: a
+run that reads a template file makes two, one that opens nothing none), dropped with the store.
 
 These are on the path of every file write of a scratch run, so they are raw host functions (ffi.py):
 arguments read and the guard called in place, no Val per argument (about 3 us a call instead of ~15).
@@ -56,20 +56,21 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "fd_renumber": (I32, I32),
     "fd_close": (I32,),
 }
-# Linked for every run with a preopen (the descriptor table); the rest only with `scratch`.
-TABLE_CALLS = ("path_open", "fd_close", "fd_renumber")
+# Linked for every run with a preopen (the descriptor table and stdout/stderr); the rest only with `scratch`.
+TABLE_CALLS = ("fd_write", "path_open", "fd_close", "fd_renumber")
 
 
-def guard_wat() -> str:
-    """The guard module: the guest's memory imported and exported as `memory`, each call forwarded."""
-    imports, funcs = [], []
-    for name, types in SIGNATURES.items():
-        params = " ".join(types)
-        imports.append(f'(import "{WASI_MODULE}" "{name}" (func ${name} (param {params}) (result i32)))')
-        body = " ".join(f"local.get {i}" for i in range(len(types)))
-        funcs.append(f'(func (export "{name}") (param {params}) (result i32) {body} call ${name})')
-    head = '(module\n(import "env" "memory" (memory 0))\n'
-    return head + "\n".join(imports) + '\n(export "memory" (memory 0))\n' + "\n".join(funcs) + ")"
+def guard_wat(name: str) -> str:
+    """A guard module for one call: the guest's memory imported and exported as `memory`, the call forwarded."""
+    types = SIGNATURES[name]
+    params = " ".join(types)
+    body = " ".join(f"local.get {i}" for i in range(len(types)))
+    return (
+        f'(module (import "env" "memory" (memory 0))\n'
+        f'(import "{WASI_MODULE}" "{name}" (func ${name} (param {params}) (result i32)))\n'
+        f'(export "memory" (memory 0))\n'
+        f'(func (export "{name}") (param {params}) (result i32) {body} call ${name}))'
+    )
 
 
 def func_type(name: str) -> wasmtime.FuncType:
@@ -79,44 +80,42 @@ def func_type(name: str) -> wasmtime.FuncType:
 
 @dataclass
 class Forward:
-    """One run's guard instance: the guest's memory and each call's guard function."""
+    """One run's guard: the guest's memory and the guard function of each call it made so far."""
 
-    memory: wasmtime.Memory
+    memory: ffi.RawMemory
     funcs: dict[str, ffi.RawFunc]
 
 
 class Guard:
-    """The process's guard module and a WASI-only Linker to take its imports from, per store."""
+    """The process's guard modules (one per call, so a run instantiates only those of the calls it makes:
+    a run that reads a template file, path_open and fd_close) and a WASI-only Linker to take their
+    imports from, per store."""
 
     def __init__(self, engine: wasmtime.Engine) -> None:
-        self.module = wasmtime.Module(engine, guard_wat())
         self.wasi = wasmtime.Linker(engine)
         self.wasi.define_wasi()
+        self._forwarders = {
+            name: ffi.RawForwarder(self.wasi, wasmtime.Module(engine, guard_wat(name)), WASI_MODULE, name)
+            for name in SIGNATURES
+        }
 
-    def forward(self, caller: wasmtime.Caller) -> Forward | None:
+    def start(self, caller: ffi.RawCaller) -> Forward | None:
         """None when the guest has no memory export (link() refuses such a module; kept for safety)."""
-        memory = caller.get("memory")
-        if not isinstance(memory, wasmtime.Memory):
-            return None
-        externs: list[wasmtime.Func | wasmtime.Memory] = [memory]
-        for name in SIGNATURES:
-            found = self.wasi.get(caller, WASI_MODULE, name)
-            assert isinstance(found, wasmtime.Func)
-            externs.append(found)
-        exports = wasmtime.Instance(caller, self.module, externs).exports(caller)
-        funcs = {}
-        for name in SIGNATURES:
-            func = exports[name]
-            assert isinstance(func, wasmtime.Func)
-            funcs[name] = func._func
-        return Forward(memory, funcs)
+        memory = ffi.caller_memory(caller)
+        return None if memory is None else Forward(memory, {})
+
+    def function(self, caller: ffi.RawCaller, forward: Forward, name: str) -> ffi.RawFunc:
+        """The run's guard function for `name`, instantiated at its first call."""
+        func = self._forwarders[name].instantiate(caller, forward.memory)
+        forward.funcs[name] = func
+        return func
 
 
 # A charge: (bytes, entries) to admit before forwarding, or an errno to answer without forwarding.
-Charge = Callable[[ffi.RawContext, wasmtime.Memory, ffi.RawValues], "tuple[int, int] | int"]
+Charge = Callable[[ffi.RawContext, ffi.RawMemory, ffi.RawValues], "tuple[int, int] | int"]
 
 
-def _write(context: ffi.RawContext, memory: wasmtime.Memory, values: ffi.RawValues) -> tuple[int, int] | int:
+def _write(context: ffi.RawContext, memory: ffi.RawMemory, values: ffi.RawValues) -> tuple[int, int] | int:
     iovs, count = values[1].i32 & U32, values[2].i32 & U32
     if count > MAX_IOVECS:
         return ERRNO_INVAL
@@ -127,15 +126,15 @@ def _write(context: ffi.RawContext, memory: wasmtime.Memory, values: ffi.RawValu
     return sum(lengths) + 2 * BLOCK, 0  # a partial block at each end of the range
 
 
-def _open(_context: ffi.RawContext, _memory: wasmtime.Memory, values: ffi.RawValues) -> tuple[int, int]:
+def _open(_context: ffi.RawContext, _memory: ffi.RawMemory, values: ffi.RawValues) -> tuple[int, int]:
     return (BLOCK, 1) if values[4].i32 & OFLAGS_CREAT else (0, 0)
 
 
-def _new_entry(_context: ffi.RawContext, _memory: wasmtime.Memory, _values: ffi.RawValues) -> tuple[int, int]:
+def _new_entry(_context: ffi.RawContext, _memory: ffi.RawMemory, _values: ffi.RawValues) -> tuple[int, int]:
     return BLOCK, 1
 
 
-def _directory_growth(_context: ffi.RawContext, _memory: wasmtime.Memory, _values: ffi.RawValues) -> tuple[int, int]:
+def _directory_growth(_context: ffi.RawContext, _memory: ffi.RawMemory, _values: ffi.RawValues) -> tuple[int, int]:
     return BLOCK, 0
 
 
@@ -152,13 +151,9 @@ CHARGES: dict[str, Charge] = {
 
 
 def _setup(caller_ptr: ffi.RawCaller, files: RunFiles) -> bool:
-    """The run's guard, at its first forwarded call (the slow path, through wasmtime-py's Caller)."""
-    caller = ffi.wrap_caller(caller_ptr)
-    try:
-        files.forward = files.guard.forward(caller)
-        return files.forward is not None
-    finally:
-        caller._invalidate()
+    """The run's guard, at its first forwarded call."""
+    files.forward = files.guard.start(caller_ptr)
+    return files.forward is not None
 
 
 def _stdio(caller_ptr: ffi.RawCaller, stream: int, values: ffi.RawValues) -> int:
@@ -234,7 +229,10 @@ def _raw(name: str) -> object:
             # What the table needs from the arguments, read before the call leaves its result in values[0].
             second = values[1].i32 & U32 if renumbers else 0
             opened_at = values[8].i32 & U32 if opens else 0
-            trap = ffi.call_in_place(context, forward.funcs[name], values, count)
+            func = forward.funcs.get(name)
+            if func is None:
+                func = files.guard.function(caller_ptr, forward, name)
+            trap = ffi.call_in_place(context, func, values, count)
             if trap:
                 # WASI ended the call with an error or a trap (bad arguments; or the run's deadline, a cancel
                 # or its fuel reached inside the guard): the guest gets it, as it would without the guard.

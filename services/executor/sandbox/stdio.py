@@ -7,9 +7,10 @@ Each call does bounded work whatever the guest asks: at most 1024 iovecs and MAX
 kept are copied out of the guest (stdout up to the cap plus one byte to detect the overflow). So a call
 returns to wasm, where the epoch deadline reaches the guest, within about a millisecond; no deadline
 check of its own is needed (these two run on every run's path, so each saved step counts).
-With `scratch` granted WASI owns file descriptors >= 3 (the run's private directory, preopened at
-`/` and at `/scratch`) and stdio goes through WASI: stdin from the input's bytes in memory,
-stdout/stderr through callbacks (the output cap then stops the guest at the next tick).
+With a preopen (`scratch`, template files, or both) WASI owns the file descriptors: stdin is WASI's,
+reading the input's bytes from memory, and `fd_write` is fs_calls.py's, which hands writes to stdout and
+stderr (wherever `fd_renumber` moved them) to `fd_write` below and forwards the rest to WASI. So the output
+cap stops such a run at once too, and its WASI context needs no output callbacks (they cost a run ~180 us).
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def configure_wasi(
     guard: Guard,
     max_descriptors: int = MAX_DESCRIPTORS,
 ) -> Path | None:
-    """Give the store its WASI context; returns the run's private directory when `scratch` is granted or
-    template files are mounted (WASI then owns stdio; stdin is the input's bytes). With `scratch`, the
+    """Give the store its WASI context; returns the run's private directory when `scratch` is granted.
+    With a preopen (`scratch` or template files) stdin is WASI's, the input's bytes. With `scratch`, the
     directory is made under `settings.run_root` and the run's ScratchBudget caps what its file system
     holds at `settings`' cap. A run with any preopen holds at most `max_descriptors` open descriptors
     (wasi_files.py; `guard` forwards its calls to WASI)."""
@@ -135,15 +136,9 @@ def configure_wasi(
             wasi.preopen_dir(host, guest_dir, fs_mutable=False)
         preopens = (2 if scratch is not None else 0) + len(spec.mounts)
         run.files = RunFiles(Descriptors.at_start(preopens, max_descriptors), guard, run.scratch)
-
-        def stdout(data: bytes) -> int:
-            return len(data) if run.take_output(data) else -ERRNO_FBIG
-
-        def stderr(data: bytes) -> int:
-            run.take_stderr(data)
-            return len(data)
-
-        wasi.stdout_custom = stdout
-        wasi.stderr_custom = stderr
+        # No stdout/stderr callbacks: writes to stdout and stderr, wherever fd_renumber moved them, are
+        # fs_calls.py's (to fd_write above), so WASI's own stdout and stderr are never written. Setting
+        # callbacks anyway cost every such run ~180 us (wasmtime starts an output task for each), which is
+        # most of what shipping template files cost a run; WASI's default for both is a sink.
     store.set_wasi(wasi)
     return scratch

@@ -1,6 +1,6 @@
 """The per-run bound on open descriptors and the stdio a run's descriptor table keeps (wasi_files.py,
-fs_calls.py): the table alone, then WAT guests in the real sandbox, with `scratch` and with template files
-only (each links its own set of our WASI calls)."""
+fs_calls.py): the table alone, then guests in the real sandbox, with `scratch` and with template files
+only (each links its own set of our WASI calls; stdout and stderr are the executor's in both)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from services.executor.events import Finished, Log, Outcome, Output, RunEvent
+from services.executor.events import Finished, LimitKind, Log, Outcome, Output, RunEvent
 from services.executor.sandbox import RunState
 from services.executor.sandbox.wasi_files import MAX_DESCRIPTORS, Descriptors
-from tests.unit.executor.conftest import Runner
+from tests.unit.executor.conftest import Runner, wasm_file
 
 SCRATCH = frozenset({"scratch"})
 EMFILE, EBADF = 33, 8
@@ -178,3 +178,46 @@ def test_stdio_follows_its_descriptor_and_a_file_over_stdout_is_a_file(runner: R
     assert output == b"moved stdout\n", (finished, output, logs)
     assert logs == ["into the file"], finished
     assert finished.exit_code == EBADF, finished
+
+
+# Template files only: stdout moved over the /data preopen (fd 3) is still the run's output and stderr its
+# log, with no WASI output callbacks behind them; fd 1 is then closed (WASI's EBADF, the exit code).
+MOVED_OVER_DATA = """
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_renumber" (func $renumber (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "moved over /data\\n")
+  (data (i32.const 120) "a log line\\n")
+  (func $say (param $fd i32) (param $p i32) (param $n i32) (result i32)
+    (i32.store (i32.const 0) (local.get $p)) (i32.store (i32.const 4) (local.get $n))
+    (call $write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8)))
+  (func (export "_start")
+    (if (call $renumber (i32.const 1) (i32.const 3)) (then (call $exit (i32.const 100))))
+    (drop (call $say (i32.const 3) (i32.const 100) (i32.const 17)))
+    (drop (call $say (i32.const 2) (i32.const 120) (i32.const 11)))
+    (call $exit (call $say (i32.const 1) (i32.const 100) (i32.const 1)))))
+"""
+
+
+def test_with_template_files_only_stdout_and_stderr_are_the_executor_s_wherever_they_are(
+    runner: Runner, data_dir: tuple[tuple[str, str], ...]
+) -> None:
+    finished, state = _run(runner, MOVED_OVER_DATA, frozenset(), data_dir)
+    assert (_output(state), _logs(state, "stderr")) == (b"moved over /data\n", ["a log line"]), finished
+    assert finished.exit_code == EBADF, finished
+
+
+def test_with_template_files_only_the_output_cap_stops_the_run_at_once(
+    runner: Runner, data_dir: tuple[tuple[str, str], ...]
+) -> None:
+    prepared = runner.sandbox.link(runner.sandbox.compile(wasm_file("hostile-stdout-flood")), frozenset(), "t@1", True)
+    state = runner.state(prepared, b"", frozenset(), max_output_bytes=1024, timeout_ms=600_000)
+    state.spec.mounts = data_dir
+    finished = runner.sandbox.run(prepared, state)
+    assert (finished.outcome, finished.limit, finished.output_bytes) == (
+        Outcome.RESOURCE_EXHAUSTED,
+        LimitKind.OUTPUT,
+        1024,
+    ), finished
