@@ -151,7 +151,7 @@ spec:
         {{- if $persist }}
         persistentVolumeClaim: {claimName: {{ $id }}-data}
         {{- else }}
-        emptyDir: {sizeLimit: 1Gi}
+        emptyDir: {sizeLimit: {{ ($v.persistence | default dict).size | default "1Gi" }}}
         {{- end }}
       {{- if and (eq $service "signer") $v.vaultTokenSecret }}
       - name: vault-token

@@ -291,3 +291,37 @@ def test_certificates_are_tls_secrets_mounted_as_watched_directories(rendered: R
         # Only the envoy container sees the key; the app has no business with it.
         app = [c for c in pod["containers"] if c["name"] == "app"]
         assert all("workload-cert" not in {m["name"] for m in c["volumeMounts"]} for c in app)
+
+
+_QUANTITY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _bytes(quantity: str | int) -> int:
+    text = str(quantity)
+    for suffix in sorted(_QUANTITY, key=len, reverse=True):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * _QUANTITY[suffix])
+    return int(text)
+
+
+def test_the_executor_data_volume_holds_its_caches_and_run_directories(rendered: Rendered) -> None:
+    """The executor's caches and run directories live on its data volume; as an emptyDir with a smaller
+    sizeLimit than their bounds, the kubelet would evict the pod once the caches fill. The bounds are the
+    rendered env's, or the code's own defaults where the chart leaves one unset."""
+    from services.common.config import Env
+    from services.executor.settings import ExecutorSettings
+
+    for deploy in rendered.of_kind("Deployment"):
+        if not deploy["metadata"]["name"].startswith("executor"):
+            continue
+        app = next(c for c in _pod(deploy)["containers"] if c["name"] != "envoy")
+        env = {e["name"]: e["value"] for e in app.get("env", []) if "value" in e}
+        assert "AF_EXECUTOR_MAX_WORKERS" in env, "the chart must size the worker pool, not the node's cores"
+        settings = ExecutorSettings.from_env(Env({k: v for k, v in env.items() if k.startswith("AF_EXECUTOR_")}))
+        needed = (
+            settings.module_disk_bytes + settings.files_cache_bytes + settings.max_workers * settings.scratch.max_bytes
+        )
+        data = next(v for v in _pod(deploy)["volumes"] if v["name"] == "data")
+        if "emptyDir" in data:
+            limit = _bytes(data["emptyDir"]["sizeLimit"])
+            assert limit >= needed, f"{deploy['metadata']['name']}: data emptyDir {limit} < {needed} bytes"
