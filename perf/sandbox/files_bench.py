@@ -3,7 +3,7 @@
     .venv/bin/python perf/sandbox/files_bench.py [--runs 3000]
 
 Workload: examples/agents/spell-check (reads /data/words.txt, checks its input, tries two writes).
-Variants, on one Sandbox built from the executor's EngineSettings, linked for WASI-owned stdio:
+Variants, on one Sandbox built from the executor's EngineSettings, linked as a run with a preopen:
 - no-mount:   Sandbox.run with `scratch` granted and no template files (spell-check then finds no word
               list and exits 1 after opening it: the cost of a run without the mount, same stdio path);
 - mount-unused: the same plus the cached tree preopened read-only at /unused, where the program does not
@@ -15,8 +15,8 @@ Variants, on one Sandbox built from the executor's EngineSettings, linked for WA
               (ExecutorService._mount), besides the preopen;
 - plain:      no `scratch`, no files: the executor's own stdio host functions (the path of most templates);
 - files-unused: no `scratch`, the cached tree preopened at /unused: the same guest work as plain, so the
-              difference is everything shipping files costs a template without `scratch` per run (WASI-owned
-              stdio with stdin from memory, and the preopen).
+              difference is everything shipping files costs a template without `scratch` per run (WASI's
+              stdin from memory, the preopen, the run's descriptor table; stdout/stderr are ours as in plain).
 Reports the median and p95 of wall time and the median CPU time per run (wall time on a loaded machine is
 mostly noise). A template without files takes none of this path (one truthiness check per run).
 """
