@@ -1,7 +1,8 @@
 """stdin/stdout/stderr of a run.
 
-Without the `scratch` tool, WASI's `fd_read`/`fd_write` are shadowed by the host functions below: about
-3x cheaper per run than WASI files or callbacks, and they let the output cap stop the guest at once.
+Without a preopen, WASI's `fd_read`/`fd_write` are shadowed by the host functions below, defined raw
+(`RAW_FD_*`: arguments read in place, no wasmtime-py trampoline): much cheaper per run than WASI files or
+callbacks, and they let the output cap stop the guest at once.
 Each call does bounded work whatever the guest asks: at most 1024 iovecs and MAX_BYTES_PER_CALL bytes
 (a short write/read, which WASI allows and every libc retries), and only the bytes that can still be
 kept are copied out of the guest (stdout up to the cap plus one byte to detect the overflow). So a call
@@ -16,6 +17,7 @@ cap stops such a run at once too, and its WASI context needs no output callbacks
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +96,30 @@ def fd_read(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nread: i
         return ERRNO_SUCCESS if guest.write_u32(caller, nread, total) else ERRNO_FAULT
     except BaseException as exc:
         return host_failure(caller, run, "fd_read", exc)
+
+
+def _raw(function: Callable[[wasmtime.Caller, int, int, int, int], int]) -> object:
+    """`function` as a raw host function (ffi.define_raw): its four i32 arguments read in place, no
+    wasmtime-py trampoline (which wraps every argument and result in a Val: ~25-30 us of a plain run's
+    ~150 us went there, for the few stdio calls a run makes)."""
+
+    def call(_env: object, caller_ptr: ffi.RawCaller, values: ffi.RawValues, _n: int) -> int:
+        caller = ffi.wrap_caller(caller_ptr)
+        try:
+            values[0].i32 = function(caller, values[0].i32, values[1].i32, values[2].i32, values[3].i32)
+        except BaseException:  # cannot happen (both catch everything); a raw callback must not raise
+            values[0].i32 = ERRNO_FAULT
+        finally:
+            caller._invalidate()
+        return 0
+
+    return ffi.RawCallback(call)
+
+
+# What a Linker without a preopen defines over WASI's fd_write and fd_read (they live as long as the
+# process: Linkers hold pointers to them).
+RAW_FD_WRITE = _raw(fd_write)
+RAW_FD_READ = _raw(fd_read)
 
 
 def configure_wasi(
