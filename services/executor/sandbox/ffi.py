@@ -174,6 +174,8 @@ def call_in_place(context: RawContext, func: RawFunc, values: RawValues, count: 
     if error:
         message = str(wasmtime.WasmtimeError._from_ptr(error)).encode()  # takes ownership: freed
         trap = ffi.wasmtime_trap_new(ctypes.create_string_buffer(message), len(message))
+    if not trap:  # the usual case, without ctypes.cast (~0.6 us, on every forwarded call)
+        return 0
     return ctypes.cast(trap, ctypes.c_void_p).value or 0  # wasmtime takes ownership of a returned trap
 
 
