@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -681,24 +681,3 @@ class RegistryStore:
         with self._lock:
             row = self._db.execute("SELECT COALESCE(MAX(revision), 0) FROM events").fetchone()
         return int(row[0])
-
-    # --- backup -----------------------------------------------------------------------------------
-
-    def backup_database(self, target: Path) -> None:
-        """A consistent copy of the database through SQLite's online backup API."""
-        dest = sqlite3.connect(target)
-        try:
-            with self._lock:
-                self._db.backup(dest)
-        finally:
-            dest.close()
-
-    def referenced_files(self) -> Iterator[Path]:
-        """Every manifest and blob file the committed rows reference (relative to the root)."""
-        with self._lock:
-            rows = self._db.execute("SELECT name, version FROM templates").fetchall()
-            blobs = {row[0] for row in self._db.execute(_REFERENCED_BLOBS)}
-        for name, version in rows:
-            yield self.manifest_path(name, version).relative_to(self.root)
-        for digest in sorted(blobs):
-            yield self.blob_path(digest).relative_to(self.root)

@@ -7,8 +7,6 @@ balances across executor endpoints, so one address is the normal case and severa
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
@@ -18,6 +16,7 @@ from agentfactory.executor.v1 import executor_service_pb2_grpc as ex_grpc
 from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
 from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from services.common import errors, mesh_headers
+from services.common.cache import LruTtlCache
 from services.common.channels import aio_channel
 from services.common.grpc_errors import error_from_rpc
 from services.common.telemetry import Telemetry
@@ -35,15 +34,15 @@ class RegistryTemplates:
         self.address = address
         self._channel = aio_channel(address, telemetry)
         self._stub = reg_grpc.RegistryServiceStub(self._channel)
-        self._ttl = ttl_seconds
-        self._max = max_entries
-        self._cache: OrderedDict[tuple[str, str], tuple[float, TemplateInfo]] = OrderedDict()
+        self._cache: LruTtlCache[tuple[str, str], TemplateInfo] = LruTtlCache(
+            "scheduler_templates", max_entries, ttl_seconds
+        )
 
     async def resolve(self, name: str, version: str, timeout: float) -> TemplateInfo:
         key = (name, version)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None:
+            return hit
         ref = f"{name}@{version or 'latest'}"
         try:
             reply = await self._stub.GetTemplate(reg_pb.GetTemplateRequest(name=name, version=version), timeout=timeout)
@@ -66,10 +65,7 @@ class RegistryTemplates:
                 f"(afctl templates resign {manifest.name}@{manifest.version})"
             )
         info = TemplateInfo(manifest.name, manifest.version, manifest.retryable, manifest.limits.timeout_ms)
-        self._cache[key] = (time.monotonic() + self._ttl, info)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._max:
-            self._cache.popitem(last=False)
+        self._cache.put(key, info)
         return info
 
     async def close(self) -> None:
