@@ -15,8 +15,8 @@ from agentfactory.signer.v1 import signer_service_pb2 as sig_pb2
 from agentfactory.signer.v1 import signer_service_pb2_grpc as sig_grpc
 from services.common.errors import FailedPrecondition
 from services.common.grpc_errors import error_from_rpc, watched
-from services.common.template_proto import key_set_from_proto, template_from_proto
 from services.executor.service import TemplateChange
+from services.templates.messages import key_set_from_proto, template_from_proto
 from services.templates.published import PublishedTemplate
 from services.templates.signature import PublicKeyVersion
 

@@ -12,7 +12,7 @@ from agentfactory.signer.v1 import signer_service_pb2, signer_service_pb2_grpc
 from services.common.channels import aio_channel
 from services.common.grpc_errors import error_from_rpc, watched
 from services.common.telemetry import Telemetry
-from services.common.template_proto import key_set_from_proto, signature_from_proto
+from services.templates.messages import key_set_from_proto, signature_from_proto
 from services.templates.signature import PublicKeyVersion, SignatureRecord
 
 WATCH_TIMEOUT_S = 300.0  # a key watch is re-opened when its deadline ends it

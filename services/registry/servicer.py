@@ -10,9 +10,9 @@ from agentfactory.registry.v1 import registry_service_pb2 as pb
 from agentfactory.registry.v1 import registry_service_pb2_grpc
 from agentfactory.registry.v1.template_pb2 import Template
 from services.common.errors import InvalidArgument
-from services.common.template_proto import template_to_proto
 from services.registry.service import Registry
 from services.registry.storage import KIND_DEPRECATED, KIND_PUBLISHED
+from services.templates.messages import template_to_proto
 from services.templates.published import PublishedTemplate
 
 _KINDS = {

@@ -1,6 +1,6 @@
 """A published template as every service sees it: the resolved manifest, the exact bytes that were
 signed, the signature and the registry's bookkeeping. Domain code passes this around; the protobuf
-form lives in services/common/template_proto.py."""
+form lives in services/templates/messages.py."""
 
 from __future__ import annotations
 

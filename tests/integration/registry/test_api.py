@@ -15,8 +15,8 @@ from grpc_status import rpc_status
 
 from agentfactory.registry.v1 import registry_service_pb2 as pb
 from services.common.errors import FailedPrecondition
-from services.common.template_proto import template_from_proto
 from services.templates.manifest import MAX_INHERITANCE_DEPTH
+from services.templates.messages import template_from_proto
 from services.templates.signature import SignatureRecord
 from tests.harness import ServiceProcess
 from tests.integration.registry.conftest import TIMEOUT, WASM, Client, manifest, padded_wasm

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from agentfactory.registry.v1 import registry_service_pb2 as pb
-from services.common.template_proto import template_from_proto
+from services.templates.messages import template_from_proto
 from tests.harness import REPO, ServiceProcess, free_port
 from tests.integration.registry.conftest import (
     TIMEOUT,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from services.common.errors import InvalidArgument
-from services.common.template_proto import manifest_from_proto, manifest_to_proto
 from services.templates.manifest import Manifest, TemplateFile, manifest_from_canonical, parse_draft, resolve
+from services.templates.messages import manifest_from_proto, manifest_to_proto
 from services.templates.policy import Policy, PolicyError
 
 DIGEST = "ab" * 32

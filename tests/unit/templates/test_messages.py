@@ -6,14 +6,14 @@ import pytest
 
 from agentfactory.signer.v1 import signer_service_pb2
 from services.common.errors import FailedPrecondition
-from services.common.template_proto import (
+from services.templates.manifest import parse_draft, resolve
+from services.templates.messages import (
     manifest_from_proto,
     manifest_to_proto,
     signature_from_proto,
     template_from_proto,
     template_to_proto,
 )
-from services.templates.manifest import parse_draft, resolve
 from services.templates.policy import Policy
 from services.templates.published import PublishedTemplate
 from tests.unit.registry.conftest import WASM, KeySigner, manifest
