@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-from services.common import audit
+from services.common import audit, listing
 from services.common.cache import LruTtlCache
 from services.common.errors import (
     AlreadyExists,
@@ -136,22 +136,6 @@ def describe_difference(old: Manifest, new: Manifest) -> str:
     return "content"
 
 
-def parse_label_selector(selector: str) -> list[tuple[str, str]]:
-    if not selector.strip():
-        return []
-    terms = []
-    for raw in selector.split(","):
-        key, sep, value = raw.strip().partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key or "=" in value:
-            raise InvalidArgument(
-                f"label_selector term {quote(raw.strip())} must look like key=value (terms joined by commas)",
-                field="label_selector",
-            )
-        terms.append((key, value))
-    return terms
-
-
 class Registry:
     def __init__(
         self,
@@ -235,7 +219,7 @@ class Registry:
     ) -> ListPage:
         if name:
             _check_name(name)
-        labels = parse_label_selector(label_selector)
+        labels = listing.parse_label_selector(label_selector)
         size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
         fingerprint = hashlib.sha256(json.dumps([name, sorted(labels), include_deprecated]).encode()).hexdigest()[:16]
         after = ListCursor.decode(page_token, fingerprint) if page_token else None

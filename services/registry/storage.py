@@ -21,7 +21,6 @@ Thread-safety: one connection guarded by a lock; callers run methods in worker t
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -38,6 +37,7 @@ from typing import IO, Any, NamedTuple
 
 import zstandard
 
+from services.common import listing
 from services.common.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound
 from services.common.files import fsync_dir, write_durably
 from services.common.logs import log_event
@@ -297,24 +297,15 @@ class ListCursor:
     version: str
 
     def encode(self, fingerprint: str) -> str:
-        raw = json.dumps([self.name, self.sort_key, self.version, fingerprint], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return listing.encode_page_token({"n": self.name, "s": self.sort_key, "v": self.version}, fingerprint)
 
     @classmethod
     def decode(cls, token: str, fingerprint: str) -> ListCursor:
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            name, sort_key, version, printed = json.loads(raw)
-            if not all(isinstance(v, str) for v in (name, sort_key, version, printed)):
-                raise ValueError("bad types")
-        except (ValueError, TypeError) as exc:
-            raise InvalidArgument("page_token is not a token this registry issued", field="page_token") from exc
-        if printed != fingerprint:
-            raise InvalidArgument(
-                "page_token was issued for different filters; repeat the same name, label_selector and "
-                "include_deprecated, or start again without a token",
-                field="page_token",
-            )
+        """InvalidArgument for a token this registry did not issue, or one issued for different filters."""
+        position = listing.decode_page_token(token, fingerprint)
+        name, sort_key, version = position.get("n"), position.get("s"), position.get("v")
+        if not (isinstance(name, str) and isinstance(sort_key, str) and isinstance(version, str)):
+            raise listing.not_issued()
         return cls(name, sort_key, version)
 
 

@@ -11,7 +11,6 @@ A terminal state never changes.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
 import hashlib
@@ -20,6 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from services.common import listing
 from services.common.errors import FailedPrecondition, InvalidArgument, quote
 from services.templates.manifest import NAME_RE
 from services.templates.semver import Version
@@ -449,24 +449,9 @@ class ListFilter:
 
 
 def parse_label_selector(selector: str) -> tuple[tuple[str, str], ...]:
-    """'k=v,k2=v2' → ((k, v), (k2, v2)); every pair must match."""
-    if not selector.strip():
-        return ()
-    pairs: dict[str, str] = {}
-    for part in selector.split(","):
-        key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        if value.startswith("="):  # accept "k==v" as well
-            value = value[1:].strip()
-        if not sep or not LABEL_KEY_RE.fullmatch(key):
-            raise InvalidArgument(
-                f"label_selector part {quote(part.strip())} must look like key=value (pairs joined by commas)",
-                field="label_selector",
-            )
-        if key in pairs and pairs[key] != value:
-            raise InvalidArgument(f"label_selector asks for two values of {quote(key)}", field="label_selector")
-        pairs[key] = value
-    return tuple(sorted(pairs.items()))
+    """'k=v,k2=v2' → ((k, v), (k2, v2)); every pair must match. The grammar is every List RPC's
+    (common/listing.py); a key no agent label could have is refused here."""
+    return listing.parse_label_selector(selector, LABEL_KEY_RE)
 
 
 def page_size(requested: int) -> int:
@@ -489,8 +474,7 @@ class PageCursor:
 
 
 def encode_page_token(after: PageCursor, flt: ListFilter) -> str:
-    raw = json.dumps({"t": after.create_us, "i": after.agent_id, "f": flt.fingerprint()}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return listing.encode_page_token({"t": after.create_us, "i": after.agent_id}, flt.fingerprint())
 
 
 def decode_page_token(token: str, flt: ListFilter) -> PageCursor | None:
@@ -498,23 +482,10 @@ def decode_page_token(token: str, flt: ListFilter) -> PageCursor | None:
     following it would silently skip or repeat agents."""
     if not token:
         return None
-    bad = InvalidArgument(
-        "page_token is not one this server issued for this filter; start again with an empty page_token",
-        field="page_token",
-    )
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        create_us, agent_id, fingerprint = data["t"], data["i"], data["f"]
-    except (ValueError, KeyError, TypeError):
-        raise bad from None
-    if (
-        not isinstance(create_us, int)
-        or isinstance(create_us, bool)
-        or create_us < 0
-        or not isinstance(agent_id, str)
-        or fingerprint != flt.fingerprint()
-    ):
-        raise bad
+    position = listing.decode_page_token(token, flt.fingerprint())
+    create_us, agent_id = position.get("t"), position.get("i")
+    if not isinstance(create_us, int) or isinstance(create_us, bool) or create_us < 0 or not isinstance(agent_id, str):
+        raise listing.not_issued()
     return PageCursor(create_us, agent_id)
 
 

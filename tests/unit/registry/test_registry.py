@@ -19,7 +19,7 @@ from services.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from services.registry.service import Registry, describe_difference, parse_label_selector
+from services.registry.service import Registry, describe_difference
 from services.templates.manifest import MAX_INHERITANCE_DEPTH
 from services.templates.policy import Policy
 from tests.unit.registry.conftest import WASM, KeySigner, chunks, manifest, publish, wasm_module
@@ -281,13 +281,6 @@ async def test_reads_come_from_cache_then_disk(registry: Registry, tmp_path: Pat
     registry.cache.clear()
     with pytest.raises(DataLoss):
         await registry.get("agent", "1.0.0")
-
-
-def test_helpers() -> None:
-    assert parse_label_selector("") == []
-    assert parse_label_selector("a=1,b=") == [("a", "1"), ("b", "")]
-    with pytest.raises(InvalidArgument):
-        parse_label_selector("a=1,,b=2")
 
 
 def test_describe_difference_names_map_keys() -> None:
