@@ -11,6 +11,7 @@ from agentfactory.signer.v1 import signer_service_pb2_grpc as pb_grpc
 from services.common.errors import InvalidArgument
 from services.common.timestamps import to_timestamp
 from services.signer.service import SignerService
+from services.templates.messages import signature_to_proto
 from services.templates.signature import PublicKeyVersion, SignatureRecord, fingerprint
 
 ALGORITHM = pb.SIGNATURE_ALGORITHM_RSA_PKCS1V15_SHA256
@@ -49,15 +50,7 @@ class SignerServicer(pb_grpc.SignerServiceServicer):
         self, request: pb.SignRequest, context: grpc.aio.ServicerContext[pb.SignRequest, pb.SignResponse]
     ) -> pb.SignResponse:
         record = await self.service.sign(request.payload)
-        return pb.SignResponse(
-            signature=pb.Signature(
-                key_id=record.key_id,
-                key_version=record.key_version,
-                algorithm=ALGORITHM,
-                signature=record.signature,
-                key_fingerprint_sha256=record.key_fingerprint,
-            )
-        )
+        return pb.SignResponse(signature=signature_to_proto(record))
 
     async def Verify(
         self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext[pb.VerifyRequest, pb.VerifyResponse]
