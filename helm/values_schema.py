@@ -78,6 +78,7 @@ EXECUTOR_ENV = ENV | {
         "AF_EXECUTOR_COMPILE_SECONDS": seconds(0.1, 3600),
         "AF_EXECUTOR_COMPILE_CPU_SECONDS": whole(1, 3600),
         "AF_EXECUTOR_COMPILE_MEMORY_BYTES": whole(256 * 1024 * 1024, 1 << 40),
+        "AF_EXECUTOR_MAX_DESCRIPTORS": whole(8, 65536),
     }
 }
 # A Secret's data key (Kubernetes: [-._a-zA-Z0-9]+, at most 253 characters).

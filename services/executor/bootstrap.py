@@ -57,7 +57,9 @@ async def build(settings: ExecutorSettings, telemetry: Telemetry) -> App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Before anything can run: what an earlier process left mid-run (killed) goes, runs start clean.
     await asyncio.to_thread(run_dirs.sweep, settings.run_root)
-    sandbox = Sandbox(settings.engine, policy.module_bounds, settings.compile_budget, settings.scratch)
+    sandbox = Sandbox(
+        settings.engine, policy.module_bounds, settings.compile_budget, settings.scratch, settings.max_descriptors
+    )
     registry_channel = aio_channel(settings.registry_addr, telemetry)
     signer_channel = aio_channel(settings.signer_addr, telemetry)
     signer = SignerClient(signer_channel)

@@ -11,6 +11,7 @@ from services.common.config import ConfigError, Env
 from services.common.server import ServerSettings
 from services.executor.sandbox import EngineSettings, ScratchSettings
 from services.executor.sandbox.compile import CompileBudget
+from services.executor.sandbox.wasi_files import MAX_DESCRIPTORS
 from services.templates.policy import Policy
 
 DEFAULT_PORT = 7103  # the topology's (mesh/topology.yaml: executor-blue)
@@ -27,6 +28,9 @@ SCRATCH_ENTRIES_RANGE = (2, 1 << 20)
 COMPILE_SECONDS_RANGE = (0.1, 3600.0)
 COMPILE_CPU_SECONDS_RANGE = (1, 3600)
 COMPILE_MEMORY_BYTES_RANGE = (256 * 1024 * 1024, 1 << 40)
+# A run with a preopen starts holding stdio and its preopens (up to 5 descriptors); every one it opens is
+# a real descriptor of this process, so workers x this must stay below the process's open-files limit.
+MAX_DESCRIPTORS_RANGE = (8, 65536)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class ExecutorSettings:
     files_cache_bytes: int = 1024 * 1024 * 1024
     scratch: ScratchSettings = field(default_factory=ScratchSettings)
     compile_budget: CompileBudget = field(default_factory=CompileBudget)
+    max_descriptors: int = MAX_DESCRIPTORS  # open at once by one run with a preopen (EMFILE past it)
 
     @property
     def run_root(self) -> Path:
@@ -86,6 +91,7 @@ class ExecutorSettings:
             files_cache_bytes=env.int("AF_EXECUTOR_FILES_CACHE_BYTES", 1024 * 1024 * 1024),
             scratch=_scratch(env, data_dir),
             compile_budget=_compile_budget(env),
+            max_descriptors=env.int("AF_EXECUTOR_MAX_DESCRIPTORS", MAX_DESCRIPTORS),
             engine=EngineSettings(
                 epoch_tick_ms=env.int("AF_EXECUTOR_EPOCH_TICK_MS", 10),
                 memory_reservation=env.int("AF_EXECUTOR_MEMORY_RESERVATION_BYTES", 64 * 1024 * 1024),
@@ -101,6 +107,7 @@ class ExecutorSettings:
             raise ConfigError("AF_EXECUTOR_FILES_CACHE_BYTES must be >= 0")
         if settings.max_queue < 0:
             raise ConfigError("AF_EXECUTOR_QUEUE must be >= 0")
+        _in_range("AF_EXECUTOR_MAX_DESCRIPTORS", settings.max_descriptors, MAX_DESCRIPTORS_RANGE)
         if not 1 <= settings.engine.epoch_tick_ms <= 1000:
             raise ConfigError("AF_EXECUTOR_EPOCH_TICK_MS must be between 1 and 1000")
         return settings

@@ -1,7 +1,8 @@
 """The executor's run directories and scratch cap on a real process: an executor SIGKILLed while an agent
 writes to its scratch directory leaves that directory behind, and the next start-up removes it (and
 nothing outside its run root) before SERVING; runs work after it. A lowered AF_EXECUTOR_SCRATCH_BYTES is
-the cap a real run meets; a bad value is one stderr line and exit code 2."""
+the cap a real run meets, and a lowered AF_EXECUTOR_MAX_DESCRIPTORS the descriptor bound; a bad value is
+one stderr line and exit code 2."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests.integration.executor.agents import LIMITS, SCRATCH_WAT, manifest, was
 from tests.integration.executor.conftest import EXECUTOR_SERVICE, Executor, executor_env, finished, output, write_policy
 
 SCRATCH_BYTES = 256 * 1024  # lowered from 16 MiB for this executor
+MAX_DESCRIPTORS = 8  # lowered from 256: stdio and the preopens hold most of them
 
 # Opens (creates) `name` in the run's `/` (fd 3); the open's errno + 10 is the exit code if it fails.
 _OPEN = """
@@ -73,6 +75,26 @@ FILLER_WAT = f"""(module {_IMPORTS}
     (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))
     (if (local.get $err) (then (call $proc_exit (i32.const 1))))))"""
 
+# Opens /fill again and again without closing until an open fails; stdout: the opens that worked and the
+# failed one's errno (two u32 little-endian).
+OPENER_WAT = f"""(module {_IMPORTS}
+  (data (i32.const 100) "fill")
+  (func (export "_start")
+    (local $opened i32) (local $err i32)
+    (block $done
+      (loop $again
+        (br_if $done (i32.ge_u (local.get $opened) (i32.const 1000)))
+        (local.set $err (call $path_open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 1)
+          (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 8)))
+        (br_if $done (local.get $err))
+        (local.set $opened (i32.add (local.get $opened) (i32.const 1)))
+        (br $again)))
+    (i32.store (i32.const 24) (local.get $opened))
+    (i32.store (i32.const 28) (local.get $err))
+    (i32.store (i32.const 32) (i32.const 24))
+    (i32.store (i32.const 36) (i32.const 8))
+    (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))))"""
+
 
 @dataclass
 class Node:
@@ -89,7 +111,14 @@ def node(workdir: Path, signer: ServiceProcess) -> Iterator[Node]:
             publisher.publish(manifest("scratch-writer", tools=["scratch"], limits=slow), wasm(WRITER_WAT))
             publisher.publish(manifest("scratch-filler", tools=["scratch"], limits=LIMITS), wasm(FILLER_WAT))
             publisher.publish(manifest("scratch-probe", tools=["scratch"], limits=LIMITS), wasm(SCRATCH_WAT))
-        env = executor_env(reg, signer, policy, AF_EXECUTOR_SCRATCH_BYTES=str(SCRATCH_BYTES))
+            publisher.publish(manifest("scratch-opener", tools=["scratch"], limits=LIMITS), wasm(OPENER_WAT))
+        env = executor_env(
+            reg,
+            signer,
+            policy,
+            AF_EXECUTOR_SCRATCH_BYTES=str(SCRATCH_BYTES),
+            AF_EXECUTOR_MAX_DESCRIPTORS=str(MAX_DESCRIPTORS),
+        )
         executor = start_ready(ServiceProcess("executor", workdir, env), EXECUTOR_SERVICE)
         try:
             yield Node(executor, workdir / "executor-data" / "runs")
@@ -106,6 +135,14 @@ def test_a_lowered_scratch_cap_is_the_cap_a_run_meets(node: Node) -> None:
     (written,) = struct.unpack("<I", output(events))
     assert SCRATCH_BYTES // 2 < written < SCRATCH_BYTES, written  # 1 MiB fits the default 16 MiB
     assert list(node.runs.iterdir()) == []  # the run's directory went with the run
+
+
+def test_a_lowered_descriptor_bound_is_the_bound_a_run_meets(node: Node) -> None:
+    events, code, details = Executor(node.executor.addr).run("scratch-opener")
+    assert code == grpc.StatusCode.OK, details
+    opened, errno = struct.unpack("<II", output(events))
+    # stdio (3) and the run's preopens take their share of the 8; with the default 256 it would open ~250.
+    assert (errno, 0 < opened <= MAX_DESCRIPTORS - 4) == (33, True), (opened, errno)  # 33: EMFILE
 
 
 def test_a_killed_executors_run_directories_are_swept_at_start_up(node: Node, workdir: Path) -> None:

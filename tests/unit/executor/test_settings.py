@@ -21,6 +21,7 @@ def test_defaults_are_todays_caps_and_budget() -> None:
     assert (settings.scratch.max_bytes, settings.scratch.max_entries) == (16 * 1024 * 1024, 1024)
     assert settings.compile_budget == CompileBudget(seconds=30.0, cpu_seconds=20, memory_bytes=2 * 1024**3)
     assert settings.run_root == Path("/srv/executor/runs")
+    assert settings.max_descriptors == 256
 
 
 def test_each_setting_is_read() -> None:
@@ -32,11 +33,13 @@ def test_each_setting_is_read() -> None:
                 "AF_EXECUTOR_COMPILE_SECONDS": "2.5",
                 "AF_EXECUTOR_COMPILE_CPU_SECONDS": "3",
                 "AF_EXECUTOR_COMPILE_MEMORY_BYTES": str(512 * 1024 * 1024),
+                "AF_EXECUTOR_MAX_DESCRIPTORS": "32",
             }
         )
     )
     assert (settings.scratch.max_bytes, settings.scratch.max_entries) == (262144, 64)
     assert settings.compile_budget == CompileBudget(seconds=2.5, cpu_seconds=3, memory_bytes=512 * 1024 * 1024)
+    assert settings.max_descriptors == 32
 
 
 @pytest.mark.parametrize(
@@ -53,6 +56,8 @@ def test_each_setting_is_read() -> None:
         ("AF_EXECUTOR_COMPILE_SECONDS", "inf"),
         ("AF_EXECUTOR_COMPILE_CPU_SECONDS", "0"),
         ("AF_EXECUTOR_COMPILE_MEMORY_BYTES", "1048576"),
+        ("AF_EXECUTOR_MAX_DESCRIPTORS", "4"),  # fewer than stdio and the preopens hold
+        ("AF_EXECUTOR_MAX_DESCRIPTORS", "1000000"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
