@@ -43,6 +43,24 @@ def leb_u32(data: bytes, pos: int) -> tuple[int, int]:
     raise MalformedModule("module has a malformed LEB128 number")
 
 
+def leb_encode(value: int) -> bytes:
+    """`value` (unsigned) as LEB128, the inverse of leb_u32."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def encode_section(section_id: int, body: bytes) -> bytes:
+    """A section: its id, its body's size, its body."""
+    return bytes([section_id]) + leb_encode(len(body)) + body
+
+
 def section_spans(data: bytes) -> Iterator[tuple[int, int, int, int]]:
     """(section id, header start, body start, body end) for each section, in order."""
     if not data.startswith(WASM_MAGIC):

@@ -9,25 +9,17 @@ engine instantiate first and then call it under the same store, limits, fuel and
 
 from __future__ import annotations
 
-from services.templates.wasm_structure import SECTION_EXPORT, SECTION_START, MalformedModule, leb_u32, section_spans
+from services.templates.wasm_structure import (
+    SECTION_EXPORT,
+    SECTION_START,
+    MalformedModule,
+    encode_section,
+    leb_encode,
+    leb_u32,
+    section_spans,
+)
 
 START_EXPORT = "__agentfactory_start"
-
-
-def _leb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _section(section_id: int, body: bytes) -> bytes:
-    return bytes([section_id]) + _leb(len(body)) + body
 
 
 def _export_names(data: bytes, body: int, end: int) -> set[str]:
@@ -55,12 +47,12 @@ def detach_start(data: bytes) -> tuple[bytes, str | None]:
         raise MalformedModule(f"module exports {START_EXPORT!r}, a name the executor reserves")
     name = START_EXPORT
     encoded = name.encode()
-    entry = _leb(len(encoded)) + encoded + b"\x00" + _leb(function)  # kind 0: a function
+    entry = leb_encode(len(encoded)) + encoded + b"\x00" + leb_encode(function)  # kind 0: a function
     if export is None:
-        exports = _section(SECTION_EXPORT, _leb(1) + entry)
+        exports = encode_section(SECTION_EXPORT, leb_encode(1) + entry)
     else:
         count, first = leb_u32(data, export[0])
-        exports = _section(SECTION_EXPORT, _leb(count + 1) + data[first : export[1]] + entry)
+        exports = encode_section(SECTION_EXPORT, leb_encode(count + 1) + data[first : export[1]] + entry)
     out = bytearray(data[:8])
     for sid, header_start, _, end in found:
         if sid == SECTION_EXPORT:
