@@ -1,6 +1,6 @@
 """The on-disk level of the compiled-module cache, bounded by bytes and pruned least recently used first.
 
-Artifacts are `<digest>-<engine fingerprint>.cwasm` files (see modules.py for their format). The index of
+Artifacts are `<digest>[+variant]-<engine fingerprint>.cwasm` files (see modules.py for their format). The index of
 what is on disk (name -> size, in recency order) is built once from a directory listing (stat only, no
 reads) and kept in memory; a hit moves its file to the recent end and touches its mtime so the order
 survives a restart. Artifacts of another engine fingerprint (an upgraded wasmtime) are never read again:

@@ -7,6 +7,9 @@ evict; background fill-ins (`evict=False`: start-up warm-up, precompilation on W
 
 Keys are module digests: a module only enters any level after its bytes hashed to the digest the signed
 manifest names, so "module sha256 matches the manifest" holds for every run that finds its digest here.
+A module compiled for a tool set granting `scratch` is a different module (its writes routed through the
+run's wasm guard, sandbox/scratch_rewrite.py), cached apart under `<digest>` + SCRATCH_VARIANT; bump the
+variant when the rewrite changes, so no artifact of an older one is ever loaded.
 Disk artifacts are keyed by digest *and* the engine fingerprint (wasmtime version and every setting that
 shapes code), carry a sha256 of their own bytes against corruption, and are written atomically.
 `Module.deserialize` trusts its input (it is native code), so AF_DATA_DIR must be writable by the
@@ -41,6 +44,12 @@ DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
 # by their ~14 KiB serialized size let 10,000 of them take 2.6x the executor's base RSS in a 64 MiB budget.
 MIN_MODULE_COST = 32 * 1024
 DEFAULT_DISK_BYTES = 2 * 1024 * 1024 * 1024
+SCRATCH_VARIANT = "+scratch1"
+
+
+def cache_key(digest: str, scratch: bool) -> str:
+    """The key of a module compiled for a tool set with (`scratch`) or without `scratch`."""
+    return digest + SCRATCH_VARIANT if scratch else digest
 
 
 @dataclass
@@ -78,32 +87,32 @@ class ModuleCache:
     def memory(self) -> SizedLru[str, Compiled]:
         return self._memory
 
-    def _name(self, digest: str) -> str:
-        return f"{digest}-{self.sandbox.fingerprint}.cwasm"
+    def _name(self, digest: str, scratch: bool = False) -> str:
+        return f"{cache_key(digest, scratch)}-{self.sandbox.fingerprint}.cwasm"
 
-    def _path(self, digest: str) -> Path:
-        return self.dir / self._name(digest)
+    def _path(self, digest: str, scratch: bool = False) -> Path:
+        return self.dir / self._name(digest, scratch)
 
-    def on_disk(self, digest: str) -> bool:
-        return self._name(digest) in self.disk
+    def on_disk(self, digest: str, scratch: bool = False) -> bool:
+        return self._name(digest, scratch) in self.disk
 
-    def expected_size(self, digest: str, module_size: int) -> int:
+    def expected_size(self, digest: str, module_size: int, scratch: bool = False) -> int:
         """A module's memory before loading it: its artifact's size when on disk, else its wasm size (a
         lower bound: compiled code is larger, which the cache accounts for once it is compiled)."""
-        return max(self.disk.size(self._name(digest)) or module_size, MIN_MODULE_COST)
+        return max(self.disk.size(self._name(digest, scratch)) or module_size, MIN_MODULE_COST)
 
     def fits_in_memory(self, size: int) -> bool:
         """Whether a fill-in of about `size` bytes would find free room in memory."""
         return self._memory.fits(size)
 
-    def from_memory(self, digest: str) -> Compiled | None:
-        found = self._memory.get(digest)
+    def from_memory(self, digest: str, scratch: bool = False) -> Compiled | None:
+        found = self._memory.get(cache_key(digest, scratch))
         metrics.MODULE_CACHE.labels("memory", "hit" if found else "miss").inc()
         return found
 
-    def from_disk(self, digest: str, evict: bool = True) -> Compiled | None:
+    def from_disk(self, digest: str, evict: bool = True, scratch: bool = False) -> Compiled | None:
         """Blocking (file I/O and deserialization): call from a worker thread."""
-        path = self._path(digest)
+        path = self._path(digest, scratch)
         raw = self.disk.read(path.name)
         if raw is None:
             metrics.MODULE_CACHE.labels("disk", "miss").inc()
@@ -120,10 +129,10 @@ class ModuleCache:
             return None
         metrics.MODULE_CACHE.labels("disk", "hit").inc()
         compiled = Compiled(digest, module)
-        self._memory.put(digest, compiled, max(len(payload), MIN_MODULE_COST), evict=evict)
+        self._memory.put(cache_key(digest, scratch), compiled, max(len(payload), MIN_MODULE_COST), evict=evict)
         return compiled
 
-    def compile(self, digest: str, wasm: bytes, evict: bool = True) -> Compiled:
+    def compile(self, digest: str, wasm: bytes, evict: bool = True, scratch: bool = False) -> Compiled:
         """Blocking: check the digest and the policy's module bounds, compile, cache at both levels."""
         actual = hashlib.sha256(wasm).hexdigest()
         if actual != digest:
@@ -131,13 +140,13 @@ class ModuleCache:
             raise FailedPrecondition(f"module digest mismatch: the manifest names {digest}, the bytes hash to {actual}")
         check_bounds(wasm, self.max_bytes, self.max_imports)
         began = time.perf_counter()
-        module = self.sandbox.compile(wasm)
+        module = self.sandbox.compile(wasm, scratch)
         metrics.COMPILE_SECONDS.observe(time.perf_counter() - began)
         compiled = Compiled(digest, module)
         payload = module.serialize()
-        self._memory.put(digest, compiled, max(len(payload), MIN_MODULE_COST), evict=evict)
+        self._memory.put(cache_key(digest, scratch), compiled, max(len(payload), MIN_MODULE_COST), evict=evict)
         try:
-            self.disk.write(self._name(digest), hashlib.sha256(payload).digest() + payload)
+            self.disk.write(self._name(digest, scratch), hashlib.sha256(payload).digest() + payload)
         except OSError as exc:  # the disk level is an optimisation; a full disk must not fail runs
             log.warning("could not store compiled module %s: %s", digest, exc)
         return compiled
@@ -154,4 +163,5 @@ class ModuleCache:
 
     def drop(self, digest: str) -> None:
         """Forget a module in memory (deprecated templates); the disk artifact stays for a cheap comeback."""
-        self._memory.invalidate(digest)
+        self._memory.invalidate(cache_key(digest, False))
+        self._memory.invalidate(cache_key(digest, True))

@@ -32,7 +32,7 @@ from services.executor import metrics
 from services.executor.events import Accepted, Finished, LimitKind, Outcome, RunEvent, Started
 from services.executor.files import Mounts, TemplateFiles
 from services.executor.kvstore import KvStore
-from services.executor.modules import Compiled, ModuleCache
+from services.executor.modules import Compiled, ModuleCache, cache_key
 from services.executor.pool import Capacity, WorkerPool
 from services.executor.sandbox import AgentTools, Prepared, RunSpec, RunState, Sandbox, ToolContext
 from services.executor.trust import Trust, Verified
@@ -286,7 +286,8 @@ class ExecutorService:
             verified = await self.trust.verify(template, name, version)
         manifest = verified.manifest
         with span("module_lookup", module_sha256=manifest.module_sha256):
-            compiled, level = await self._compiled(manifest.module_sha256, template.module_size, evict)
+            scratch = "scratch" in manifest.tools  # such a tool set runs the module compiled for it (modules.py)
+            compiled, level = await self._compiled(manifest.module_sha256, template.module_size, evict, scratch)
         try:
             prepared = self.modules.link(compiled, frozenset(manifest.tools), manifest.ref, bool(manifest.files))
         except FailedPrecondition:
@@ -294,18 +295,21 @@ class ExecutorService:
             raise
         return Ready(verified, prepared, level)
 
-    async def _compiled(self, digest: str, module_size: int, evict: bool = True) -> tuple[Compiled, str]:
-        found = self.modules.from_memory(digest)
+    async def _compiled(
+        self, digest: str, module_size: int, evict: bool = True, scratch: bool = False
+    ) -> tuple[Compiled, str]:
+        found = self.modules.from_memory(digest, scratch)
         if found is not None:
             return found, "memory"
-        pending = self._inflight.get(digest)
-        if pending is not None:  # single flight: one fetch and compile per digest at a time
+        key = cache_key(digest, scratch)
+        pending = self._inflight.get(key)
+        if pending is not None:  # single flight: one fetch and compile per module at a time
             return await asyncio.shield(pending)
         future: asyncio.Future[tuple[Compiled, str]] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
-        self._inflight[digest] = future
+        self._inflight[key] = future
         try:
-            compiled = await asyncio.to_thread(self.modules.from_disk, digest, evict)
+            compiled = await asyncio.to_thread(self.modules.from_disk, digest, evict, scratch)
             level = "disk"
             if compiled is None:
                 if module_size > self.modules.max_bytes:
@@ -315,7 +319,7 @@ class ExecutorService:
                     )
                 wasm = await self.source.fetch_module(digest, self.modules.max_bytes)
                 metrics.MODULE_CACHE.labels("registry", "hit").inc()
-                compiled = await asyncio.to_thread(self.modules.compile, digest, wasm, evict)
+                compiled = await asyncio.to_thread(self.modules.compile, digest, wasm, evict, scratch)
                 level = "registry"
             future.set_result((compiled, level))
             return compiled, level
@@ -323,7 +327,7 @@ class ExecutorService:
             future.set_exception(exc)
             raise
         finally:
-            del self._inflight[digest]
+            del self._inflight[key]
 
     # --- hot reload --------------------------------------------------------------------------------
 
@@ -361,9 +365,10 @@ class ExecutorService:
             if not self.modules.fits_in_memory(1):
                 break
             digest = template.manifest.module_sha256
-            if self.modules.fits_in_memory(self.modules.expected_size(digest, template.module_size)):
+            scratch = "scratch" in template.manifest.tools
+            if self.modules.fits_in_memory(self.modules.expected_size(digest, template.module_size, scratch)):
                 await self.prepare(template)
-                loaded += digest in self.modules.memory
+                loaded += cache_key(digest, scratch) in self.modules.memory
                 metrics.WARMUP_TEMPLATES.labels("loaded").set(loaded)
         metrics.WARMUP_TEMPLATES.labels("left_cold").set(len(templates) - loaded)
         metrics.WARMUP_DONE.set(1)

@@ -2,7 +2,8 @@
 
 1. The policy's module bounds (spec/wasm_structure.py), read from section headers and counts:
    FAILED_PRECONDITION naming the rule, before any compile work.
-2. The start function is detached (start.py) so that it runs after instantiation.
+2. The start function is detached (start.py) so that it runs after instantiation; for a tool set with
+   `scratch`, the module's file writes are routed through the run's wasm guard (scratch_rewrite.py).
 3. Small modules (what every example agent is) whose nesting was read compile in-process; anything else
    compiles in a child process (compile_worker.py) under RLIMIT_CPU and RLIMIT_AS and a wall-clock
    timeout, which is abandoned (killed) when it runs past them; its serialized result is deserialized
@@ -23,6 +24,7 @@ import wasmtime
 from services.common.errors import FailedPrecondition
 from services.executor.sandbox.compile_worker import EXIT_INVALID
 from services.executor.sandbox.config import EngineSettings
+from services.executor.sandbox.scratch_rewrite import RESERVED_MODULE, reserved_import, route_writes
 from services.executor.sandbox.start import detach_start
 from services.templates.wasm_structure import MalformedModule, ModuleBounds, Structure, read_structure
 
@@ -54,11 +56,25 @@ def check_structure(wasm: bytes, bounds: ModuleBounds) -> Structure:
 
 
 def compile_module(
-    engine: wasmtime.Engine, settings: EngineSettings, wasm: bytes, bounds: ModuleBounds, budget: CompileBudget
+    engine: wasmtime.Engine,
+    settings: EngineSettings,
+    wasm: bytes,
+    bounds: ModuleBounds,
+    budget: CompileBudget,
+    scratch: bool = False,
 ) -> wasmtime.Module:
+    """`scratch`: for a tool set granting `scratch`, the module's writes routed through the run's wasm
+    guard (scratch_rewrite.py) when it qualifies; the result is a different module, cached apart."""
     structure = check_structure(wasm, bounds)
     try:
+        if reserved_import(wasm):
+            raise FailedPrecondition(
+                f"module imports from {RESERVED_MODULE!r}, a module name the executor reserves "
+                "(rule module.well_formed)"
+            )
         detached, _ = detach_start(wasm)
+        if scratch:
+            detached = route_writes(detached)
     except MalformedModule as exc:
         raise FailedPrecondition(f"{exc} (rule module.well_formed)") from exc
     cheap = structure.code_bytes <= INPROCESS_MAX_CODE_BYTES and structure.functions <= INPROCESS_MAX_FUNCTIONS

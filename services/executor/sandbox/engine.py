@@ -5,7 +5,9 @@ Budget and how each part is enforced:
 - memory: store limits (`memory_size`, tables, table elements, instances, memories). A too-large initial
   memory fails instantiation; a refused `memory.grow` returns -1 to the guest (wasmtime's C API cannot
   make it trap), so a run that then fails with its memory within one growth step of the limit is
-  reported as the memory limit (outcome.py).
+  reported as the memory limit (outcome.py). A routed scratch module's memory (scratch_rewrite.py) is
+  made by the host in the run's store under the same limits: a too-large minimum fails there, before
+  the guest is instantiated, with the same error, and a refused grow is -1 as well.
 - wall clock and cancellation: epoch interruption. The engine's epoch is advanced by one ticker thread
   every `epoch_tick_ms`. Each store registers an epoch deadline callback (ffi.py) and re-arms a one-tick
   deadline. The callback runs on the guest's own thread at the next epoch check after a tick, looks at
@@ -38,6 +40,7 @@ from services.executor.sandbox.compile import CompileBudget, compile_module
 from services.executor.sandbox.config import EngineSettings, ScratchSettings
 from services.executor.sandbox.outcome import classify
 from services.executor.sandbox.scratch import remove_tree
+from services.executor.sandbox.scratch_rewrite import RESERVED_MODULE
 from services.executor.sandbox.start import START_EXPORT
 from services.executor.sandbox.state import MAX_LOG_BYTES, RunState, bind, current_or_none
 from services.executor.sandbox.wasi_files import MAX_DESCRIPTORS
@@ -51,8 +54,11 @@ log = logging.getLogger(__name__)
 WASI_MODULE = "wasi_snapshot_preview1"
 MAX_TABLE_ELEMENTS = 100_000
 MAX_TABLES = 4
-# The guest, and a run with a preopen's guard instances (one per forwarded WASI call it makes, fs_calls.py).
-MAX_INSTANCES = 1 + len(fs_calls.SIGNATURES)
+# The guest, a run with a preopen's guard instances (one per forwarded WASI call it makes, fs_calls.py),
+# and a routed module's wasm guard (fs_calls.FastGuard; the memory it and the guest share, made by the
+# host, counts as neither an instance nor one of the store's `memories`).
+MAX_INSTANCES = 1 + len(fs_calls.SIGNATURES) + 1
+ROUTED_IMPORTS = frozenset({"memory", *fs_calls.ROUTED})
 MAX_MEMORIES = 1
 
 # WASI calls that can hold the calling thread for long: poll_oneoff sleeps on a clock subscription, and
@@ -92,11 +98,16 @@ class Prepared:
     """A compiled module linked for one tool set: what a run instantiates."""
 
     module: wasmtime.Module
-    pre: wasmtime.InstancePre
+    # None for a module whose writes are routed through the run's wasm guard (scratch_rewrite.py): its
+    # memory and two of its functions are the run's own objects, which an InstancePre cannot hold.
+    pre: wasmtime.InstancePre | None
     # True when a run can only compute and use in-memory stdio: no granted tool, no WASI call that can
     # wait. Such a run may go on the event loop's thread under a small fuel budget (see service.py).
     pure: bool = False
     start: str | None = None  # the detached wasm start function's export, called right after instantiation
+    memory: wasmtime.MemoryType | None = None  # a routed module's memory, made in each run's store
+    wasi_fs: bool = False  # the Linker it was linked with (a routed module is instantiated by name)
+    tools: frozenset[str] = frozenset()
 
 
 class Sandbox:
@@ -118,8 +129,11 @@ class Sandbox:
         self.fingerprint = settings.fingerprint()
         self._tick_s = settings.epoch_tick_ms / 1000
         self._linkers: dict[tuple[frozenset[str], bool], wasmtime.Linker] = {}
+        # Per thread, Linkers like those that a routed module's run instantiates through (see _instantiate).
+        self._local = threading.local()
         self.max_descriptors = max_descriptors  # open at once by a run with a preopen (wasi_files.py)
         self._fs_guard = fs_calls.Guard(self.engine)  # forwards the WASI calls fs_calls.py checks first
+        self._fast_guard = fs_calls.FastGuard(self.engine, self._fs_guard.wasi)  # routed writes' wasm guard
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="epoch-ticker", daemon=True)
@@ -134,9 +148,11 @@ class Sandbox:
         self._ticker.join(timeout=1)
 
     # -- compile and link --
-    def compile(self, wasm: bytes) -> wasmtime.Module:
-        """Blocking. FailedPrecondition naming the rule for a module past a bound or a compile budget."""
-        return compile_module(self.engine, self.settings, wasm, self.bounds, self.budget)
+    def compile(self, wasm: bytes, scratch: bool = False) -> wasmtime.Module:
+        """Blocking. FailedPrecondition naming the rule for a module past a bound or a compile budget.
+        `scratch`: the module is for a tool set granting `scratch` (its writes checked in wasm when it
+        qualifies, scratch_rewrite.py); such a module links only for such a tool set."""
+        return compile_module(self.engine, self.settings, wasm, self.bounds, self.budget, scratch)
 
     def deserialize(self, serialized: bytes) -> wasmtime.Module:
         return wasmtime.Module.deserialize(self.engine, serialized)
@@ -148,28 +164,70 @@ class Sandbox:
         with self._lock:
             linker = self._linkers.get(key)
             if linker is None:
-                linker = wasmtime.Linker(self.engine)
-                linker.define_wasi()
-                linker.allow_shadowing = True
-                if "scratch" not in tools and not wasi_fs:
-                    ffi.define_raw(linker, WASI_MODULE, "fd_write", stdio.FD_TYPE, stdio.RAW_FD_WRITE)
-                    ffi.define_raw(linker, WASI_MODULE, "fd_read", stdio.FD_TYPE, stdio.RAW_FD_READ)
-                for name, ty, func in wasi.shadows(tools):
-                    linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
-                if "scratch" in tools or wasi_fs:  # the descriptor bound; with scratch, the disk cap too
-                    fs_calls.define(linker, scratch="scratch" in tools)
-                for function in TOOL_FUNCTIONS.values():
-                    if function.tool in tools:
-                        func = host_function(function)
-                        linker.define_func(TOOL_MODULE, function.name, function.func_type(), func, access_caller=True)
-                self._linkers[key] = linker
+                linker = self._linkers[key] = self._new_linker(tools, wasi_fs)
             return linker
+
+    def _new_linker(self, tools: frozenset[str], wasi_fs: bool) -> wasmtime.Linker:
+        linker = wasmtime.Linker(self.engine)
+        linker.define_wasi()
+        linker.allow_shadowing = True
+        if "scratch" not in tools and not wasi_fs:
+            ffi.define_raw(linker, WASI_MODULE, "fd_write", stdio.FD_TYPE, stdio.RAW_FD_WRITE)
+            ffi.define_raw(linker, WASI_MODULE, "fd_read", stdio.FD_TYPE, stdio.RAW_FD_READ)
+        for name, ty, func in wasi.shadows(tools):
+            linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
+        if "scratch" in tools or wasi_fs:  # the descriptor bound; with scratch, the disk cap too
+            fs_calls.define(linker, scratch="scratch" in tools)
+        for function in TOOL_FUNCTIONS.values():
+            if function.tool in tools:
+                func = host_function(function)
+                linker.define_func(TOOL_MODULE, function.name, function.func_type(), func, access_caller=True)
+        return linker
+
+    def _thread_linker(self, tools: frozenset[str], wasi_fs: bool) -> wasmtime.Linker:
+        """This thread's Linker for a routed module's runs with this tool set. A routed module imports its
+        memory and the guard's fd_write/fd_pwrite, which belong to the run's store: they are defined in
+        this Linker right before each instantiation (shadowing the previous run's), so a Linker never
+        resolves an item of a store other than the one instantiating, and no other thread ever sees it.
+        The shared Linkers (`linker`) never hold a store's item: one from a closed store would make
+        wasmtime panic, which aborts the process."""
+        linkers: dict[tuple[frozenset[str], bool], wasmtime.Linker] | None = getattr(self._local, "linkers", None)
+        if linkers is None:
+            linkers = self._local.linkers = {}
+        linker = linkers.get((tools, wasi_fs))
+        if linker is None:
+            linker = linkers[(tools, wasi_fs)] = self._new_linker(tools, wasi_fs)
+        return linker
+
+    def _instantiate(self, prepared: Prepared, store: wasmtime.Store, run: RunState) -> wasmtime.Instance:
+        """A routed module's instance: its memory made in `store` (the store's limits apply to it as to a
+        memory the module defines: a minimum past memory_bytes fails here, as instantiation would, and a
+        refused memory.grow returns -1), then the run's guard over it, then the guest."""
+        assert prepared.memory is not None and run.files is not None
+        memory = wasmtime.Memory(store, prepared.memory)
+        guard = self._fast_guard.start(store, memory, run.files)
+        linker = self._thread_linker(prepared.tools, prepared.wasi_fs)
+        ffi.linker_define(linker, store, RESERVED_MODULE, "memory", ffi.memory_extern(memory))
+        for name, func in guard.items():
+            ffi.linker_define(linker, store, RESERVED_MODULE, name, func)
+        return linker.instantiate(store, prepared.module)
 
     def link(self, module: wasmtime.Module, tools: frozenset[str], ref: str, wasi_fs: bool = False) -> Prepared:
         """Refuse (FailedPrecondition naming the import) anything the signed manifest does not grant."""
+        memory: wasmtime.MemoryType | None = None
         for imp in module.imports:
             where = f"{imp.module}.{imp.name}"
-            if imp.module == TOOL_MODULE:
+            if imp.module == RESERVED_MODULE:
+                # Only compile(scratch=True) makes such imports (compile refuses a module naming the module
+                # itself); they are the run's own memory and guard, which only a `scratch` run has.
+                if "scratch" not in tools or imp.name not in ROUTED_IMPORTS:
+                    raise FailedPrecondition(
+                        f"{ref}: module imports {where}; it was compiled for a tool set with scratch "
+                        f"(tools: {', '.join(sorted(tools)) or 'none'})"
+                    )
+                if isinstance(imp.type, wasmtime.MemoryType):
+                    memory = imp.type
+            elif imp.module == TOOL_MODULE:
                 function = TOOL_FUNCTIONS.get(imp.name or "")
                 if function is None:
                     raise FailedPrecondition(
@@ -191,7 +249,9 @@ class Sandbox:
         if not isinstance(exports.get("memory"), wasmtime.MemoryType):
             raise FailedPrecondition(f"{ref}: module does not export its linear memory as 'memory'")
         try:
-            pre = self.linker(tools, wasi_fs).instantiate_pre(module)
+            pre = self.linker(tools, wasi_fs).instantiate_pre(module) if memory is None else None
+            if memory is not None:
+                self._check_routed(module, memory, tools, wasi_fs)
         except wasmtime.WasmtimeError as exc:
             raise FailedPrecondition(f"{ref}: module cannot be linked: {' '.join(str(exc).split())}") from exc
         pure = (
@@ -200,7 +260,27 @@ class Sandbox:
             and not any(imp.module == WASI_MODULE and imp.name in BLOCKING_WASI_IMPORTS for imp in module.imports)
         )
         start = START_EXPORT if isinstance(exports.get(START_EXPORT), wasmtime.FuncType) else None
-        return Prepared(module, pre, pure, start)
+        return Prepared(module, pre, pure, start, memory, wasi_fs, tools)
+
+    def _check_routed(
+        self, module: wasmtime.Module, memory: wasmtime.MemoryType, tools: frozenset[str], wasi_fs: bool
+    ) -> None:
+        """What instantiate_pre checks for other modules (every import defined, with its type), checked by
+        instantiating it once in a throwaway store (no code runs: the start function is detached).
+        Raises WasmtimeError naming the import that does not link."""
+        store = wasmtime.Store(self.engine)
+        store.set_epoch_deadline(1 << 62)
+        store.set_fuel(1 << 62)
+        linker = self._thread_linker(tools, wasi_fs)
+        linker.define(store, RESERVED_MODULE, "memory", wasmtime.Memory(store, memory))
+        for name in fs_calls.ROUTED:
+            linker.define(store, RESERVED_MODULE, name, wasmtime.Func(store, fs_calls.func_type(name), _unused))
+        try:
+            linker.instantiate(store, module)
+        except wasmtime.Trap:
+            pass  # linked, then trapped (a data segment out of bounds): the run reports it, as for any module
+        finally:
+            store.close()
 
     # -- run --
     def run(self, prepared: Prepared, run: RunState) -> Finished:
@@ -229,7 +309,10 @@ class Sandbox:
             ffi.set_epoch_callback(store, _on_epoch)
             store.set_epoch_deadline(1)
             scratch = stdio.configure_wasi(store, spec, run, self.scratch, self._fs_guard, self.max_descriptors)
-            instance = prepared.pre.instantiate(store)
+            if prepared.pre is not None:
+                instance = prepared.pre.instantiate(store)
+            else:
+                instance = self._instantiate(prepared, store, run)
             exports = instance.exports(store)
             if prepared.start is not None:
                 _call(exports, store, prepared.start)
@@ -279,6 +362,10 @@ class Sandbox:
             return 0
         memory = instance.exports(store).get("memory")
         return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
+
+
+def _unused(*_args: object) -> int:  # a stand-in for the guard's functions, never called
+    return 0
 
 
 def _remove(directory: Path) -> None:

@@ -44,6 +44,14 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("wasmtime._ffi", "wasmtime_instance_export_get"),
     ("wasmtime._ffi", "wasmtime_extern_t"),
     ("wasmtime._ffi", "WASMTIME_EXTERN_MEMORY"),
+    ("wasmtime._ffi", "WASMTIME_EXTERN_GLOBAL"),
+    ("wasmtime._ffi", "wasmtime_linker_define"),
+    ("wasmtime._ffi", "wasmtime_global_t"),
+    ("wasmtime._ffi", "wasmtime_global_get"),
+    ("wasmtime._ffi", "wasmtime_global_set"),
+    ("wasmtime._ffi", "wasmtime_val_t"),
+    ("wasmtime._ffi", "WASMTIME_I32"),
+    ("wasmtime._ffi", "WASMTIME_I64"),
     ("wasmtime.Module", "ptr"),
     ("wasmtime.WasiConfig", "ptr"),
     ("wasmtime.Func", "_func"),
@@ -53,6 +61,7 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("wasmtime.Caller", "_invalidate"),
     ("wasmtime.Caller", "_context"),
     ("wasmtime.Store", "ptr"),
+    ("wasmtime.Store", "_context"),
     ("wasmtime.WasmtimeError", "_from_ptr"),
     ("wasmtime.Trap", "_from_ptr"),
 )
@@ -134,6 +143,7 @@ else:
     RawValues = RawCaller = RawContext = Any
 RawFunc = ffi.wasmtime_func_t
 RawMemory = ffi.wasmtime_memory_t
+RawExtern = ffi.wasmtime_extern_t
 
 
 def define_raw(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType, callback: object) -> None:
@@ -190,7 +200,10 @@ def memory_read(context: RawContext, memory: RawMemory, ptr: int, length: int) -
     return ctypes.string_at(ctypes.addressof(ffi.wasmtime_memory_data(context, handle).contents) + ptr, length)
 
 
-def _name(text: str) -> tuple[ctypes.Array[ctypes.c_char], int]:
+RawName = tuple["ctypes.Array[ctypes.c_char]", int]
+
+
+def _name(text: str) -> RawName:
     encoded = text.encode()
     return ctypes.create_string_buffer(encoded), len(encoded)
 
@@ -205,6 +218,35 @@ def caller_memory(caller: RawCaller) -> RawMemory | None:
         return None
     kind = cast(int, item.kind)  # a c_uint8 field reads as an int (annotated as the ctypes type)
     return RawMemory.from_buffer_copy(item.of.memory) if kind == ffi.WASMTIME_EXTERN_MEMORY.value else None
+
+
+def _linker_get(
+    linker: wasmtime.Linker, context: RawContext, module: RawName, name: RawName, out: ffi.wasmtime_extern_t
+) -> None:
+    if not ffi.wasmtime_linker_get(linker.ptr(), context, module[0], module[1], name[0], name[1], ctypes.byref(out)):
+        raise wasmtime.WasmtimeError(f"the linker does not define {name[0].value.decode()}")
+
+
+def _new_instance(
+    context: RawContext, module: wasmtime.Module, externs: ctypes.Array[ffi.wasmtime_extern_t]
+) -> ffi.wasmtime_instance_t:
+    instance = ffi.wasmtime_instance_t()
+    trap = ctypes.POINTER(ffi.wasm_trap_t)()
+    _check(
+        ffi.wasmtime_instance_new(
+            context, module.ptr(), externs, len(externs), ctypes.byref(instance), ctypes.byref(trap)
+        )
+    )
+    if trap:
+        raise wasmtime.Trap._from_ptr(trap)
+    return instance
+
+
+def _export(context: RawContext, instance: ffi.wasmtime_instance_t, name: RawName) -> ffi.wasmtime_extern_t:
+    item = ffi.wasmtime_extern_t()
+    if not ffi.wasmtime_instance_export_get(context, ctypes.byref(instance), name[0], name[1], ctypes.byref(item)):
+        raise wasmtime.WasmtimeError(f"the module does not export {name[0].value.decode()}")
+    return item
 
 
 class RawForwarder:
@@ -224,24 +266,91 @@ class RawForwarder:
         externs[0].kind = ffi.WASMTIME_EXTERN_MEMORY
         externs[0].of.memory = memory
         context = ffi.wasmtime_caller_context(caller)
-        (module_name, module_len), (name, length) = self._module_name, self._name
-        if not ffi.wasmtime_linker_get(
-            self.linker.ptr(), context, module_name, module_len, name, length, ctypes.byref(externs[1])
-        ):
-            raise wasmtime.WasmtimeError(f"the linker does not define {name.value.decode()}")
-        instance = ffi.wasmtime_instance_t()
-        trap = ctypes.POINTER(ffi.wasm_trap_t)()
-        _check(
-            ffi.wasmtime_instance_new(
-                context, self.module.ptr(), externs, 2, ctypes.byref(instance), ctypes.byref(trap)
-            )
+        _linker_get(self.linker, context, self._module_name, self._name, externs[1])
+        instance = _new_instance(context, self.module, externs)
+        return RawFunc.from_buffer_copy(_export(context, instance, self._name).of.func)
+
+
+class RawImports:
+    """Instantiates in a store, through C calls, a module whose imports are a memory and then functions
+    `linker` defines, and hands out its exports; and defines externs in a Linker. For the scratch cap's
+    wasm guard, made for each run that uses it: wasmtime-py's Linker.get, Instance and exports cost about
+    150 us there (a wrapper per object, a dict of every export), these C calls about 20 us."""
+
+    def __init__(self, linker: wasmtime.Linker, module: wasmtime.Module, functions: list[tuple[str, str]]) -> None:
+        self.linker, self.module = linker, module
+        self._functions = [(_name(module_name), _name(name)) for module_name, name in functions]
+
+    def instantiate(self, store: wasmtime.Store, memory: wasmtime.Memory) -> ffi.wasmtime_instance_t:
+        context = store_context(store)
+        externs = (ffi.wasmtime_extern_t * (1 + len(self._functions)))()
+        externs[0].kind = ffi.WASMTIME_EXTERN_MEMORY
+        externs[0].of.memory = memory._memory
+        for i, (module_name, name) in enumerate(self._functions, 1):
+            _linker_get(self.linker, context, module_name, name, externs[i])
+        return _new_instance(context, self.module, externs)
+
+
+def export(store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: str) -> ffi.wasmtime_extern_t:
+    """An instance's export (raises WasmtimeError when it has none of that name)."""
+    return _export(store_context(store), instance, _name(name))
+
+
+def extern_global(item: ffi.wasmtime_extern_t) -> RawGlobal:
+    if cast(int, item.kind) != ffi.WASMTIME_EXTERN_GLOBAL.value:
+        raise wasmtime.WasmtimeError("the export is not a global")
+    return RawGlobal.from_buffer_copy(item.of.global_)
+
+
+def memory_extern(memory: wasmtime.Memory) -> ffi.wasmtime_extern_t:
+    item = ffi.wasmtime_extern_t()
+    item.kind = ffi.WASMTIME_EXTERN_MEMORY
+    item.of.memory = memory._memory
+    return item
+
+
+def linker_define(
+    linker: wasmtime.Linker, store: wasmtime.Store, module: str, name: str, item: ffi.wasmtime_extern_t
+) -> None:
+    """Define a store's item in `linker` (wasmtime-py's define takes its own wrappers only)."""
+    (module_bytes, module_len), (name_bytes, name_len) = _name(module), _name(name)
+    _check(
+        ffi.wasmtime_linker_define(
+            linker.ptr(), store_context(store), module_bytes, module_len, name_bytes, name_len, ctypes.byref(item)
         )
-        if trap:
-            raise wasmtime.Trap._from_ptr(trap)
-        item = ffi.wasmtime_extern_t()
-        if not ffi.wasmtime_instance_export_get(context, ctypes.byref(instance), name, length, ctypes.byref(item)):
-            raise wasmtime.WasmtimeError(f"the module does not export {name.value.decode()}")
-        return RawFunc.from_buffer_copy(item.of.func)
+    )
+
+
+# --- globals of a store, from host functions -----------------------------------------------------
+#
+# The scratch cap's wasm guard keeps its allowance and its on/off flag in globals (fs_calls.FastGuard);
+# the host reads and sets them on its slow path, with the store's context (the same pointer a host
+# function's caller has), through C calls instead of wasmtime-py's Val conversions.
+
+RawGlobal = ffi.wasmtime_global_t
+
+
+def store_context(store: wasmtime.Store) -> RawContext:
+    return store._context()
+
+
+def global_get(context: RawContext, item: RawGlobal) -> int:
+    """An i32 or i64 global's value."""
+    value = ffi.wasmtime_val_t()
+    ffi.wasmtime_global_get(context, ctypes.byref(item), ctypes.byref(value))
+    kind = cast(int, value.kind)
+    return value.of.i64 if kind == ffi.WASMTIME_I64.value else value.of.i32
+
+
+def global_set(context: RawContext, item: RawGlobal, number: int, wide: bool) -> None:
+    """Set a mutable i64 (`wide`) or i32 global."""
+    value = ffi.wasmtime_val_t()
+    value.kind = ffi.WASMTIME_I64 if wide else ffi.WASMTIME_I32
+    if wide:
+        value.of.i64 = number
+    else:
+        value.of.i32 = number
+    _check(ffi.wasmtime_global_set(context, ctypes.byref(item), ctypes.byref(value)))
 
 
 # --- the epoch deadline callback -----------------------------------------------------------------

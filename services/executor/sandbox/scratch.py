@@ -12,6 +12,12 @@ does not fit. So the run never holds more than the
 cap on disk, sparse files count what they allocate (not their length), and a refused call is the
 ENOSPC a full disk gives.
 
+A run whose writes are checked in wasm (scratch_rewrite.py, fs_calls.FastGuard) prepays: `prepay` charges
+a chunk up front (what still fits, never more) and the guard spends it write by write without asking the
+host. `used_bytes` then counts the unspent allowance too, so before a charge that does not fit measures
+the disk, `take_prepaid` takes the allowance back: prepaid bytes never cause a refusal the charges alone
+would not, and the charges plus the allowance never pass the cap.
+
 Measuring and removing walk the tree with one directory descriptor at a time (down by name, up by
 `..`; the guest is stopped in the host call, so nothing moves meanwhile): a tree as deep as the entry
 cap allows needs neither one descriptor per level nor Python recursion (shutil.rmtree recurses, and
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BLOCK = 4096
@@ -41,9 +48,13 @@ class ScratchBudget:
     used_bytes: int = 2 * BLOCK  # an upper bound: `/` and the empty `scratch` in it, then every charge
     used_entries: int = 1
     refusals: int = 0
+    # The unspent prepaid allowance, now taken back (zero from then on): set by a run with a wasm guard.
+    take_prepaid: Callable[[], int] | None = None
 
     def admit(self, nbytes: int, entries: int) -> bool:
         """Charge a call's upper bound; False (nothing charged) when even the measured usage leaves no room."""
+        if not self._fits(nbytes, entries) and self.take_prepaid is not None:
+            self.used_bytes -= self.take_prepaid()
         if not self._fits(nbytes, entries):
             self.used_bytes, self.used_entries = usage(self.root)
             self.used_bytes += unlinked_open_bytes(self.root)
@@ -53,6 +64,12 @@ class ScratchBudget:
         self.used_bytes += nbytes
         self.used_entries += entries
         return True
+
+    def prepay(self, most: int) -> int:
+        """Charge up to `most` bytes that fit as they stand (no measuring) and return how many."""
+        nbytes = max(min(most, self.max_bytes - self.used_bytes), 0)
+        self.used_bytes += nbytes
+        return nbytes
 
     def _fits(self, nbytes: int, entries: int) -> bool:
         return self.used_bytes + nbytes <= self.max_bytes and self.used_entries + entries <= self.max_entries

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.executor.sandbox.fs_calls import Forward, Guard
+    from services.executor.sandbox.fs_calls import FastRun, Forward, Guard
     from services.executor.sandbox.scratch import ScratchBudget
 
 # Per run: far above what programs keep open, and times the runs one executor holds at once (its worker
@@ -80,3 +80,4 @@ class RunFiles:
     guard: Guard
     budget: ScratchBudget | None = None
     forward: Forward | None = field(default=None)
+    fast: FastRun | None = None  # its wasm guard, when its module's writes are routed (scratch_rewrite.py)

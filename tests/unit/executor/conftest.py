@@ -70,7 +70,8 @@ class Runner:
 
     def prepare(self, wasm: bytes | str, tools: frozenset[str] = frozenset()) -> Prepared:
         binary = wasmtime.wat2wasm(wasm) if isinstance(wasm, str) else wasm
-        return self.sandbox.link(self.sandbox.compile(bytes(binary)), tools, "test@1.0.0")
+        # As the executor does (modules.py): a tool set with scratch runs the module compiled for it.
+        return self.sandbox.link(self.sandbox.compile(bytes(binary), "scratch" in tools), tools, "test@1.0.0")
 
     def state(self, prepared: Prepared, data: bytes = b"", tools: frozenset[str] = frozenset(), **lim: int) -> RunState:
         events: list[RunEvent] = []

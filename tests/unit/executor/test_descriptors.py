@@ -81,7 +81,9 @@ def _run(
     runner: Runner, wat: str, tools: frozenset[str], mounts: tuple[tuple[str, str], ...]
 ) -> tuple[Finished, RunState]:
     """One run linked as the executor links a template with a preopen; deadline far off (a slow machine)."""
-    prepared = runner.sandbox.link(runner.sandbox.compile(bytes(wasmtime.wat2wasm(wat))), tools, "t@1.0.0", True)
+    prepared = runner.sandbox.link(
+        runner.sandbox.compile(bytes(wasmtime.wat2wasm(wat)), "scratch" in tools), tools, "t@1.0.0", True
+    )
     state = runner.state(prepared, b"", tools, fuel=10**9, timeout_ms=600_000)
     state.spec.mounts = mounts
     return runner.sandbox.run(prepared, state), state

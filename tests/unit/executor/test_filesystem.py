@@ -74,7 +74,7 @@ def test_conformance_agent_with_template_files_matches_bare_wasmtime(runner: Run
     reference = bare_wasmtime(wasm, tmp_path / "bare", data)
     assert reference.endswith(f"passed {WITH_FILES[name]}/{WITH_FILES[name]}\n".encode()), reference.decode()
 
-    prepared = runner.sandbox.link(runner.sandbox.compile(wasm), SCRATCH, f"{name}@1.0.0", True)
+    prepared = runner.sandbox.link(runner.sandbox.compile(wasm, scratch=True), SCRATCH, f"{name}@1.0.0", True)
     state = runner.state(prepared, b"", SCRATCH, fuel=100_000_000)
     state.spec.mounts = ((str(data), "/data"),)
     finished = runner.sandbox.run(prepared, state)

@@ -132,7 +132,9 @@ def run(
 ) -> tuple[Finished, str]:
     """One run of example `name` granted `tools` (with the template's files when `mounts`), the way the
     executor runs it; returns how it ended and what it printed."""
-    prepared = runner.sandbox.link(runner.sandbox.compile(wasm_file(name)), tools, f"{name}@1.0.0", True)
+    prepared = runner.sandbox.link(
+        runner.sandbox.compile(wasm_file(name), "scratch" in tools), tools, f"{name}@1.0.0", True
+    )
     # Deadline far off: the machine is shared and slow; fuel and the agents' own loops end them.
     state = runner.state(prepared, stdin, tools, fuel=200_000_000, memory_bytes=4 << 20, timeout_ms=600_000)
     if mounts is not None:
@@ -418,7 +420,9 @@ def test_a_path_open_that_traps_in_wasi_ends_the_run_as_under_bare_wasmtime(
     pointer, rights = BAD_CALLS[bad]
     wat = TRAPPING_OPEN.replace("PTR", pointer).replace("RIGHTS", rights)
     _bare_wasmtime_traps(wat, tmp_path / "bare")
-    prepared = runner.sandbox.link(runner.sandbox.compile(bytes(wasmtime.wat2wasm(wat))), tools, "trap@1.0.0", True)
+    prepared = runner.sandbox.link(
+        runner.sandbox.compile(bytes(wasmtime.wat2wasm(wat)), "scratch" in tools), tools, "trap@1.0.0", True
+    )
     state = runner.state(prepared, b"", tools)
     state.spec.mounts = host.mounts.dirs
     finished = runner.sandbox.run(prepared, state)

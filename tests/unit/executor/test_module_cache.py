@@ -171,3 +171,21 @@ def test_warm_up_after_a_restart_loads_from_disk_without_compiling(sandbox: Sand
         assert source.fetched == []
     finally:
         again.pool.close()
+
+
+def test_a_module_compiled_for_scratch_is_cached_apart(sandbox: Sandbox, tmp_path: Path) -> None:
+    # Compiled for a tool set with `scratch` its writes are routed (sandbox/scratch_rewrite.py): another
+    # module, which must never be found under the plain one's key, in memory or on disk, nor the reverse.
+    wat = """(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1) (func (export "_start")))"""
+    wasm = bytes(wasmtime.wat2wasm(wat))
+    modules = cache(sandbox, tmp_path, 1 << 30)
+    routed = modules.compile(digest(wasm), wasm, scratch=True)
+    assert {imp.module for imp in routed.module.imports} == {"agentfactory:scratch"}
+    assert modules.from_memory(digest(wasm)) is None and not modules.on_disk(digest(wasm))
+    plain = modules.compile(digest(wasm), wasm)
+    assert {imp.module for imp in plain.module.imports} == {"wasi_snapshot_preview1"}
+    fresh = cache(sandbox, tmp_path, 1 << 30)  # a restart: the disk level only
+    for scratch, imported in ((True, "agentfactory:scratch"), (False, "wasi_snapshot_preview1")):
+        found = fresh.from_disk(digest(wasm), scratch=scratch)
+        assert found is not None and {imp.module for imp in found.module.imports} == {imported}

@@ -35,7 +35,9 @@ def bare_wasmtime(wasm: bytes, data_dir: Path, workdir: Path) -> bytes:
 
 
 def run_with_files(runner: Runner, data_dir: Path, tools: frozenset[str] = frozenset()) -> tuple[Outcome, bytes]:
-    prepared = runner.sandbox.link(runner.sandbox.compile(wasm_file("spell-check")), tools, "t@1.0.0", True)
+    prepared = runner.sandbox.link(
+        runner.sandbox.compile(wasm_file("spell-check"), "scratch" in tools), tools, "t@1.0.0", True
+    )
     state = runner.state(prepared, TEXT, tools)
     state.spec.mounts = ((str(data_dir), "/data"),)
     finished = runner.sandbox.run(prepared, state)
