@@ -44,7 +44,7 @@ DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
 # by their ~14 KiB serialized size let 10,000 of them take 2.6x the executor's base RSS in a 64 MiB budget.
 MIN_MODULE_COST = 32 * 1024
 DEFAULT_DISK_BYTES = 2 * 1024 * 1024 * 1024
-SCRATCH_VARIANT = "+scratch1"
+SCRATCH_VARIANT = "+scratch2"
 
 
 def cache_key(digest: str, scratch: bool) -> str:

@@ -5,9 +5,7 @@ Budget and how each part is enforced:
 - memory: store limits (`memory_size`, tables, table elements, instances, memories). A too-large initial
   memory fails instantiation; a refused `memory.grow` returns -1 to the guest (wasmtime's C API cannot
   make it trap), so a run that then fails with its memory within one growth step of the limit is
-  reported as the memory limit (outcome.py). A routed scratch module's memory (scratch_rewrite.py) is
-  made by the host in the run's store under the same limits: a too-large minimum fails there, before
-  the guest is instantiated, with the same error, and a refused grow is -1 as well.
+  reported as the memory limit (outcome.py).
 - wall clock and cancellation: epoch interruption. The engine's epoch is advanced by one ticker thread
   every `epoch_tick_ms`. Each store registers an epoch deadline callback (ffi.py) and re-arms a one-tick
   deadline. The callback runs on the guest's own thread at the next epoch check after a tick, looks at
@@ -55,10 +53,10 @@ WASI_MODULE = "wasi_snapshot_preview1"
 MAX_TABLE_ELEMENTS = 100_000
 MAX_TABLES = 4
 # The guest, a run with a preopen's guard instances (one per forwarded WASI call it makes, fs_calls.py),
-# and a routed module's wasm guard (fs_calls.FastGuard; the memory it and the guest share, made by the
-# host, counts as neither an instance nor one of the store's `memories`).
-MAX_INSTANCES = 1 + len(fs_calls.SIGNATURES) + 1
-ROUTED_IMPORTS = frozenset({"memory", *fs_calls.ROUTED})
+# and a routed module's stub and wasm guard (fs_calls.FastGuard; the stub's two-entry table is one more
+# table than the guest's own, allowed to such a run only).
+MAX_INSTANCES = 1 + len(fs_calls.SIGNATURES) + 2
+ROUTED_IMPORTS = frozenset(fs_calls.ROUTED)
 MAX_MEMORIES = 1
 
 # WASI calls that can hold the calling thread for long: poll_oneoff sleeps on a clock subscription, and
@@ -98,14 +96,14 @@ class Prepared:
     """A compiled module linked for one tool set: what a run instantiates."""
 
     module: wasmtime.Module
-    # None for a module whose writes are routed through the run's wasm guard (scratch_rewrite.py): its
-    # memory and two of its functions are the run's own objects, which an InstancePre cannot hold.
+    # None for a module whose writes are routed through the run's wasm guard (scratch_rewrite.py): two of
+    # its functions are the run's own objects, which an InstancePre cannot hold.
     pre: wasmtime.InstancePre | None
     # True when a run can only compute and use in-memory stdio: no granted tool, no WASI call that can
     # wait. Such a run may go on the event loop's thread under a small fuel budget (see service.py).
     pure: bool = False
     start: str | None = None  # the detached wasm start function's export, called right after instantiation
-    memory: wasmtime.MemoryType | None = None  # a routed module's memory, made in each run's store
+    routed: bool = False  # its writes go through the run's wasm guard (scratch_rewrite.py)
     wasi_fs: bool = False  # the Linker it was linked with (a routed module is instantiated by name)
     tools: frozenset[str] = frozenset()
 
@@ -200,21 +198,22 @@ class Sandbox:
         return linker
 
     def _instantiate(self, prepared: Prepared, store: wasmtime.Store, run: RunState) -> wasmtime.Instance:
-        """A routed module's instance: its memory made in `store` (the store's limits apply to it as to a
-        memory the module defines: a minimum past memory_bytes fails here, as instantiation would, and a
-        refused memory.grow returns -1), then the run's guard over it, then the guest."""
-        assert prepared.memory is not None and run.files is not None
-        memory = wasmtime.Memory(store, prepared.memory)
-        guard = self._fast_guard.start(store, memory, run.files)
+        """A routed module's instance: the run's stub (the guest's fd_write/fd_pwrite), the guest, then the
+        guard over the guest's memory, put in the stub's table before any guest code runs."""
+        assert run.files is not None, "a routed module links only for a tool set with scratch"
+        stub = self._fast_guard.stub(store)
         linker = self._thread_linker(prepared.tools, prepared.wasi_fs)
-        ffi.linker_define(linker, store, RESERVED_MODULE, "memory", ffi.memory_extern(memory))
-        for name, func in guard.items():
+        for name, func in stub.functions.items():
             ffi.linker_define(linker, store, RESERVED_MODULE, name, func)
-        return linker.instantiate(store, prepared.module)
+        instance = linker.instantiate(store, prepared.module)
+        memory = instance.exports(store)["memory"]
+        assert isinstance(memory, wasmtime.Memory)  # link() checked the export's type
+        self._fast_guard.start(store, memory, run.files, stub)
+        return instance
 
     def link(self, module: wasmtime.Module, tools: frozenset[str], ref: str, wasi_fs: bool = False) -> Prepared:
         """Refuse (FailedPrecondition naming the import) anything the signed manifest does not grant."""
-        memory: wasmtime.MemoryType | None = None
+        routed = False
         for imp in module.imports:
             where = f"{imp.module}.{imp.name}"
             if imp.module == RESERVED_MODULE:
@@ -225,8 +224,7 @@ class Sandbox:
                         f"{ref}: module imports {where}; it was compiled for a tool set with scratch "
                         f"(tools: {', '.join(sorted(tools)) or 'none'})"
                     )
-                if isinstance(imp.type, wasmtime.MemoryType):
-                    memory = imp.type
+                routed = True
             elif imp.module == TOOL_MODULE:
                 function = TOOL_FUNCTIONS.get(imp.name or "")
                 if function is None:
@@ -249,9 +247,9 @@ class Sandbox:
         if not isinstance(exports.get("memory"), wasmtime.MemoryType):
             raise FailedPrecondition(f"{ref}: module does not export its linear memory as 'memory'")
         try:
-            pre = self.linker(tools, wasi_fs).instantiate_pre(module) if memory is None else None
-            if memory is not None:
-                self._check_routed(module, memory, tools, wasi_fs)
+            pre = None if routed else self.linker(tools, wasi_fs).instantiate_pre(module)
+            if routed:
+                self._check_routed(module, tools, wasi_fs)
         except wasmtime.WasmtimeError as exc:
             raise FailedPrecondition(f"{ref}: module cannot be linked: {' '.join(str(exc).split())}") from exc
         pure = (
@@ -260,11 +258,9 @@ class Sandbox:
             and not any(imp.module == WASI_MODULE and imp.name in BLOCKING_WASI_IMPORTS for imp in module.imports)
         )
         start = START_EXPORT if isinstance(exports.get(START_EXPORT), wasmtime.FuncType) else None
-        return Prepared(module, pre, pure, start, memory, wasi_fs, tools)
+        return Prepared(module, pre, pure, start, routed, wasi_fs, tools)
 
-    def _check_routed(
-        self, module: wasmtime.Module, memory: wasmtime.MemoryType, tools: frozenset[str], wasi_fs: bool
-    ) -> None:
+    def _check_routed(self, module: wasmtime.Module, tools: frozenset[str], wasi_fs: bool) -> None:
         """What instantiate_pre checks for other modules (every import defined, with its type), checked by
         instantiating it once in a throwaway store (no code runs: the start function is detached).
         Raises WasmtimeError naming the import that does not link."""
@@ -272,7 +268,6 @@ class Sandbox:
         store.set_epoch_deadline(1 << 62)
         store.set_fuel(1 << 62)
         linker = self._thread_linker(tools, wasi_fs)
-        linker.define(store, RESERVED_MODULE, "memory", wasmtime.Memory(store, memory))
         for name in fs_calls.ROUTED:
             linker.define(store, RESERVED_MODULE, name, wasmtime.Func(store, fs_calls.func_type(name), _unused))
         try:
@@ -303,7 +298,7 @@ class Sandbox:
                 memory_size=spec.limits.memory_bytes,
                 table_elements=MAX_TABLE_ELEMENTS,
                 instances=MAX_INSTANCES,
-                tables=MAX_TABLES,
+                tables=MAX_TABLES + prepared.routed,
                 memories=MAX_MEMORIES,
             )
             ffi.set_epoch_callback(store, _on_epoch)

@@ -45,6 +45,10 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("wasmtime._ffi", "wasmtime_extern_t"),
     ("wasmtime._ffi", "WASMTIME_EXTERN_MEMORY"),
     ("wasmtime._ffi", "WASMTIME_EXTERN_GLOBAL"),
+    ("wasmtime._ffi", "WASMTIME_EXTERN_TABLE"),
+    ("wasmtime._ffi", "WASMTIME_EXTERN_FUNC"),
+    ("wasmtime._ffi", "WASMTIME_FUNCREF"),
+    ("wasmtime._ffi", "wasmtime_table_set"),
     ("wasmtime._ffi", "wasmtime_linker_define"),
     ("wasmtime._ffi", "wasmtime_global_t"),
     ("wasmtime._ffi", "wasmtime_global_get"),
@@ -273,9 +277,9 @@ class RawForwarder:
 
 class RawImports:
     """Instantiates in a store, through C calls, a module whose imports are a memory and then functions
-    `linker` defines, and hands out its exports; and defines externs in a Linker. For the scratch cap's
-    wasm guard, made for each run that uses it: wasmtime-py's Linker.get, Instance and exports cost about
-    150 us there (a wrapper per object, a dict of every export), these C calls about 20 us."""
+    `linker` defines. For the scratch cap's wasm guard, made for each run that uses it: wasmtime-py's
+    Linker.get, Instance and exports cost about 150 us there (a wrapper per object, a dict of every
+    export), these C calls about 20 us."""
 
     def __init__(self, linker: wasmtime.Linker, module: wasmtime.Module, functions: list[tuple[str, str]]) -> None:
         self.linker, self.module = linker, module
@@ -291,6 +295,26 @@ class RawImports:
         return _new_instance(context, self.module, externs)
 
 
+def new_instance(store: wasmtime.Store, module: wasmtime.Module) -> ffi.wasmtime_instance_t:
+    """An instance of a module that imports nothing."""
+    return _new_instance(store_context(store), module, (ffi.wasmtime_extern_t * 0)())
+
+
+def table_set_func(
+    store: wasmtime.Store, table: ffi.wasmtime_extern_t, index: int, func: ffi.wasmtime_extern_t
+) -> None:
+    """table[index] = func, both a store's items (raises WasmtimeError out of bounds or on a wrong kind)."""
+    if (
+        cast(int, table.kind) != ffi.WASMTIME_EXTERN_TABLE.value
+        or cast(int, func.kind) != ffi.WASMTIME_EXTERN_FUNC.value
+    ):
+        raise wasmtime.WasmtimeError("table_set_func takes a table and a function")
+    value = ffi.wasmtime_val_t()
+    value.kind = ffi.WASMTIME_FUNCREF
+    value.of.funcref = func.of.func
+    _check(ffi.wasmtime_table_set(store_context(store), ctypes.byref(table.of.table), index, ctypes.byref(value)))
+
+
 def export(store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: str) -> ffi.wasmtime_extern_t:
     """An instance's export (raises WasmtimeError when it has none of that name)."""
     return _export(store_context(store), instance, _name(name))
@@ -300,13 +324,6 @@ def extern_global(item: ffi.wasmtime_extern_t) -> RawGlobal:
     if cast(int, item.kind) != ffi.WASMTIME_EXTERN_GLOBAL.value:
         raise wasmtime.WasmtimeError("the export is not a global")
     return RawGlobal.from_buffer_copy(item.of.global_)
-
-
-def memory_extern(memory: wasmtime.Memory) -> ffi.wasmtime_extern_t:
-    item = ffi.wasmtime_extern_t()
-    item.kind = ffi.WASMTIME_EXTERN_MEMORY
-    item.of.memory = memory._memory
-    return item
 
 
 def linker_define(

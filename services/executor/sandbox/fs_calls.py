@@ -77,11 +77,14 @@ def guard_wat(name: str) -> str:
     )
 
 
-# The scratch cap's fast path (scratch_rewrite.py): a module whose WASI fd_write/fd_pwrite and memory
-# are imported from RESERVED_MODULE gets them from one instance of this guard per run, which checks each
-# write against a prepaid allowance in wasm and calls WASI's own function directly: no host call per
-# write. What it cannot decide it hands to fs_calls' host function (`SLOW_MODULE`), which answers exactly
-# as the host path does (stdio, EINVAL, EFAULT, the charge, ENOSPC) and refills the allowance:
+# The scratch cap's fast path (scratch_rewrite.py): a module whose WASI fd_write/fd_pwrite are imported
+# from RESERVED_MODULE gets them, per run, from a stub instance (STUB_WAT) whose two functions call
+# through its table into one instance of this guard, made after the guest over the guest's own memory
+# (the guest cannot import a function of an instance that needs its memory first: the table breaks the
+# cycle). The guard checks each write against a prepaid allowance in wasm and calls WASI's own function
+# directly: no host call per write. What it cannot decide it hands to fs_calls' host function
+# (`SLOW_MODULE`), which answers exactly as the host path does (stdio, EINVAL, EFAULT, the charge,
+# ENOSPC) and refills the allowance:
 # - `fast` is 0 while a descriptor above 2 may be stdout or stderr (fd_renumber moved one there): such a
 #   write is the run's output, which only the host function sends to the executor's stdio (output cap);
 # - descriptors 0-2 always go to the host (stdout, stderr, or a file that took their number);
@@ -129,6 +132,16 @@ FAST_WAT = f"""(module
       (then (call $wasi_pwrite (local.get 0) (local.get 1) (local.get 2) (local.get 3) (local.get 4)))
       (else (call $slow_pwrite (local.get 0) (local.get 1) (local.get 2) (local.get 3) (local.get 4))))))
 """
+STUB_WAT = """(module
+  (type $write (func (param i32 i32 i32 i32) (result i32)))
+  (type $pwrite (func (param i32 i32 i32 i64 i32) (result i32)))
+  (table (export "targets") 2 2 funcref)
+  (func (export "fd_write") (type $write)
+    (call_indirect (type $write) (local.get 0) (local.get 1) (local.get 2) (local.get 3) (i32.const 0)))
+  (func (export "fd_pwrite") (type $pwrite)
+    (call_indirect (type $pwrite) (local.get 0) (local.get 1) (local.get 2) (local.get 3) (local.get 4)
+      (i32.const 1))))
+"""
 # The most a run prepays at once: 85 writes of 4 KiB (each charged 12 KiB) between two host calls, and
 # never more than still fits (ScratchBudget.prepay).
 PREPAY_BYTES = 1024 * 1024
@@ -164,19 +177,35 @@ class FastRun:
             ffi.global_set(self.context, self.flag, int(on), wide=False)
 
 
+@dataclass
+class Stub:
+    """A run's stub instance: the functions the guest imports, and the table they call through."""
+
+    functions: dict[str, ffi.RawExtern]
+    targets: ffi.RawExtern
+
+
 class FastGuard:
-    """The process's compiled guard module, and the Linker (WASI's own calls, the slow path) it takes
-    its functions from."""
+    """The process's compiled stub and guard modules, and the Linker (WASI's own calls, the slow path) the
+    guard takes its functions from."""
 
     def __init__(self, engine: wasmtime.Engine, wasi: wasmtime.Linker) -> None:
         for name in ROUTED:
             ffi.define_raw(wasi, SLOW_MODULE, name, func_type(name), CALLBACKS[name])
         functions = [(module, name) for module in (WASI_MODULE, SLOW_MODULE) for name in ROUTED]
         self._imports = ffi.RawImports(wasi, wasmtime.Module(engine, FAST_WAT), functions)
+        self._stub = wasmtime.Module(engine, STUB_WAT)
 
-    def start(self, store: wasmtime.Store, memory: wasmtime.Memory, files: RunFiles) -> dict[str, ffi.RawExtern]:
-        """The run's guard over `memory` (the guest's, made in `store`), prepaid and on: its exports
-        fd_write and fd_pwrite, for the guest to import."""
+    def stub(self, store: wasmtime.Store) -> Stub:
+        """The run's stub, for the guest to import (its table empty until `start`: the guest must not run
+        before, and does not: instantiation runs no guest code, the start function being detached)."""
+        instance = ffi.new_instance(store, self._stub)
+        return Stub(
+            {name: ffi.export(store, instance, name) for name in ROUTED}, ffi.export(store, instance, "targets")
+        )
+
+    def start(self, store: wasmtime.Store, memory: wasmtime.Memory, files: RunFiles, stub: Stub) -> None:
+        """The run's guard over `memory` (the guest's), prepaid and on, in the stub's table."""
         budget = files.budget
         assert budget is not None, "a routed module links only for a tool set with scratch"
         instance = self._imports.instantiate(store, memory)
@@ -190,7 +219,8 @@ class FastGuard:
         budget.take_prepaid = fast.take
         ffi.global_set(fast.context, fast.flag, 1, wide=False)
         fast.refill()
-        return {name: ffi.export(store, instance, name) for name in ROUTED}
+        for index, name in enumerate(ROUTED):
+            ffi.table_set_func(store, stub.targets, index, ffi.export(store, instance, name))
 
 
 def func_type(name: str) -> wasmtime.FuncType:
