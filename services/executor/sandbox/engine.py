@@ -262,20 +262,15 @@ class Sandbox:
 
     def _check_routed(self, module: wasmtime.Module, tools: frozenset[str], wasi_fs: bool) -> None:
         """What instantiate_pre checks for other modules (every import defined, with its type), checked by
-        instantiating it once in a throwaway store (no code runs: the start function is detached).
-        Raises WasmtimeError naming the import that does not link."""
-        store = wasmtime.Store(self.engine)
-        store.set_epoch_deadline(1 << 62)
-        store.set_fuel(1 << 62)
-        linker = self._thread_linker(tools, wasi_fs)
+        instantiate_pre itself on a Linker of its own where the reserved imports are stand-in host functions
+        (a store's items cannot be in an InstancePre). Nothing is instantiated: a throwaway instance
+        would allocate what the module declares outside any run's store limits (a table of 2^32 elements
+        with a non-null initializer is 32 GiB, written). Raises WasmtimeError naming the import that does
+        not link."""
+        linker = self._new_linker(tools, wasi_fs)
         for name in fs_calls.ROUTED:
-            linker.define(store, RESERVED_MODULE, name, wasmtime.Func(store, fs_calls.func_type(name), _unused))
-        try:
-            linker.instantiate(store, module)
-        except wasmtime.Trap:
-            pass  # linked, then trapped (a data segment out of bounds): the run reports it, as for any module
-        finally:
-            store.close()
+            linker.define_func(RESERVED_MODULE, name, fs_calls.func_type(name), _unused)
+        linker.instantiate_pre(module)
 
     # -- run --
     def run(self, prepared: Prepared, run: RunState) -> Finished:
