@@ -334,17 +334,48 @@ def test_a_module_importing_the_first_rewrites_memory_is_refused_at_link(sandbox
 
 @pytest.mark.parametrize(
     "exports",
-    ['(export "mem" (memory 0))', '(export "memory" (func 1))', '(export "memory" (global 0))', ""],
-    ids=["memory-named-otherwise", "memory-is-a-function", "memory-is-a-global", "not-exported"],
+    [
+        '(export "mem" (memory 0))',
+        '(export "memory" (func 1))',
+        '(export "memory" (global 0))',
+        '(export "memory" (table 0))',
+        "",
+    ],
+    ids=["memory-named-otherwise", "memory-is-a-function", "memory-is-a-global", "memory-is-a-table", "not-exported"],
 )
 def test_a_routed_module_without_a_memory_export_is_refused(sandbox: Sandbox, exports: str) -> None:
     # The guard is made over the guest's `memory` export: without one the module must not link at all.
     wat = f"""(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
-      (memory 1) (global i32 (i32.const 0)) (func (export "_start")) {exports})"""
+      (memory 1) (global i32 (i32.const 0)) (table 1 funcref) (func (export "_start")) {exports})"""
     wasm = bytes(wasmtime.wat2wasm(wat))
     assert route_writes(wasm) != wasm
     with pytest.raises(FailedPrecondition, match="memory"):
         sandbox.link(sandbox.compile(wasm, scratch=True), SCRATCH, "t@1")
+
+
+@pytest.mark.parametrize(
+    ("memory", "refused"),
+    [
+        ('(import "env" "memory" (memory 1))', "env.memory"),
+        ("(memory 1)", "export its linear memory"),
+        ('(memory (export "memory") 1) (memory 1)', None),
+    ],
+    ids=["imported-from-env", "not-exported", "two-memories"],
+)
+def test_a_module_the_rewrite_leaves_alone_is_refused_or_takes_the_host_path(
+    runner: Runner, memory: str, refused: str | None
+) -> None:
+    # Not routed (compile(scratch=True) returns it as it is): refused at link, or run on the host path, where
+    # it ends as any module does (two memories: past the store's one).
+    wat = f"""(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+      {memory} (func (export "_start")))"""
+    if refused is not None:
+        with pytest.raises(FailedPrecondition, match=refused):
+            runner.prepare(wat, SCRATCH)
+        return
+    assert not runner.prepare(wat, SCRATCH).routed
+    out = runner.run(wat, tools=SCRATCH)
+    assert out.finished.outcome != Outcome.SUCCEEDED, out.finished
 
 
 def test_a_routed_write_import_of_the_wrong_type_is_refused_at_link(sandbox: Sandbox) -> None:
