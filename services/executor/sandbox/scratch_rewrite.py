@@ -66,6 +66,18 @@ class _Unroutable(Exception):
     """The module is left as it is (the host path)."""
 
 
+# A reference type with a heap type after it ((ref null ht), (ref ht)): more than one byte, which this
+# reader does not follow. Every other value or reference type is one byte.
+_TYPED_REFERENCES = (0x63, 0x64)
+
+
+def _one_byte_type(data: bytes, pos: int) -> int:
+    """Position after the value or reference type at `pos`; _Unroutable for a longer one."""
+    if pos >= len(data) or data[pos] in _TYPED_REFERENCES:
+        raise _Unroutable
+    return pos + 1
+
+
 def _import_entries(data: bytes, body: int, end: int) -> list[tuple[bytes, bytes, int, int, int, int]]:
     """(module, field, kind, entry start, where its field name starts, entry end) of each import."""
     count, pos = leb_u32(data, body)
@@ -79,11 +91,11 @@ def _import_entries(data: bytes, body: int, end: int) -> list[tuple[bytes, bytes
         if kind == _FUNC:
             pos = leb_u32(data, pos)[1]
         elif kind == _TABLE:
-            pos = _limits(data, pos + 1)[1]  # the reference type, then limits
+            pos = _limits(data, _one_byte_type(data, pos))[1]  # the reference type, then limits
         elif kind == _MEMORY:
             pos = _limits(data, pos)[1]
         elif kind == _GLOBAL:
-            pos += 2  # value type, mutability (MVP value types are one byte)
+            pos = _one_byte_type(data, pos) + 1  # the value type, then mutability
         elif kind == _TAG:
             pos = leb_u32(data, pos + 1)[1]
         else:
@@ -101,8 +113,8 @@ def reserved_import(data: bytes) -> bool:
         if section_id == SECTION_IMPORT:
             try:
                 return any(module == reserved for module, *_ in _import_entries(data, body, end))
-            except _Unroutable:  # an import kind this reader skips: look at the names alone
-                return reserved in data[body:end]
+            except (_Unroutable, MalformedModule):  # an import this reader does not follow: the bytes alone
+                return reserved in data[body:end]  # (a false match refuses a module; never a miss)
     return False
 
 

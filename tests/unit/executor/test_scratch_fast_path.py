@@ -14,7 +14,7 @@ from services.executor.events import Finished, LimitKind, Outcome
 from services.executor.sandbox import Prepared, RunState, Sandbox
 from services.executor.sandbox.config import ScratchSettings
 from services.executor.sandbox.scratch import BLOCK, ScratchBudget
-from services.executor.sandbox.scratch_rewrite import RESERVED_MODULE, WASI_MODULE, route_writes
+from services.executor.sandbox.scratch_rewrite import RESERVED_MODULE, WASI_MODULE, reserved_import, route_writes
 from tests.unit.executor.conftest import Runner, wasm_file
 
 SCRATCH = frozenset({"scratch"})
@@ -116,8 +116,12 @@ def test_the_rewrite_keeps_the_function_indices() -> None:
         # 64-bit
         '(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'
         ' (memory (export "memory") i64 1))',
+        # an import of a typed reference (more than one byte), which the import reader does not follow
+        '(module (type $t (func)) (import "env" "g" (global (ref null $t)))'
+        ' (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'
+        ' (memory (export "memory") 1))',
     ],
-    ids=["no-writes", "no-memory", "imported-memory", "two-memories", "shared", "memory64"],
+    ids=["no-writes", "no-memory", "imported-memory", "two-memories", "shared", "memory64", "typed-reference"],
 )
 def test_modules_it_cannot_route_are_left_byte_identical(wat: str) -> None:
     wasm = bytes(wasmtime.wat2wasm(wat))
@@ -138,6 +142,21 @@ def test_a_guest_importing_the_reserved_module_is_refused(sandbox: Sandbox) -> N
     for scratch in (False, True):
         with pytest.raises(FailedPrecondition, match="reserves"):
             sandbox.compile(bytes(wasmtime.wat2wasm(wat)), scratch)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        '(import "env" "g" (global (ref null $t)))',  # typed references: more than one byte of type
+        '(import "env" "g" (global (mut (ref $t)) ))',
+        '(import "env" "tb" (table 1 (ref null $t)))',
+    ],
+)
+def test_the_reserved_module_is_found_behind_imports_the_reader_does_not_follow(before: str) -> None:
+    # Read one byte too few and the entries after would be misread: the reserved import must still be seen.
+    wat = f"""(module (type $t (func)) {before}
+      (import "{RESERVED_MODULE}" "fd_write" (func (param i32 i32 i32 i32) (result i32))))"""
+    assert reserved_import(bytes(wasmtime.wat2wasm(wat)))
 
 
 def test_a_module_compiled_for_scratch_links_only_for_scratch(sandbox: Sandbox) -> None:
