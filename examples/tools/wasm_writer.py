@@ -1,26 +1,26 @@
 """Writes small WebAssembly binaries byte by byte, for the hostile modules that WAT cannot express cheaply
 (tens of thousands of functions or nesting levels, a padded data section): the generators under
-examples/hostile/ import it, and perf/runner.py (a custom section that changes a module's digest)."""
+examples/hostile/ import it, and perf/runner.py (a custom section that changes a module's digest).
+
+The LEB128 and section encoders are the executor's own (services/templates/wasm_structure.py, which
+rewrites modules before compiling them): one encoder for every module the project writes."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-WASM_HEADER = b"\x00asm\x01\x00\x00\x00"
+# The generators run as scripts (examples.mk) with only examples/tools on sys.path: add the repository's root.
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
 
+from services.templates.wasm_structure import WASM_MAGIC as WASM_HEADER  # noqa: E402
+from services.templates.wasm_structure import encode_section as section  # noqa: E402
+from services.templates.wasm_structure import leb_encode as leb  # noqa: E402
 
-def leb(value: int) -> bytes:
-    """An unsigned LEB128 number."""
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def section(section_id: int, body: bytes) -> bytes:
-    return bytes([section_id]) + leb(len(body)) + body
+__all__ = ["WASM_HEADER", "leb", "name", "section", "wasi_command"]
 
 
 def name(text: str) -> bytes:

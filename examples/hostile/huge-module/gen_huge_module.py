@@ -20,31 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
 from wasm_writer import leb, section
 
+from services.templates.wasm_structure import section_spans  # wasm_writer put the repository on sys.path
+
 DEFAULT_PAYLOAD = 9 * 1024 * 1024
 DATA_SECTION = 11
 
 
-def read_leb128(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
 def sections(module: bytes) -> list[tuple[int, bytes]]:
     """Split a module into (id, raw section bytes including its header)."""
-    out, pos = [], 8
-    while pos < len(module):
-        start = pos
-        section_id = module[pos]
-        size, pos = read_leb128(module, pos + 1)
-        pos += size
-        out.append((section_id, module[start:pos]))
-    return out
+    return [(section_id, module[start:end]) for section_id, start, _, end in section_spans(module)]
 
 
 def pad(module: bytes, payload_size: int) -> bytes:
