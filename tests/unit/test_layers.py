@@ -50,3 +50,19 @@ def test_a_package_imports_only_the_floors_below_it(package: str) -> None:
 def test_every_package_is_placed() -> None:
     packages = {p.name for p in SERVICES.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert packages == set(ALLOWED), packages ^ set(ALLOWED)
+
+
+def test_the_trust_domain_reaches_the_contracts_only_through_its_messages_module() -> None:
+    """templates/ never imports grpc, and only messages.py the generated protobuf messages."""
+    offending: dict[str, list[str]] = {}
+    for path in sorted((SERVICES / "templates").rglob("*.py")):
+        roots = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                roots |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                roots.add(node.module.split(".")[0])
+        allowed = {"agentfactory", "google"} if path.name == "messages.py" else set()
+        if found := sorted(roots & ({"grpc", "agentfactory", "google"} - allowed)):
+            offending[str(path.relative_to(REPO))] = found
+    assert offending == {}, offending
