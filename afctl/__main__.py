@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import grpc
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -22,7 +21,8 @@ from afctl import audit, traces
 from afctl.client import Client, Endpoints, Tls
 from afctl.examples import catalogue
 from afctl.failures import classify_rpc_error, file_error
-from afctl.output import Format, OutputOption, emit
+from afctl.output import Format, OutputOption, console, emit, err, styled
+from afctl.watching import Printable, WatchedOutput
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
 
@@ -38,8 +38,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(traces.app, name="traces")
 app.command("audit")(audit.audit)
 
-console = Console()
-err = Console(stderr=True)
 STATE: dict[str, Any] = {}  # endpoints, target and timeout, set once by the root callback
 COLORS = ("blue", "green")  # the colors of a blue/green service (mesh/topology.yaml)
 
@@ -182,7 +180,7 @@ def publish_examples(kind: Annotated[str, typer.Option(help="agents or hostile")
     with client() as c:
         for example in catalogue(kind):
             if example.module_path and not example.module_path.exists():
-                err.print(f"[red]missing {example.module_path}; run `make examples`[/red]")
+                err.print(f"missing {example.module_path}; run `make examples`", style="red")
                 raise typer.Exit(1)
             try:
                 reply = c.publish(example.manifest_json(), example.module(), files=example.files())
@@ -255,10 +253,10 @@ def verify_template(ref: str) -> None:
         except grpc.RpcError as exc:
             fail(exc)
         except Exception as exc:
-            err.print(f"[red]NOT VERIFIED[/red]: {exc}")
+            err.print(styled(("NOT VERIFIED", "red"), f": {exc}"))
             raise typer.Exit(2) from None
     console.print(
-        f"[green]verified[/green] {t.manifest.name}@{t.manifest.version}: signature key v{version}, module ok"
+        styled(("verified", "green"), f" {t.manifest.name}@{t.manifest.version}: signature key v{version}, module ok")
     )
 
 
@@ -335,7 +333,7 @@ def run(
                     sys.stdout.write(event.output.data.decode(errors="replace"))
                     sys.stdout.flush()
                 elif kind == "log":
-                    err.print(f"[dim]{event.log.level}: {event.log.message}[/dim]")
+                    err.print(f"{event.log.level}: {event.log.message}", style="dim")
                 elif kind == "agent":
                     final = event.agent
         except grpc.RpcError as exc:
@@ -448,20 +446,53 @@ def list_agents(
     emit(output, page.agents, draw, console)
 
 
+TERMINAL_STATES = frozenset({sch_pb.AGENT_STATE_SUCCEEDED, sch_pb.AGENT_STATE_FAILED, sch_pb.AGENT_STATE_CANCELLED})
+
+
+class WatchPrinter:
+    """Writes a watched agent's output to stdout and its state lines between, each on its own line."""
+
+    def __init__(self) -> None:
+        self.output = WatchedOutput()
+        self.mid_line = False  # the last output written did not end its line
+
+    def state(self, agent: sch_pb.Agent) -> None:
+        terminal = agent.state in TERMINAL_STATES
+        printable = self.output.on_agent(agent.output, terminal)
+        if terminal:  # what it wrote, then how it ended
+            self.write(printable)
+        if self.mid_line:
+            sys.stdout.write("\n")
+            self.mid_line = False
+        name = sch_pb.AgentState.Name(agent.state).removeprefix("AGENT_STATE_")
+        console.print(styled((name, "bold"), f" {agent.reason}" if agent.reason else ""))
+        if not terminal:
+            self.write(printable)
+
+    def write(self, printable: Printable) -> None:
+        if printable.notice:
+            sys.stdout.flush()
+            err.print(printable.notice, style="yellow")
+        if printable.data:
+            sys.stdout.write(printable.data.decode(errors="replace"))
+            sys.stdout.flush()
+            self.mid_line = not printable.data.endswith(b"\n")
+
+
 @agents_app.command("watch")
 def watch(agent_id: str) -> None:
-    """Stream an agent's state changes and output until it ends."""
+    """Stream an agent's state changes and output until it ends (a finished agent: its output and ending)."""
     with client() as c:
         try:
+            printer = WatchPrinter()
             for event in c.scheduler.WatchAgent(sch_pb.WatchAgentRequest(id=agent_id), metadata=c.metadata):
                 kind = event.WhichOneof("event")
                 if kind == "agent":
-                    state = sch_pb.AgentState.Name(event.agent.state).removeprefix("AGENT_STATE_")
-                    console.print(f"[bold]{state}[/bold] {event.agent.reason}")
+                    printer.state(event.agent)
                 elif kind == "output":
-                    sys.stdout.write(event.output.data.decode(errors="replace"))
+                    printer.write(printer.output.on_output(event.output.data))
                 elif kind == "log":
-                    err.print(f"[dim]{event.log.level}: {event.log.message}[/dim]")
+                    err.print(f"{event.log.level}: {event.log.message}", style="dim")
         except grpc.RpcError as exc:
             fail(exc)
 

@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from afctl.output import console, err, styled
 from observability import audit_log
-
-console = Console()
-err = Console(stderr=True)
 
 
 def audit(
@@ -55,7 +52,7 @@ def audit(
     table = Table("time (UTC)", "event", "outcome", "actor", "target", "service", "details")
     for e in found:
         details = ", ".join(f"{k}={v}" for k, v in e.details.items() if k not in ("envoy", "request_id", "trace_id"))
-        outcome_text = f"[red]{e.outcome}[/red]" if e.outcome == "denied" else e.outcome
+        outcome_text = styled((e.outcome, "red")) if e.outcome == "denied" else styled(e.outcome)
         table.add_row(e.ts.strftime("%Y-%m-%d %H:%M:%S"), e.event, outcome_text, e.actor, e.target, e.service, details)
     console.print(table)
     if not found:

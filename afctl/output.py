@@ -17,6 +17,7 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from rich.console import Console
+from rich.text import Text
 
 
 class Format(enum.StrEnum):
@@ -28,6 +29,18 @@ class Format(enum.StrEnum):
 OutputOption = Annotated[
     Format, typer.Option("--output", "-o", help="table for people, json or yaml for scripts", case_sensitive=False)
 ]
+
+
+# Markup off: what afctl prints is mostly other people's text (an agent's log lines and failure reasons,
+# audit actors, span status messages), and with markup on "[/b]" in it raised MarkupError and "[red]"
+# vanished. Styles are applied with Text and style=, never by parsing the text.
+console = Console(markup=False)
+err = Console(stderr=True, markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line of plain strings and (string, style) pairs: nothing in it is read as markup."""
+    return Text.assemble(*parts)
 
 
 def as_data(messages: Message | Sequence[Message]) -> Any:

@@ -11,15 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
+from afctl.output import console, err, styled
 from observability import traces as store
 from observability.trace_sink import Span
 
 app = typer.Typer(help="Traces received by the trace sink (`make run` starts it).", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 FileOption = Annotated[
     Path, typer.Option("--file", envvar="AF_TRACES_FILE", help="the trace sink's span file (JSON lines)")
@@ -86,10 +84,11 @@ def show_trace(
     for line in store.tree(spans):
         s = line.span
         name = "  " * line.depth + ("… " if line.orphan else "") + store.span_label(s)
-        status = f"[red]ERROR[/red] {s.status_message}".strip() if s.error else "ok"
+        message = f" {s.status_message}" if s.status_message else ""
+        status = styled(("ERROR", "red"), message) if s.error else styled("ok")
         grpc_status = s.attributes.get("rpc.grpc.status_code", s.attributes.get("grpc.status_code"))
         if grpc_status not in (None, "", 0, "0"):
-            status += f" (grpc {grpc_status})"
+            status.append(f" (grpc {grpc_status})")
         table.add_row(name, s.service, s.kind, f"+{line.offset_ms:.1f} ms", f"{s.duration_ms:.1f} ms", status)
     console.print(table)
     if any(line.orphan for line in store.tree(spans)):

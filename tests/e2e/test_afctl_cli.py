@@ -7,11 +7,14 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from afctl.client import Client
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from mesh import REPO
 from tests.harness_mesh import E2EMesh
 
@@ -51,6 +54,18 @@ def test_read_commands_print_json_and_yaml(e2e_mesh: E2EMesh, fmt: str) -> None:
     assert one.returncode == 0 and load(one.stdout)["manifest"]["moduleSha256"], one.stderr
     keys = afctl(*connect(e2e_mesh), "keys", "list", "-o", fmt)
     assert keys.returncode == 0 and load(keys.stdout)["keys"], keys.stderr
+
+
+def test_watch_of_an_agent_that_already_ended_prints_its_output_and_ending(
+    e2e_mesh: E2EMesh, as_role: Callable[[str], Client]
+) -> None:
+    # A watch that starts after the agent ended gets one event: the agent, its output inside it.
+    events = list(as_role("operator").run_agent("echo-upper", b"watched late\n", timeout=90))
+    final = events[-1].agent
+    assert final.state == sch_pb.AGENT_STATE_SUCCEEDED and final.output == b"WATCHED LATE\n", final
+    done = afctl(*connect(e2e_mesh), "agents", "watch", final.id)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"WATCHED LATE\nSUCCEEDED {final.reason}\n", done.stdout
 
 
 # (what a person gets wrong, argv after afctl, exit code, what the one line says)

@@ -154,16 +154,24 @@ def test_create_then_watch_to_the_end(as_role: Callable[[str], Client]) -> None:
     # The same request id is the same agent (a client retrying a create does not run it twice).
     assert op.scheduler.CreateAgent(request, timeout=TIMEOUT, metadata=md).agent.id == created.id
 
-    states, output = [], bytearray()
+    # The contract: the first event is the agent now with its output so far, output events add what it
+    # writes next, and the terminal agent carries the whole output. The agent may well have ended before
+    # the watch starts (a loaded machine; a watch landing on the other color): then there is one event.
+    states, streamed, final = [], bytearray(), S.Agent()
     stream = op.scheduler.WatchAgent(S.WatchAgentRequest(id=created.id), timeout=TIMEOUT, metadata=md)
     for event in stream:  # the server ends the stream once the agent is final
         kind = event.WhichOneof("event")
         if kind == "agent":
+            if not states:
+                streamed += event.agent.output
             states.append(event.agent.state)
+            final = event.agent
         elif kind == "output":
-            output += event.output.data
+            streamed += event.output.data
     assert states and states[-1] == S.AGENT_STATE_SUCCEEDED, states
-    assert json.loads(output) == {"n": 2000000, "primes": 148933, "largest": 1999993}
+    assert json.loads(final.output) == {"n": 2000000, "primes": 148933, "largest": 1999993}
+    assert bytes(streamed) == final.output  # nothing missed, nothing twice
+    output = final.output
 
     got = op.scheduler.GetAgent(S.GetAgentRequest(id=created.id), timeout=TIMEOUT, metadata=md).agent
     assert got.state == S.AGENT_STATE_SUCCEEDED and got.labels["suite"] == "e2e" and bytes(got.output) == output
