@@ -170,8 +170,8 @@ class Sandbox:
         linker.define_wasi()
         linker.allow_shadowing = True
         if "scratch" not in tools and not wasi_fs:
-            ffi.define_raw(linker, WASI_MODULE, "fd_write", stdio.FD_TYPE, stdio.RAW_FD_WRITE)
-            ffi.define_raw(linker, WASI_MODULE, "fd_read", stdio.FD_TYPE, stdio.RAW_FD_READ)
+            ffi.define_raw(linker, WASI_MODULE, "fd_write", stdio.fd_type(), stdio.RAW_FD_WRITE)
+            ffi.define_raw(linker, WASI_MODULE, "fd_read", stdio.fd_type(), stdio.RAW_FD_READ)
         for name, ty, func in wasi.shadows(tools):
             linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
         if "scratch" in tools or wasi_fs:  # the descriptor bound; with scratch, the disk cap too

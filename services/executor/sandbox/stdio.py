@@ -40,7 +40,12 @@ ERRNO_SUCCESS, ERRNO_BADF, ERRNO_FAULT, ERRNO_FBIG = 0, 8, 21, 22
 MAX_BYTES_PER_CALL = 1024 * 1024  # one fd_write/fd_read moves at most this much; the rest is a short write
 
 I32 = wasmtime.ValType.i32()
-FD_TYPE = wasmtime.FuncType([I32, I32, I32, I32], [I32])
+
+
+def fd_type() -> wasmtime.FuncType:
+    """fd_write's and fd_read's type, new for each Linker: a FuncType is bound to the first Engine
+    that uses it (see wasi._errno_func)."""
+    return wasmtime.FuncType([I32, I32, I32, I32], [I32])
 
 
 def fd_write(caller: wasmtime.Caller, fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:

@@ -44,10 +44,17 @@ MAX_RANDOM_BYTES = 64 * 1024  # the random tool's cap (tools.MAX_RANDOM_BYTES), 
 
 I32 = wasmtime.ValType.i32()
 I64 = wasmtime.ValType.i64()
-POLL_ONEOFF_TYPE = wasmtime.FuncType([I32, I32, I32, I32], [I32])
-RANDOM_GET_TYPE = wasmtime.FuncType([I32, I32], [I32])
-CLOCK_TIME_GET_TYPE = wasmtime.FuncType([I32, I64, I32], [I32])
-CLOCK_RES_GET_TYPE = wasmtime.FuncType([I32, I32], [I32])
+# Parameter lists, not FuncTypes: a wasmtime FuncType is bound to the first Engine that uses it, and the
+# same one used with a second Engine aborts the process (a Rust panic, `comes_from_same_engine`). Each
+# Linker gets types of its own (engine.Sandbox builds a Linker per tool set and thread, so this is rare).
+POLL_ONEOFF_PARAMS = (I32, I32, I32, I32)
+RANDOM_GET_PARAMS = (I32, I32)
+CLOCK_TIME_GET_PARAMS = (I32, I64, I32)
+CLOCK_RES_GET_PARAMS = (I32, I32)
+
+
+def _errno_func(params: tuple[wasmtime.ValType, ...]) -> wasmtime.FuncType:
+    return wasmtime.FuncType(list(params), [I32])
 
 
 def _clock_ns(clock_id: int) -> int | None:
@@ -96,14 +103,18 @@ def random_get_denied(_caller: wasmtime.Caller, _buf: int, _length: int) -> int:
 
 
 def shadows(tools: frozenset[str]) -> list[tuple[str, wasmtime.FuncType, Callable[..., int]]]:
-    """The WASI functions a Linker for `tools` defines over wasmtime's own: (name, type, function)."""
-    found: list[tuple[str, wasmtime.FuncType, Callable[..., int]]] = [("poll_oneoff", POLL_ONEOFF_TYPE, poll_oneoff)]
+    """The WASI functions a Linker for `tools` defines over wasmtime's own: (name, type, function), with
+    FuncTypes made for this call (see _errno_func's parameter lists)."""
+    found: list[tuple[str, wasmtime.FuncType, Callable[..., int]]] = [
+        ("poll_oneoff", _errno_func(POLL_ONEOFF_PARAMS), poll_oneoff)
+    ]
     if "clock" in tools:
-        found.append(("clock_time_get", CLOCK_TIME_GET_TYPE, clock_time_get))
+        found.append(("clock_time_get", _errno_func(CLOCK_TIME_GET_PARAMS), clock_time_get))
     else:
-        found.append(("clock_time_get", CLOCK_TIME_GET_TYPE, clock_time_get_denied))
-        found.append(("clock_res_get", CLOCK_RES_GET_TYPE, clock_res_get_denied))
-    found.append(("random_get", RANDOM_GET_TYPE, random_get if "random" in tools else random_get_denied))
+        found.append(("clock_time_get", _errno_func(CLOCK_TIME_GET_PARAMS), clock_time_get_denied))
+        found.append(("clock_res_get", _errno_func(CLOCK_RES_GET_PARAMS), clock_res_get_denied))
+    random = random_get if "random" in tools else random_get_denied
+    found.append(("random_get", _errno_func(RANDOM_GET_PARAMS), random))
     return found
 
 
