@@ -5,9 +5,12 @@
    policy file that does not parse) is one line on stderr and exit code 2, never a
    traceback, whichever service it is.
 2. Logging is set up, once; the GIL switch interval applied; the process's `Telemetry` built, once.
-3. On the configured loop, the service's `build(settings, telemetry)` wires its stores, clients and
+3. The directory the service's embedded stores need to themselves (`own_dir`, e.g. AF_DATA_DIR) is
+   claimed (services/common/dir_claim.py) for the process's life; held by another live process, that is
+   one line on stderr naming its pid, and exit 1.
+4. On the configured loop, the service's `build(settings, telemetry)` wires its stores, clients and
    servicers into an `App`; a `CannotStart` from it is one line on stderr (and a log line) and exit 1.
-4. `lifecycle.serve` serves the App and drains and closes it in its fixed order; its result is the
+5. `lifecycle.serve` serves the App and drains and closes it in its fixed order; its result is the
    exit code.
 """
 
@@ -18,9 +21,10 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from services.common import event_loop
+from services.common import dir_claim, event_loop
 from services.common.config import ConfigError, Env
 from services.common.lifecycle import EXIT_FAILED, App, serve
 from services.common.logs import log_event, setup_logging
@@ -56,6 +60,8 @@ class Service(Generic[S]):
     build: Callable[[S, Telemetry], Awaitable[App]]
     # The service's own errors that mean a bad setting too (a policy file that does not parse).
     setting_errors: tuple[type[Exception], ...] = ()
+    # The directory no other process may use while this one runs (its embedded stores), or None.
+    own_dir: Callable[[S], Path | None] | None = None
 
 
 def run_service(service: Service[S], environ: Mapping[str, str] | None = None) -> int:
@@ -78,12 +84,29 @@ def run_service(service: Service[S], environ: Mapping[str, str] | None = None) -
 
 
 async def _build_and_serve(service: Service[S], settings: S, telemetry: Telemetry) -> int:
+    directory = service.own_dir(settings) if service.own_dir is not None else None
+    claimed = None
     try:
+        if directory is not None:
+            try:
+                claimed = dir_claim.claim(directory)
+            except dir_claim.DirInUse as exc:
+                raise CannotStart(
+                    f"{exc}; each {service.name} process needs a data directory of its own (AF_DATA_DIR)"
+                ) from None
+            except OSError as exc:  # not creatable, not writable, a file where the directory goes
+                raise CannotStart(f"cannot use {directory} as the data directory: {exc.strerror}") from None
         app = await service.build(settings, telemetry)
     except CannotStart as exc:
         message = " ".join(str(exc).split())
         log_event(log, "cannot start", logging.CRITICAL, error=message)
         print(f"{service.name}: cannot start: {message}", file=sys.stderr)
         telemetry.shutdown()
+        if claimed is not None:
+            claimed.release()
         return EXIT_FAILED
-    return await serve(app, settings.server, telemetry, service_name=service.name)
+    try:
+        return await serve(app, settings.server, telemetry, service_name=service.name)
+    finally:
+        if claimed is not None:
+            claimed.release()

@@ -9,7 +9,14 @@ from services.executor.bootstrap import build
 from services.executor.settings import ExecutorSettings
 from services.templates.policy import PolicyError
 
-SERVICE = Service("executor", ExecutorSettings.from_env, build, setting_errors=(PolicyError,))
+# Run directories, the kv store and the module caches: one executor each, always.
+SERVICE = Service(
+    "executor",
+    ExecutorSettings.from_env,
+    build,
+    setting_errors=(PolicyError,),
+    own_dir=lambda s: s.data_dir,
+)
 
 if __name__ == "__main__":
     sys.exit(run_service(SERVICE))

@@ -4,7 +4,8 @@ and its sweep at start-up.
 A run's directory is removed when the run ends (sandbox/engine.py), but an executor killed mid-run
 (SIGKILL, the OOM killer, a lost node with a persistent volume) leaves it behind, up to the scratch cap
 each. `sweep` runs before the service is built, so before it turns SERVING: no run of this process exists
-yet, and AF_DATA_DIR is this executor's alone (as for the template files' trees, files.py), so every entry
+yet, and AF_DATA_DIR is this executor's alone (the service kit claims it before build: services/common/
+dir_claim.py; as for the template files' trees, files.py), so every entry
 under the root is a leftover. Nothing outside the root is touched: entries are looked at with lstat (a
 symlink is unlinked, never followed) and directories are removed by the sandbox's remover, which walks
 with one directory descriptor at a time opened with O_NOFOLLOW and no Python recursion (a guest can

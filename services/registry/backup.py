@@ -36,6 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from services.common import dir_claim
 from services.common.config import Env
 from services.common.errors import DataLoss, FailedPrecondition
 from services.registry.storage import DB_NAME, MAX_CANONICAL_BYTES, bounded_decompress
@@ -288,8 +289,24 @@ def verify_backup(src: Path, allow_unverified: bool = False) -> dict[str, Any]:
 
 def restore_backup(src: Path, data_dir: Path, force: bool = False, allow_unverified: bool = False) -> dict[str, Any]:
     summary = verify_backup(src, allow_unverified)
+    # A registry running on data_dir would go on writing into the directory moved aside (--force), or
+    # over what was restored: refused while a live process holds it (services/common/dir_claim.py).
+    claimed = None
+    if data_dir.exists():
+        try:
+            claimed = dir_claim.claim(data_dir)
+        except dir_claim.DirInUse as exc:
+            raise BackupError(f"{exc} (a running registry); stop it before restoring into it") from None
+    try:
+        return _restore_verified(src, data_dir, summary, force)
+    finally:
+        if claimed is not None:
+            claimed.release()
+
+
+def _restore_verified(src: Path, data_dir: Path, summary: dict[str, Any], force: bool) -> dict[str, Any]:
     moved_aside = None
-    if data_dir.exists() and any(data_dir.iterdir()):
+    if data_dir.exists() and any(p.name != dir_claim.LOCK_NAME for p in data_dir.iterdir()):
         if not force:
             raise BackupError(f"{data_dir} is not empty; stop the registry and pass --force to move it aside")
         moved_aside = data_dir.with_name(f"{data_dir.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -308,6 +325,7 @@ def restore_backup(src: Path, data_dir: Path, force: bool = False, allow_unverif
         if moved_aside is not None:
             os.replace(data_dir, moved_aside)
         elif data_dir.exists():
+            (data_dir / dir_claim.LOCK_NAME).unlink(missing_ok=True)  # ours: the claim holds it open
             data_dir.rmdir()
         os.replace(staging, data_dir)
     except BaseException:

@@ -8,7 +8,13 @@ from services.common.app import Service, run_service
 from services.scheduler.bootstrap import build
 from services.scheduler.settings import SchedulerSettings
 
-SERVICE = Service("scheduler", SchedulerSettings.from_env, build)
+# With PostgreSQL (AF_DATABASE_URL) replicas share the journal, and data_dir holds nothing of it.
+SERVICE = Service(
+    "scheduler",
+    SchedulerSettings.from_env,
+    build,
+    own_dir=lambda s: s.data_dir if s.database_url is None else None,
+)
 
 if __name__ == "__main__":
     sys.exit(run_service(SERVICE))

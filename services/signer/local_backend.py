@@ -18,7 +18,6 @@ version yet, is never used, and is replaced by the next rotation.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from services.common import dir_claim
 from services.common.errors import FailedPrecondition, Unavailable
 from services.common.files import write_durably
 from services.common.logs import log_event
@@ -95,7 +95,7 @@ class LocalKeyBackend:
         self.dir = Path(data_dir) / "keys" / key_name
         self._lock = threading.Lock()
         self._state: _State | None = None
-        self._lock_fd: int | None = None
+        self._claim: dir_claim.DirClaim | None = None
 
     def describe(self) -> str:
         return f"local key store {self.dir}"
@@ -143,15 +143,13 @@ class LocalKeyBackend:
         )
 
     def _take_lock(self) -> None:
-        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            self._claim = dir_claim.claim(self.dir)
+        except dir_claim.DirInUse as exc:
             raise FailedPrecondition(
-                f"another signer process is using {self.dir}; two writers would fork the key versions"
+                f"another signer process is using {self.dir} (pid {exc.holder_pid or 'unknown'}); two writers "
+                "would fork the key versions"
             ) from None
-        self._lock_fd = fd
 
     def _load_metadata(self) -> _State:
         path = self.dir / METADATA
@@ -259,7 +257,7 @@ class LocalKeyBackend:
 
     def close(self) -> None:
         with self._lock:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)  # releases the flock
-                self._lock_fd = None
+            if self._claim is not None:
+                self._claim.release()
+                self._claim = None
             self._state = None

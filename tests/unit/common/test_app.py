@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from services.common import dir_claim
 from services.common.app import EXIT_BAD_SETTING, CannotStart, Service, run_service
 from services.common.config import Env
 from services.common.lifecycle import EXIT_FAILED, App
@@ -92,3 +95,50 @@ def test_a_service_that_cannot_start_says_why_in_one_line_and_exits_1(capsys: py
     assert capsys.readouterr().err.endswith("svc: cannot start: the key directory is shared\n")
     # build got the parsed settings, tracing off (no AF_OTLP_ENDPOINT) and ran on the configured loop.
     assert seen == [(42, False, "asyncio.unix_events")]
+
+
+@dataclass(frozen=True)
+class DirSettings(Settings):
+    data_dir: Path = Path()
+
+
+def test_the_own_dir_is_claimed_for_the_build_and_released_after(tmp_path: Path) -> None:
+    """While build runs the directory is held (a second claim is refused, naming this pid); after the
+    process's service ends it is free again."""
+    seen: list[str] = []
+
+    async def build(settings: DirSettings, telemetry: Telemetry) -> App:
+        with pytest.raises(dir_claim.DirInUse) as held:
+            dir_claim.claim(settings.data_dir)
+        seen.append(str(held.value))
+        raise CannotStart("stop here")
+
+    def settings(env: Env) -> DirSettings:
+        base = Settings.from_env(env)
+        return DirSettings(base.server, base.answer, tmp_path / "data")
+
+    service = Service("svc", settings, build, own_dir=lambda s: s.data_dir)
+    assert run_service(service, {}) == EXIT_FAILED
+    assert seen == [f"process {os.getpid()} is using {tmp_path / 'data'}"]
+    dir_claim.claim(tmp_path / "data").release()  # released
+
+
+def test_a_held_own_dir_is_one_line_and_exit_1_before_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    holder = dir_claim.claim(tmp_path)
+    try:
+        service = Service("svc", Settings.from_env, must_not_build, own_dir=lambda s: tmp_path)
+        assert run_service(service, {}) == EXIT_FAILED
+    finally:
+        holder.release()
+    assert capsys.readouterr().err.endswith(
+        f"svc: cannot start: process {os.getpid()} is using {tmp_path}; "
+        "each svc process needs a data directory of its own (AF_DATA_DIR)\n"
+    )
+
+
+def test_an_unusable_own_dir_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("a file where the data directory goes")
+    service = Service("svc", Settings.from_env, must_not_build, own_dir=lambda s: tmp_path / "file")
+    assert run_service(service, {}) == EXIT_FAILED
+    expected = f"svc: cannot start: cannot use {tmp_path / 'file'} as the data directory: File exists\n"
+    assert capsys.readouterr().err.endswith(expected)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from services.common import dir_claim
 from services.registry import backup
 from services.registry.service import Registry
 from services.registry.storage import RegistryStore
@@ -60,6 +62,23 @@ async def test_restore_refuses_a_live_registry_unless_forced(registry: Registry,
         backup.restore_backup(tmp_path / "bk", target)
     result = backup.restore_backup(tmp_path / "bk", target, force=True)
     assert Path(result["moved_aside"], "registry.db").read_bytes() == b"something"
+    assert (target / "manifests" / "a" / "1.0.0.json.zst").is_file()
+
+
+async def test_restore_refuses_a_directory_a_running_registry_holds_even_forced(
+    registry: Registry, tmp_path: Path
+) -> None:
+    await publish(registry, manifest("a"))
+    backup.create_backup(registry.store.root, tmp_path / "bk")
+    target = tmp_path / "running"
+    held = dir_claim.claim(target)  # as the service kit claims AF_DATA_DIR for a running registry
+    try:
+        with pytest.raises(backup.BackupError, match=f"process {os.getpid()} is using .*stop it"):
+            backup.restore_backup(tmp_path / "bk", target, force=True)
+        assert [p.name for p in target.iterdir()] == [".lock"]  # nothing moved, nothing written
+    finally:
+        held.release()
+    backup.restore_backup(tmp_path / "bk", target)  # stopped: an empty directory is restored into
     assert (target / "manifests" / "a" / "1.0.0.json.zst").is_file()
 
 

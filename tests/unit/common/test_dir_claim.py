@@ -1,0 +1,38 @@
+"""services/common/dir_claim.py without processes: flock locks belong to an open file, so two claims in
+one process conflict exactly as two processes' claims do."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from services.common import dir_claim
+
+
+def test_a_claimed_directory_is_refused_naming_its_holder_until_released(tmp_path: Path) -> None:
+    first = dir_claim.claim(tmp_path / "data")  # made if missing
+    with pytest.raises(dir_claim.DirInUse) as refused:
+        dir_claim.claim(tmp_path / "data")
+    assert refused.value.holder_pid == os.getpid()
+    assert str(refused.value) == f"process {os.getpid()} is using {tmp_path / 'data'}"
+    first.release()
+    first.release()  # twice is harmless
+    dir_claim.claim(tmp_path / "data").release()
+
+
+def test_a_lock_file_left_by_a_dead_holder_is_no_claim(tmp_path: Path) -> None:
+    (tmp_path / ".lock").write_text("999999\n")  # what a process killed with -9 leaves: the file, no flock
+    claim = dir_claim.claim(tmp_path)
+    assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+    claim.release()
+
+
+def test_a_symlinked_lock_file_is_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("not ours")
+    (tmp_path / ".lock").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError) as failed:
+        dir_claim.claim(tmp_path)
+    assert failed.value.errno == errno.ELOOP and (tmp_path / "elsewhere").read_text() == "not ours"
