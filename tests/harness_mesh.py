@@ -323,9 +323,11 @@ def attach_mesh(root: Path) -> E2EMesh:
     return mesh
 
 
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_until(predicate: Any, timeout: float | None, interval: float = 0.05) -> bool:
+    """Whether `predicate()` became true within `timeout` seconds. With None, wait as long as it takes
+    (a test's way to wait for what the system promises eventually: pytest's own timeout ends a hang)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(interval)

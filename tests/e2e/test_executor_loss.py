@@ -50,8 +50,7 @@ def test_a_stopped_executor_mid_run_is_cut_off_and_the_agent_re_run_elsewhere(
     agent = op.scheduler.CreateAgent(
         S.CreateAgentRequest(template_name=name), timeout=TIMEOUT, metadata=op.metadata
     ).agent
-    deadline = time.monotonic() + 20
-    while agent.state != S.AGENT_STATE_RUNNING and time.monotonic() < deadline:
+    while agent.state == S.AGENT_STATE_PENDING:  # however long a loaded machine takes to place it
         time.sleep(0.02)
         agent = _get(op, agent.id)
     assert agent.state == S.AGENT_STATE_RUNNING and agent.executor in EXECUTORS, agent
@@ -60,15 +59,17 @@ def test_a_stopped_executor_mid_run_is_cut_off_and_the_agent_re_run_elsewhere(
     os.kill(pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        # A generous wait, not a bound: without keepalive the agent would end TIMED_OUT after ~60 s.
-        deadline = stopped + 120
-        while agent.state not in ENDED and time.monotonic() < deadline:
+        # No bound on the wait: how the agent ends says whether keepalive cut the frozen run off (without
+        # it the agent would end TIMED_OUT after ~60 s, on the frozen executor, after one attempt).
+        while agent.state not in ENDED:
             time.sleep(0.2)
             agent = _get(op, agent.id)
         took = time.monotonic() - stopped
         # The mesh's own figure: the callers' sidecars flag the stopped host (its health checks time
         # out), so no new run goes there while it is stopped.
-        flagged = {s: wait_until(lambda s=s: _health(e2e_mesh, s, frozen) not in ("", "healthy"), 30) for s in CALLERS}
+        flagged = {
+            s: wait_until(lambda s=s: _health(e2e_mesh, s, frozen) not in ("", "healthy"), None) for s in CALLERS
+        }
         flags = {s: _health(e2e_mesh, s, frozen) for s in CALLERS}
     finally:
         os.kill(pid, signal.SIGCONT)

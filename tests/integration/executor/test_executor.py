@@ -43,14 +43,15 @@ def test_hot_reload_precompiles_a_new_version(executor: Executor, stack: Stack) 
     manifest["version"] = "1.1.0"
     with stack.client() as client:
         client.publish(json.dumps(manifest).encode(), echo.module())
-    deadline = time.monotonic() + 5
+    # The registry's watch event reaches the executor, which compiles 1.1.0 in the background: until it
+    # has, a run may compile it itself (cache "registry"). Runs until one is served from memory, however
+    # long a loaded machine takes (pytest's timeout ends a hang: a version never precompiled).
     while True:
         events, code, _ = executor.run_retrying("echo-upper", version="1.1.0", data=b"new")
         assert code == OK
-        if events[1].started.cache == "memory" or time.monotonic() > deadline:
+        if events[1].started.cache == "memory":
             break
         time.sleep(0.1)
-    assert events[1].started.cache == "memory"
     assert output(events) == b"NEW"
 
 
@@ -157,10 +158,9 @@ def test_restart_serves_compiled_modules_from_disk_and_keeps_kv_state(stack: Sta
         request = reg_pb.DeprecateTemplateRequest(name="cache-probe", version="1.0.0", reason="cache test")
         client.registry.DeprecateTemplate(request, timeout=10)
     # Hot reload: the deprecation event drops the module from memory; the serialized copy on disk stays.
-    deadline = time.monotonic() + 5
-    while (level := _cache_level(addr, "cache-probe")) != "disk" and time.monotonic() < deadline:
+    # (The event arrives in the background: however long a loaded machine takes, pytest's timeout ends a hang.)
+    while _cache_level(addr, "cache-probe") != "disk":
         time.sleep(0.05)
-    assert level == "disk"
 
     stack.restart_executor()
     # Deprecated versions are not warmed at start-up, so its first run after the restart shows the level.

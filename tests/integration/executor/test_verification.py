@@ -193,10 +193,9 @@ def test_unknown_key_version_triggers_a_refresh(tampered: Tampered) -> None:
         assert client.rotate_key().key.key_version == 2
         published = client.publish(*say("vf-new", "signed by v2"))
         assert published.template.signature.key_version == 2
-    deadline = time.monotonic() + 5
-    while True:  # the first attempts may meet the refresh rate limit (one a second)
+    while True:  # the first attempts may meet the refresh rate limit (one a second), however slow the machine
         events, code, details = tampered.long.run("vf-new")
-        if code == OK or time.monotonic() > deadline:
+        if code == OK:
             break
         time.sleep(0.1)
     assert code == OK, details

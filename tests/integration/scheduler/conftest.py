@@ -83,7 +83,9 @@ def executor_env(registry: ServiceProcess, signer: ServiceProcess, **extra: str)
 
 @pytest.fixture(scope="module")
 def executor(workdir: Path, registry: ServiceProcess, signer: ServiceProcess) -> Iterator[ServiceProcess]:
-    with ServiceProcess("executor-main", workdir, executor_env(registry, signer)) as proc:
+    """The executor every scheduler calls; its metrics (AF_METRICS_ADDR) say how each run ended."""
+    env = executor_env(registry, signer, AF_METRICS_ADDR=f"127.0.0.1:{free_port()}")
+    with ServiceProcess("executor-main", workdir, env) as proc:
         yield proc
 
 
