@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
@@ -21,8 +22,8 @@ from afctl import audit, traces
 from afctl.client import Client, Endpoints, Tls
 from afctl.examples import catalogue
 from afctl.failures import classify_rpc_error, file_error
-from afctl.output import Format, OutputOption, console, emit, err, styled
-from afctl.watching import Printable, WatchedOutput
+from afctl.output import Format, OutputOption, console, emit, err, printable, styled
+from afctl.watching import TERMINAL_STATES, Printable, WatchedOutput
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
 
@@ -114,7 +115,7 @@ def read_input(value: str) -> bytes:
 
 def fail(exc: grpc.RpcError) -> None:
     code, message = classify_rpc_error(exc, STATE.get("target", "the gateway"))
-    print(f"afctl: error: {message}", file=sys.stderr)
+    print(f"afctl: error: {printable(message)}", file=sys.stderr)  # e.g. an agent's failure reason
     raise typer.Exit(code)
 
 
@@ -325,21 +326,20 @@ def run(
     """Run an agent to the end, streaming its output."""
     name, version = split_ref(template)
     final = sch_pb.Agent()
+    # The output as WatchAgent's is read (afctl/watching.py): a run that starts over is said, not glued on.
+    printer = WatchPrinter(states=False)
     with client() as c:
         try:
             for event in c.run_agent(name, read_input(input), version=version):
-                kind = event.WhichOneof("event")
-                if kind == "output":
-                    sys.stdout.write(event.output.data.decode(errors="replace"))
-                    sys.stdout.flush()
-                elif kind == "log":
-                    err.print(f"{event.log.level}: {event.log.message}", style="dim")
-                elif kind == "agent":
+                printer.event(event)
+                if event.WhichOneof("event") == "agent":
                     final = event.agent
         except grpc.RpcError as exc:
+            printer.end_output()
             if final.id:
                 show_agent(final)
             fail(exc)
+    printer.end_output()
     console.print()
     show_agent(final)
     if final.state != sch_pb.AGENT_STATE_SUCCEEDED:
@@ -446,21 +446,39 @@ def list_agents(
     emit(output, page.agents, draw, console)
 
 
-TERMINAL_STATES = frozenset({sch_pb.AGENT_STATE_SUCCEEDED, sch_pb.AGENT_STATE_FAILED, sch_pb.AGENT_STATE_CANCELLED})
-
-
 class WatchPrinter:
-    """Writes a watched agent's output to stdout and its state lines between, each on its own line."""
+    """Writes a watched agent's output to stdout and, with ``states``, its state lines between, each on its
+    own line. Output is decoded as one UTF-8 stream: a character split across two output events (the
+    executor cuts output in fixed-size chunks) is printed whole, not as two replacement characters."""
 
-    def __init__(self) -> None:
+    def __init__(self, states: bool = True) -> None:
         self.output = WatchedOutput()
+        self.states = states
         self.mid_line = False  # the last output written did not end its line
+        self.ended = False  # a terminal state was seen
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.terminal = sys.stdout.isatty()
+
+    def event(self, event: sch_pb.WatchAgentResponse | sch_pb.RunAgentResponse) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "agent":
+            self.state(event.agent)
+        elif kind == "output":
+            self.write(self.output.on_output(event.output.data))
+        elif kind == "log":
+            err.print(f"{event.log.level}: {event.log.message}", style="dim")
 
     def state(self, agent: sch_pb.Agent) -> None:
         terminal = agent.state in TERMINAL_STATES
-        printable = self.output.on_agent(agent.output, terminal)
+        printable = self.output.on_agent(agent.output, terminal, agent.output_truncated)
         if terminal:  # what it wrote, then how it ended
             self.write(printable)
+            self.end_output()
+            self.ended = True
+        if not self.states:
+            if not terminal:
+                self.write(printable)
+            return
         if self.mid_line:
             sys.stdout.write("\n")
             self.mid_line = False
@@ -470,13 +488,30 @@ class WatchPrinter:
             self.write(printable)
 
     def write(self, printable: Printable) -> None:
+        if printable.restart:  # what follows does not continue what went before: not even its line
+            self.end_output()
+            if self.mid_line:
+                sys.stdout.write("\n")
+                self.mid_line = False
         if printable.notice:
             sys.stdout.flush()
             err.print(printable.notice, style="yellow")
         if printable.data:
-            sys.stdout.write(printable.data.decode(errors="replace"))
-            sys.stdout.flush()
+            self._text(self._decoder.decode(printable.data))
             self.mid_line = not printable.data.endswith(b"\n")
+
+    def end_output(self) -> None:
+        """The output so far is whole: the bytes of a character it ends in the middle of are printed
+        as a replacement character."""
+        self._text(self._decoder.decode(b"", final=True))
+        self._decoder.reset()
+
+    def _text(self, text: str) -> None:
+        if text:
+            # On a terminal the agent's escape sequences are shown, not obeyed (afctl/output.py printable);
+            # into a pipe or a file its output goes as it is.
+            sys.stdout.write(printable(text) if self.terminal else text)
+            sys.stdout.flush()
 
 
 @agents_app.command("watch")
@@ -486,15 +521,11 @@ def watch(agent_id: str) -> None:
         try:
             printer = WatchPrinter()
             for event in c.scheduler.WatchAgent(sch_pb.WatchAgentRequest(id=agent_id), metadata=c.metadata):
-                kind = event.WhichOneof("event")
-                if kind == "agent":
-                    printer.state(event.agent)
-                elif kind == "output":
-                    printer.write(printer.output.on_output(event.output.data))
-                elif kind == "log":
-                    err.print(f"{event.log.level}: {event.log.message}", style="dim")
+                printer.event(event)
         except grpc.RpcError as exc:
+            printer.end_output()
             fail(exc)
+        printer.end_output()
 
 
 @agents_app.command("cancel")
@@ -578,7 +609,7 @@ def main() -> None:
         print(f"afctl: error: {message}", file=sys.stderr)
     except grpc.RpcError as exc:  # a call made outside a command's own handling
         code, message = classify_rpc_error(exc, STATE.get("target", "the gateway"))
-        print(f"afctl: error: {message}", file=sys.stderr)
+        print(f"afctl: error: {printable(message)}", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from afctl.watching import WatchedOutput
 from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
 from agentfactory.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from agentfactory.registry.v1 import template_pb2
@@ -226,13 +227,12 @@ class Client:
         return events
 
     def run_to_end(self, name: str, input_bytes: bytes = b"", **kw: Any) -> tuple[sch_pb.Agent, bytes]:
-        """Run an agent and return its final state and its whole output."""
+        """Run an agent and return its final state and its whole output (of its last attempt, when a run
+        lost with its executor started over: afctl/watching.py)."""
         final = sch_pb.Agent()
-        output = bytearray()
+        output = WatchedOutput()
         for event in self.run_agent(name, input_bytes, **kw):
-            kind = event.WhichOneof("event")
-            if kind == "agent":
+            output.on_event(event)
+            if event.WhichOneof("event") == "agent":
                 final = event.agent
-            elif kind == "output":
-                output += event.output.data
-        return final, bytes(output)
+        return final, bytes(output.printed)

@@ -56,9 +56,13 @@ def claim(directory: Path) -> DirClaim:
         holder = _read_pid(fd)
         os.close(fd)
         raise DirInUse(directory, holder) from None
-    # The holder's pid, for the message a second process prints (the lock itself is the flock).
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    # The holder's pid, for the message a second process prints. Only a hint: the lock is the flock, held
+    # now, so a pid that cannot be written (a full disk, a file size limit) fails nothing. Failing here
+    # made a registry on a full disk exit instead of staying up NOT_SERVING and saying why, and leaked
+    # the descriptor (the flock stayed held by a claim that had raised).
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return DirClaim(directory, fd)
 
 

@@ -238,12 +238,20 @@ class SchedulerService:
                 yield event
             return
         sub = self.book.subscribe(live)  # snapshot and subscribe with no await between: nothing is missed
+        ended = False
         try:
             yield AgentChanged(live.snapshot())
             async for event in sub:
+                if isinstance(event, AgentChanged) and event.agent.state.terminal:
+                    ended = True
                 yield event
         finally:
             live.subscribers.discard(sub)
+        if not ended:
+            # The stream of an agent this replica let go (another replica of the shared journal took it
+            # over: book._let_go) ends before its terminal state: follow it on through the journal.
+            async for event in self._watch_journal(agent_id):
+                yield event
 
     async def _watch_journal(self, agent_id: str) -> AsyncIterator[WatchEvent]:
         """An agent this replica does not run (ended, or run by another replica on a shared journal):

@@ -1,8 +1,9 @@
-"""One process per data directory, for every service with an embedded store: a second registry,
+"""One process per data directory, for every service with an embedded store: a second registry, signer,
 scheduler or executor started on a directory a live one uses exits 1 with one line naming the holder's
 pid, before it touches anything; once the holder is killed (kill -9: no clean-up), a new one starts.
-Before the claim, a second scheduler on one SQLite journal re-ran the first one's RUNNING agents, and a
-second executor's start-up sweep deleted the first one's live run directories."""
+Without the claim nothing stopped it: a second scheduler on one SQLite journal takes over every
+unfinished agent at start (the first one's RUNNING ones too), and a second executor's start-up sweep
+empties the run root under the first one's live runs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from tests.harness import REPO, ServiceProcess
 
-SERVICES = ("registry", "scheduler", "executor")
+SERVICES = ("registry", "signer", "scheduler", "executor")
 
 
 def _start(service: str, workdir: Path, data: Path) -> tuple[subprocess.Popen[bytes], ServiceProcess]:

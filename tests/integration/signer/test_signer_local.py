@@ -23,7 +23,9 @@ def test_refuses_to_start_when_a_key_file_is_group_readable(start_signer: StartS
 def test_a_second_signer_on_the_same_key_directory_is_refused(signer_process: ServiceProcess, tmp_path: Path) -> None:
     result = run_until_exit(tmp_path, {"AF_SIGNER_BACKEND": "local"})
     assert result.returncode == 1
-    assert "another signer process is using" in result.stderr
+    # The service kit's claim of AF_DATA_DIR (its key ledger and keys) refuses it first, naming the holder.
+    assert f"process {signer_process.proc.pid} is using" in result.stderr, result.stderr
+    assert "each signer process needs a data directory of its own" in result.stderr
     assert signer_process.alive()
 
 

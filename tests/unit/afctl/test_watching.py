@@ -4,7 +4,8 @@ replica, across a run that starts over, and behind (output events dropped)."""
 
 from __future__ import annotations
 
-from afctl.watching import Printable, WatchedOutput
+from afctl.watching import TERMINAL_STATES, Printable, WatchedOutput
+from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 
 
 def printed(events: list[tuple[str, bytes, bool]]) -> tuple[bytes, list[str]]:
@@ -62,3 +63,57 @@ def test_dropped_output_events_are_said_and_the_whole_output_follows() -> None:
 
 def test_an_agent_that_wrote_nothing_prints_nothing() -> None:
     assert printed([("agent", b"", False), ("agent", b"", True)]) == (b"", [])
+
+
+def test_output_past_the_cap_is_printed_once() -> None:
+    # The scheduler keeps 5 bytes (output_truncated); the output events carried all 8, and were printed.
+    watched = WatchedOutput()
+    got = [watched.on_agent(b"", False), watched.on_output(b"aaaa"), watched.on_output(b"bbbb")]
+    got.append(watched.on_agent(b"aaaab", True, truncated=True))
+    assert b"".join(p.data for p in got) == b"aaaabbbb" and not any(p.notice for p in got)
+
+
+def test_a_watch_that_joins_past_the_cap_says_the_output_so_far_is_cut() -> None:
+    watched = WatchedOutput()
+    got = [watched.on_agent(b"aaaab", False, truncated=True), watched.on_output(b"zz")]
+    got.append(watched.on_agent(b"aaaab", True, truncated=True))
+    assert b"".join(p.data for p in got) == b"aaaabzz"
+    notices = [p.notice for p in got if p.notice]
+    assert len(notices) == 1 and "cut at 5 bytes" in notices[0]
+
+
+def test_a_watch_of_an_agent_that_ended_past_the_cap_says_its_output_is_cut() -> None:
+    got = WatchedOutput().on_agent(b"aaaab", True, truncated=True)
+    assert got.data == b"aaaab" and "cut at 5 bytes" in got.notice
+
+
+def test_every_ending_state_is_terminal_and_only_those() -> None:
+    # TIMED_OUT was missing from afctl's own list once: a timed-out agent's output came after its state line.
+    assert {
+        sch_pb.AGENT_STATE_SUCCEEDED,
+        sch_pb.AGENT_STATE_FAILED,
+        sch_pb.AGENT_STATE_CANCELLED,
+        sch_pb.AGENT_STATE_TIMED_OUT,
+    } == TERMINAL_STATES
+
+
+def test_events_read_as_a_run_to_end_reads_them_keep_the_last_attempt() -> None:
+    def agent(state: int, output: bytes = b"") -> sch_pb.RunAgentResponse:
+        return sch_pb.RunAgentResponse(agent=sch_pb.Agent(state=state, output=output))
+
+    def out(data: bytes) -> sch_pb.RunAgentResponse:
+        return sch_pb.RunAgentResponse(output=sch_pb.AgentOutput(data=data))
+
+    watched = WatchedOutput()
+    for event in [
+        agent(sch_pb.AGENT_STATE_PENDING),
+        agent(sch_pb.AGENT_STATE_RUNNING),
+        out(b"lost "),
+        agent(sch_pb.AGENT_STATE_PENDING),  # the executor was lost: the run starts over
+        agent(sch_pb.AGENT_STATE_RUNNING),
+        out(b"second"),
+        sch_pb.RunAgentResponse(log=sch_pb.AgentLog(level="info", message="a log line adds no output")),
+        agent(sch_pb.AGENT_STATE_TIMED_OUT, b"second"),
+    ]:
+        watched.on_event(event)
+    assert bytes(watched.printed) == b"second"
