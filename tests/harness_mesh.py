@@ -36,11 +36,13 @@ from afctl import quickstart
 from afctl.client import Client, Endpoints, Tls
 from mesh import DEFAULT_TOPOLOGY, REPO
 from mesh.ca import issue_all, mint_token
+from mesh.envoy import Admin
 from mesh.render import render
-from mesh.supervisor import _ctl, down, render_conf, up
+from mesh.supervisor import _ctl, _serving, down, render_conf, running, up
 from mesh.topology import Topology, load
 from mesh.weights import set_weights, wait_applied
 from observability import render as observability
+from tests.harness import eventually
 
 BIN = REPO / "build" / "bin"
 PROTOSET = REPO / "build" / "agentfactory.protoset"
@@ -48,7 +50,6 @@ PROTOSET = REPO / "build" / "agentfactory.protoset"
 # ephemeral range (32768+), so no outgoing connection can be sitting on one of ours.
 PORT_OFFSETS = (20000, 21000, 22000, 23000)
 PROMETHEUS_PORT = 9090
-START_TIMEOUT = 60.0
 
 
 def _ports(raw: dict[str, Any]) -> Iterator[int]:
@@ -172,12 +173,13 @@ class E2EMesh:
 
     # --- live changes -----------------------------------------------------------------------------
 
-    def wait_upstreams_healthy(self, service: str, timeout: float = 120.0) -> None:
+    def wait_upstreams_healthy(self, service: str) -> None:
         """Wait until every caller's sidecar sees every host of ``service``'s clusters as healthy.
 
         A failover service's color sheds its traffic to the other color while its own host has not yet
         passed its health checks (just after start-up, or when a loaded machine made it miss one): a
         test that shifts weights and then counts which color served must start from a healthy mesh.
+        No time bound (health checks pass eventually; pytest's timeout ends a hang).
         """
         clusters = set(self.topo.services[service].clusters())
         callers = [i for svc in self.topo.services.values() if service in svc.upstreams for i in svc.instances]
@@ -203,15 +205,20 @@ class E2EMesh:
                         bad.append(f"{inst.id}: {parts[0]} {parts[1]} {parts[3]}")
             return bad
 
-        if not wait_until(lambda: not unhealthy(), timeout=timeout, interval=0.5):
-            raise AssertionError(f"{service} hosts not healthy in every caller's sidecar: {unhealthy()}")
+        what = f"{service} hosts healthy in every caller's sidecar"
+        eventually(lambda: not unhealthy(), what, broken=self.broken, interval=0.5)
+
+    def broken(self) -> str | None:
+        """A `broken` check for `eventually`: supervisord is gone or gave a program up (FATAL), so what
+        a test waits for may never come. (A program it is restarting is not broken: tests kill some.)"""
+        return supervisor_broken(self.conf)
 
     def set_weights(self, service: str, **split: int) -> None:
         """Shift blue/green like `make mesh-weights`, and wait until every affected Envoy applied it."""
         changed = set_weights(self.topo, self.out, service, split)
-        late = wait_applied(self.topo, changed, timeout=10)
-        if late:
-            raise AssertionError(f"route update for {service} {split} not applied by {late}")
+        # No time bound: Envoy applies a route file it watches eventually (pytest's timeout ends a hang).
+        applied = lambda: not wait_applied(self.topo, changed, timeout=1)  # noqa: E731
+        eventually(applied, f"route update for {service} {split} applied", broken=self.broken)
 
     def run_tool(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=REPO)
@@ -285,9 +292,7 @@ def start_mesh(
     )
     mesh = E2EMesh(root, topo, topology_path, certs, out, var, conf, prometheus_addr, postgres_dir=postgres_dir)
     try:
-        late = up(conf, topo, out, timeout=START_TIMEOUT)
-        if late:
-            raise RuntimeError(f"not ready after {START_TIMEOUT:.0f} s: {', '.join(late)}")
+        up_ready(conf, topo, out)
         printed = io.StringIO()
         args = ["--gateway", mesh.gateway, "--certs-dir", str(certs), "--prometheus-addr", prometheus_addr]
         with contextlib.redirect_stdout(printed):
@@ -323,15 +328,40 @@ def attach_mesh(root: Path) -> E2EMesh:
     return mesh
 
 
-def wait_until(predicate: Any, timeout: float | None, interval: float = 0.05) -> bool:
-    """Whether `predicate()` became true within `timeout` seconds. With None, wait as long as it takes
-    (a test's way to wait for what the system promises eventually: pytest's own timeout ends a hang)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while deadline is None or time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
+def supervisor_broken(conf: Path) -> str | None:
+    """Why a supervised mesh can no longer get anywhere (supervisord gone, or a program it gave up on,
+    FATAL, with its log tail), or None. For `eventually`'s `broken`."""
+    if not running(conf):
+        return f"supervisord ({conf}) is not running"
+    fatal = [line.split()[0] for line in _ctl(conf, "status").stdout.splitlines() if " FATAL " in f" {line} "]
+    if not fatal:
+        return None
+    tails = "\n".join(f"{name}:\n{_ctl(conf, 'tail', name, 'stderr').stdout[-1500:]}" for name in fatal)
+    return f"supervisord gave up on {', '.join(fatal)}:\n{tails}"
+
+
+def up_ready(conf: Path, topo: Topology, out: Path) -> None:
+    """`mesh.supervisor.up`, then wait as it does until every Envoy is ready and every service SERVING,
+    but with no time bound (a loaded machine takes what it takes; pytest's timeout ends a hang) and
+    failing at once if supervisord exits or gives a program up."""
+    up(conf, topo, out, timeout=0)  # starts or updates supervisord; the readiness wait is below
+    programs = _ctl(conf, "status").stdout
+    checks: dict[str, Callable[[], bool]] = {
+        eid: Admin(topo.gateway.admin if eid == topo.gateway.id else topo.instance(eid).admin).ready
+        for eid in topo.envoy_ids()
+    }
+    for inst in topo.instances():
+        if f"services:{inst.id} " in programs:
+            checks[inst.id] = lambda addr=inst.app_addr: _serving(addr)
+    pending = list(checks)
+
+    def ready() -> bool:
+        pending[:] = [name for name in pending if not checks[name]()]
+        return not pending
+
+    eventually(
+        ready, "every Envoy ready and every service SERVING", broken=lambda: supervisor_broken(conf), interval=0.2
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -16,12 +16,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.harness import eventually, exited, free_port
 
 
 def bao_binary() -> str:
@@ -45,7 +44,7 @@ class OpenBaoServer:
         self.log_path = workdir / f"openbao-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> OpenBaoServer:
+    def start(self) -> OpenBaoServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 — the process owns it until stop()
         env = {
@@ -68,26 +67,24 @@ class OpenBaoServer:
             start_new_session=True,
         )
         try:
-            self._wait_healthy(timeout)
+            self._wait_healthy()
         except Exception:
             self.stop()
             raise
         return self
 
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"OpenBao exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+    def _wait_healthy(self) -> None:
+        """Until initialised, unsealed and active: no time bound (pytest's timeout ends a hang), but at
+        once a failure with its log if the server exits."""
+
+        def healthy() -> bool:
             try:
-                with urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=1.0) as reply:
-                    if reply.status == 200:  # initialised, unsealed, active
-                        return
-            except (urllib.error.URLError, OSError) as exc:
-                last = str(exc)
-            time.sleep(0.1)
-        raise TimeoutError(f"OpenBao at {self.addr} not healthy after {timeout}s ({last}):\n{self.logs()[-3000:]}")
+                with urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=5.0) as reply:
+                    return reply.status == 200  # initialised, unsealed, active
+            except (urllib.error.URLError, OSError):
+                return False
+
+        eventually(healthy, f"OpenBao at {self.addr} healthy", broken=exited(self.proc, self.logs), interval=0.1)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

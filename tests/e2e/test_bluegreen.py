@@ -24,7 +24,8 @@ import pytest
 from afctl.client import Client
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
 from tests.e2e.templates import list_agent_ids
-from tests.harness_mesh import E2EMesh, wait_until
+from tests.harness import eventually
+from tests.harness_mesh import E2EMesh
 
 CALLS = 1000
 WORKERS = 16
@@ -106,10 +107,12 @@ def test_executor_split_90_10_then_live_shift_to_green(
         t.start()
     # Counted in calls, not seconds: a loaded machine finishes fewer calls in a second, and the shift must
     # still land in the middle of a stream of them (WORKERS calls in flight all along).
-    assert wait_until(lambda: ended() >= SHIFT_CALLS, timeout=None)
+    # (Each call ends, at its own deadline at worst, so the count moves unless the load threads died.)
+    stalled = lambda: None if any(t.is_alive() for t in threads) else "the load threads ended"  # noqa: E731
+    eventually(lambda: ended() >= SHIFT_CALLS, f"{SHIFT_CALLS} calls before the shift", broken=stalled)
     e2e_mesh.set_weights("executor", blue=0, green=100)  # returns once every sidecar applied it
     shifted = ended()
-    assert wait_until(lambda: ended() >= shifted + SHIFT_CALLS, timeout=None)
+    eventually(lambda: ended() >= shifted + SHIFT_CALLS, f"{SHIFT_CALLS} calls after the shift", broken=stalled)
     stop.set()
     for t in threads:
         t.join()

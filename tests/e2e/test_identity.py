@@ -8,7 +8,8 @@ import uuid
 import grpc
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
-from tests.harness_mesh import E2EMesh, wait_until
+from tests.harness import eventually
+from tests.harness_mesh import E2EMesh
 
 GATEWAY_SA = "spiffe://agentfactory.local/sa/gateway"
 
@@ -48,5 +49,6 @@ def test_jwt_subject_is_the_audited_actor_and_a_forged_header_is_dropped(e2e_mes
         client.close()
     # The service writes the line before it answers, but it reaches the log file through supervisord's
     # pipe: wait for it, however long a loaded machine takes.
-    assert wait_until(lambda: audit_actors(e2e_mesh, "agent_accepted", agent=agent.id), timeout=None)
+    logged = lambda: audit_actors(e2e_mesh, "agent_accepted", agent=agent.id)  # noqa: E731
+    eventually(logged, "the agent_accepted audit line", broken=e2e_mesh.broken)
     assert audit_actors(e2e_mesh, "agent_accepted", agent=agent.id) == [f"jwt:{subject} via {GATEWAY_SA}"]

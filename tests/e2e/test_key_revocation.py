@@ -16,13 +16,13 @@ import grpc
 from afctl.client import Client
 from afctl.examples import catalogue
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
+from tests.harness import eventually
 from tests.harness_mesh import E2EMesh
 from tests.integration.conftest import scrape_metric
 
 PUSHES = "agentfactory_executor_key_pushes_total"
-# A cap on polling, not a timing assertion: the executors' periodic key refresh is 60 s, so seeing the key
-# set well before it proves the push.
-POLL_CAP_SECONDS = 30.0
+# No wait here has a time bound (pytest's timeout ends a hang): what proves the push is the executors'
+# own push counter, which their periodic key refresh (60 s) never moves.
 
 
 def pushes(e2e_mesh: E2EMesh) -> dict[str, float]:
@@ -60,21 +60,22 @@ def test_revocation_is_pushed_to_every_executor_and_resign_brings_templates_back
         sig_pb.SetMinimumKeyVersionRequest(min_version=new), timeout=10, metadata=admin.metadata
     )
     seconds: dict[str, float] = {}
-    while len(seconds) < len(before) and time.monotonic() - began < POLL_CAP_SECONDS:
+
+    def pushed_everywhere() -> bool:
         for executor, count in pushes(e2e_mesh).items():
             if executor not in seconds and count > before[executor]:
                 seconds[executor] = round(time.monotonic() - began, 3)
-        time.sleep(0.02)
+        return len(seconds) == len(before)
+
+    eventually(pushed_everywhere, "a key push on every executor", broken=e2e_mesh.broken, interval=0.02)
     print(f"\nrevocation pushed through the mesh: {seconds} s")
-    assert set(seconds) == set(before), f"no push reached {set(before) - set(seconds)}\n{e2e_mesh.describe()}"
 
     # Refused at once: by the executors, or (once its 2 s template cache expired) by the scheduler itself, as
     # the registry heard the push too; from then on always by the scheduler, so no agent is journaled for a
     # template no executor would run.
     result = run_code(operator, name)
     assert result[0] == grpc.StatusCode.FAILED_PRECONDITION and "revoked" in result[1], result
-    deadline = time.monotonic() + POLL_CAP_SECONDS
-    while f"v{old}, which is revoked" not in (result := run_code(operator, name))[1] and time.monotonic() < deadline:
+    while f"v{old}, which is revoked" not in (result := run_code(operator, name))[1]:
         time.sleep(0.1)
     assert result[0] == grpc.StatusCode.FAILED_PRECONDITION, result
     assert f"v{old}, which is revoked; an admin re-signs it" in result[1], result
@@ -84,8 +85,7 @@ def test_revocation_is_pushed_to_every_executor_and_resign_brings_templates_back
     assert name in {t.manifest.name for t in resigned.templates}
     assert all(t.signature.key_version == new for t in resigned.templates)
     assert not admin.resign(all_revoked=True).templates
-    deadline = time.monotonic() + POLL_CAP_SECONDS
-    while (result := run_code(operator, name))[0] != grpc.StatusCode.OK and time.monotonic() < deadline:
+    while (result := run_code(operator, name))[0] != grpc.StatusCode.OK:
         time.sleep(0.1)
     assert result[0] == grpc.StatusCode.OK, result
     # Verification is a read: the viewer verifies the re-signed template offline.

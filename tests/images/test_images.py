@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mesh.containers import Daemon, hand_over, run_args
-from tests.harness import free_port, wait_serving
+from tests.harness import NotServing, eventually, free_port, wait_serving
 from tests.images.conftest import SESSION_LABEL
 
 SERVICES = ("registry", "signer", "executor", "scheduler")
@@ -32,6 +32,11 @@ class Container:
 
     def logs(self) -> str:
         return self.daemon.docker("logs", self.name).stdout[-4000:]
+
+    def exited(self) -> str | None:
+        """A `broken` check for waits: the container's client (`docker run`) has exited."""
+        rc = self.proc.poll()
+        return None if rc is None else f"docker run exited with {rc}"
 
     def output(self) -> str:
         """What the container printed: from `docker logs` while it exists, else from its client."""
@@ -86,16 +91,12 @@ def chain(daemon: Daemon, tag: str, tmp_path_factory: pytest.TempPathFactory) ->
             t0 = time.monotonic()
             container = Container(daemon, name, args)
             containers.append(container)
-            # Short health waits while the container lives: a service that dies at start-up (say an
-            # import missing from images/requirements-runtime.txt) fails here with its own log.
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    wait_serving(addr, timeout=1)
-                    break
-                except TimeoutError:
-                    if container.proc.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"{service} image never SERVING on {addr}:\n{container.output()}")
+            # No time bound (pytest's timeout ends a hang), but a service that dies at start-up (say an
+            # import missing from images/requirements-runtime.txt) fails here at once with its own log.
+            try:
+                wait_serving(addr, broken=container.exited)
+            except NotServing:
+                pytest.fail(f"{service} image never SERVING on {addr}:\n{container.output()}")
             started[service] = (addr, time.monotonic() - t0)
             print(f"{service}: SERVING {started[service][1]:.2f} s after docker run")
         yield started
@@ -107,7 +108,7 @@ def chain(daemon: Daemon, tag: str, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_image_reaches_serving(chain: dict[str, tuple[str, float]], service: str) -> None:
     addr, _ = chain[service]
-    wait_serving(addr, timeout=5)
+    wait_serving(addr)  # still SERVING (the chain fixture waited for it); no time bound
 
 
 def test_images_run_as_65532_without_pip_or_compilers(daemon: Daemon, tag: str) -> None:
@@ -153,16 +154,17 @@ def test_envoy_image_serves_its_admin_ready(daemon: Daemon, tag: str, tmp_path: 
     t0 = time.monotonic()
     container = Container(daemon, name, args)
     try:
-        deadline = time.monotonic() + 60
-        body = ""
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=2) as reply:
-                    body = reply.read().decode().strip()
-                if body == "LIVE":
-                    break
-            time.sleep(0.1)
-        assert body == "LIVE", container.logs()
+
+        def live() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=5) as reply:
+                    return reply.read().decode().strip() == "LIVE"
+            except OSError:
+                return False
+
+        # No time bound (pytest's timeout ends a hang); at once a failure, with its log, if it exits.
+        broken = lambda: (why := container.exited()) and f"{why}:\n{container.output()}"  # noqa: E731
+        eventually(live, "the envoy image's admin LIVE", broken=broken, interval=0.1)
         print(f"envoy: LIVE {time.monotonic() - t0:.2f} s after docker run")
     finally:
         container.stop()

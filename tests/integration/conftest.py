@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ServiceProcess, wait_serving
+from tests.harness import ServiceProcess
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +37,11 @@ def signer(workdir: Path) -> Iterator[ServiceProcess]:
         yield proc
 
 
-def start_ready(proc: ServiceProcess, service: str, timeout: float = 30.0) -> ServiceProcess:
-    """Start `proc` and wait until the gRPC health entry of `service` (its full name) is SERVING."""
-    proc.start(timeout)
-    try:
-        wait_serving(proc.addr, timeout, service=service)
-    except TimeoutError:
-        proc.stop()
-        raise RuntimeError(f"{proc.name} never became ready for {service}:\n{proc.logs()[-4000:]}") from None
+def start_ready(proc: ServiceProcess, service: str) -> ServiceProcess:
+    """Start `proc` and wait until the gRPC health entry of `service` (its full name) is SERVING: no time
+    bound (pytest's timeout ends a hang), but at once a failure with its log if the process exits."""
+    proc.start()
+    proc.wait_serving(service)
     return proc
 
 

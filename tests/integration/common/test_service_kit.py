@@ -8,15 +8,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.harness import REPO, ServiceProcess, wait_serving
+from tests.harness import REPO, ServiceProcess, eventually, exited, wait_serving
 
 SERVICES = ("registry", "signer", "executor", "scheduler")
 
@@ -73,14 +71,6 @@ def _health(addr: str) -> int:
         return int(reply.status)
 
 
-def _until(done: Callable[[], bool], popen: subprocess.Popen[bytes], logs: Callable[[], str]) -> None:
-    """Poll until `done()`; fails at once if the process exits meanwhile (no time limit: a loaded machine
-    is slow, and pytest's own timeout ends a hung test)."""
-    while not done():
-        assert popen.poll() is None, logs()[-4000:]
-        time.sleep(0.05)
-
-
 def _answers(addr: str) -> bool:
     try:
         _health(addr)
@@ -96,11 +86,14 @@ def test_a_sigterm_drains_and_closes_in_the_documented_order(tmp_path: Path) -> 
             [sys.executable, "-m", "tests.integration.common.kit_service"], cwd=REPO, env=proc.env, stderr=log
         )
     try:
-        _until(lambda: _answers(proc.addr), popen, proc.logs)
+        # No time bound on these waits (a loaded machine is slow; pytest's timeout ends a hang), but each
+        # fails at once, with the log, if the process exits meanwhile.
+        broken = exited(popen, proc.logs)
+        eventually(lambda: _answers(proc.addr), "the health service answering", broken=broken)
         assert _health(proc.addr) == health_pb2.HealthCheckResponse.NOT_SERVING  # listening, not ready yet
         (tmp_path / "ready").touch()
-        wait_serving(proc.addr, timeout=120)
-        _until(lambda: "background started" in proc.logs(), popen, proc.logs)
+        wait_serving(proc.addr, broken=broken)
+        eventually(lambda: "background started" in proc.logs(), "the background task started", broken=broken)
         popen.send_signal(signal.SIGTERM)
         assert popen.wait(120) == 0, proc.logs()[-4000:]
     finally:

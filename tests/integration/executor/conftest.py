@@ -25,7 +25,7 @@ from afctl.examples import catalogue
 from agentfactory.executor.v1 import executor_service_pb2 as pb
 from agentfactory.executor.v1 import executor_service_pb2_grpc as pb_grpc
 from services.templates.policy import DEFAULT_POLICY_PATH
-from tests.harness import REPO, ServiceProcess, free_port
+from tests.harness import REPO, ServiceProcess, eventually, free_port
 from tests.integration.conftest import local_signer, scrape_metric, start_ready
 from tests.integration.executor.agents import extra_templates
 
@@ -99,11 +99,10 @@ class Stack:
 
     def wait_warm(self) -> None:
         """The executor is SERVING before its background warm-up has loaded the published modules; the
-        tests that check where a module came from wait for the warm-up's end."""
-        deadline = time.monotonic() + 60
-        while self.metric("agentfactory_executor_warmup_done") != 1:
-            assert time.monotonic() < deadline, self.executor.logs()[-3000:]
-            time.sleep(0.05)
+        tests that check where a module came from wait for the warm-up's end (no time bound: pytest's
+        timeout ends a hang; a failure at once if the executor exits)."""
+        warm = lambda: self.metric("agentfactory_executor_warmup_done") == 1  # noqa: E731
+        eventually(warm, "the executor's warm-up done", broken=self.executor.exited)
 
 
 def ensure_examples_built() -> None:

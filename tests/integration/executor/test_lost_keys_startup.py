@@ -13,13 +13,12 @@ from pathlib import Path
 import grpc
 
 from afctl.client import Client, Endpoints
-from tests.harness import ServiceProcess, free_port
+from tests.harness import ServiceProcess, eventually, free_port
 from tests.integration.conftest import local_signer, scrape_metric, start_ready
 from tests.integration.executor.agents import LIMITS, manifest, say_wat, wasm
 from tests.integration.executor.conftest import EXECUTOR_SERVICE, Executor, executor_env, write_policy
 
 TEMPLATES = 40
-POLL_CAP_SECONDS = 120.0  # a cap on polling, not a timing assertion
 
 
 def test_templates_signed_by_a_lost_key_do_not_hold_up_start_up(workdir: Path, signer: ServiceProcess) -> None:
@@ -38,9 +37,9 @@ def test_templates_signed_by_a_lost_key_do_not_hold_up_start_up(workdir: Path, s
         proc = start_ready(ServiceProcess("executor", workdir, env), EXECUTOR_SERVICE)
         serving = time.monotonic() - began
         try:
-            while scrape_metric(metrics, "agentfactory_executor_warmup_done") != 1:
-                assert time.monotonic() - began < POLL_CAP_SECONDS, proc.logs()[-3000:]
-                time.sleep(0.1)
+            # No time bound: what shows start-up was not held up is the count of key fetches below.
+            warm = lambda: scrape_metric(metrics, "agentfactory_executor_warmup_done") == 1  # noqa: E731
+            eventually(warm, "the executor's warm-up done", broken=proc.exited, interval=0.1)
             warmed = time.monotonic() - began
             refreshes = scrape_metric(metrics, "agentfactory_executor_key_refreshes_total", result="ok")
             print(

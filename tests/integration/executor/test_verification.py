@@ -211,10 +211,9 @@ def test_revoked_key_version_is_refused_and_a_republished_version_runs(tampered:
             client.rotate_key()  # when this test runs alone
         request = sig_pb.SetMinimumKeyVersionRequest(min_version=2)
         assert client.signer.SetMinimumKeyVersion(request, timeout=10).min_version == 2
-    deadline = time.monotonic() + 30  # a wait, not a bound: it ends at the first refused run
-    while True:  # the short executor's background refresh (0.2 s) learns the revocation
+    while True:  # the short executor's background refresh (0.2 s) learns the revocation: no time bound
         events, code, details = tampered.short.run("vf-revoked")
-        if code != OK or time.monotonic() > deadline:
+        if code != OK:
             break
         time.sleep(0.05)
     assert (code, events) == (FAILED_PRECONDITION, []), details

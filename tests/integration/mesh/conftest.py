@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import socket
 import ssl
 from collections.abc import Iterator
@@ -30,7 +31,8 @@ from mesh.methods import contracts
 from mesh.render import render
 from mesh.topology import Topology, load
 from mesh.weights import set_weights, wait_applied
-from tests.integration.mesh.tinyapp import TinyApp, wait_until
+from tests.harness import eventually
+from tests.integration.mesh.tinyapp import TinyApp
 
 # One identity per workload; for tests acting as a workload, the instance whose key to use.
 ACT_AS = {
@@ -131,8 +133,14 @@ class Mesh:
 
     def set_weights(self, service: str, **split: int) -> None:
         changed = set_weights(self.topo, self.out, service, split)
-        late = wait_applied(self.topo, changed, timeout=10)
-        assert not late, f"route update not applied by {late}"
+        # No time bound: Envoy applies a route file it watches eventually (pytest's timeout ends a hang).
+        applied = lambda: not wait_applied(self.topo, changed, timeout=1)  # noqa: E731
+        eventually(applied, f"route update for {service} {split} applied", broken=self.broken)
+
+    def broken(self) -> str | None:
+        """A `broken` check for `eventually`: a sidecar has exited (no test here stops one on purpose)."""
+        dead = [eid for eid, e in self.envoys.items() if e.proc is not None and e.proc.poll() is not None]
+        return "\n".join(f"envoy {eid} exited:\n{self.envoys[eid].tail()}" for eid in dead) or None
 
     def app_for(self, service: str) -> TinyApp:
         """The app behind the first instance of a service (the one tests dial directly)."""
@@ -170,13 +178,14 @@ def running_mesh(root: Path, topo: Topology) -> Iterator[Mesh]:
             app.start()
         for e in envoys.values():
             e.start()
+        # No time bound (pytest's timeout ends a hang); wait_ready fails at once if an Envoy exits.
         with ThreadPoolExecutor(len(envoys)) as pool:
-            list(pool.map(lambda e: e.wait_ready(), envoys.values()))
+            list(pool.map(lambda e: e.wait_ready(timeout=math.inf), envoys.values()))
         m = Mesh(topo, certs, out, apps, envoys)
         # Wait for the first round of active health checks so no test races cluster warm-up.
         for app in apps.values():
-            checked = wait_until(lambda app=app: app.seen("/grpc.health.v1.Health/Check") > 0, 15)
-            assert checked, f"{app.name} was never health-checked through its sidecar"
+            seen = lambda app=app: app.seen("/grpc.health.v1.Health/Check") > 0  # noqa: E731
+            eventually(seen, f"{app.name} health-checked through its sidecar", broken=m.broken)
         yield m
         for ch in m.channels:
             ch.close()

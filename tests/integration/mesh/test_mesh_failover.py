@@ -17,8 +17,9 @@ import pytest
 
 from mesh.methods import contracts
 from mesh.topology import load
+from tests.harness import eventually
 from tests.integration.mesh.conftest import Mesh, mesh_topology_dict, running_mesh
-from tests.integration.mesh.tinyapp import call, wait_until
+from tests.integration.mesh.tinyapp import call
 
 RUN = contracts()["executor"]["Run"]
 CLUSTER = "executor-blue"
@@ -64,20 +65,24 @@ def test_a_dead_executor_is_ejected_and_its_color_sheds_its_weight(one_per_color
     outbound = mesh.outbound("scheduler-blue", "executor")
     # Both hosts of the blue cluster: blue at priority 0, green as its fallback.
     both = {"executor-blue": "healthy", "executor-green": "healthy"}
-    assert wait_until(lambda: _flags(mesh, "scheduler-blue", CLUSTER) == both, 20), "the cluster never came up whole"
+    eventually(lambda: _flags(mesh, "scheduler-blue", CLUSTER) == both, "the cluster up whole", broken=mesh.broken)
     # Right after start-up Envoy's balancer can lag the health flags it shows (a host "healthy" in
     # /clusters still unused, or used while its fallback is not yet): start after two more health
     # rounds of this cluster (two hosts each).
     checks = f"cluster.{CLUSTER}.health_check.success"
     done = admin.stats(checks).get(checks, 0)
-    assert wait_until(lambda: admin.stats(checks).get(checks, 0) >= done + 4, 20)
+    eventually(lambda: admin.stats(checks).get(checks, 0) >= done + 4, "two more health rounds", broken=mesh.broken)
     assert {call(outbound, RUN)[1].get("x-served-by") for _ in range(10)} == {"executor-blue"}
     stat = f"cluster.{CLUSTER}.outlier_detection."
     before = admin.stats(stat)
 
     mesh.apps["executor-blue"].stop()  # the executor dies; its sidecar answers UNAVAILABLE (connect failure)
     during = [call(outbound, RUN) for _ in range(10)]
-    assert wait_until(lambda: _flags(mesh, "scheduler-blue", CLUSTER).get("executor-blue") != "healthy", 10)
+    eventually(
+        lambda: _flags(mesh, "scheduler-blue", CLUSTER).get("executor-blue") != "healthy",
+        "executor-blue flagged unhealthy by the scheduler's sidecar",
+        broken=mesh.broken,
+    )
     retries = admin.stats(f"cluster.{CLUSTER}.upstream_rq_retry").get(f"cluster.{CLUSTER}.upstream_rq_retry", 0)
     after = [call(outbound, RUN) for _ in range(20)]
     figures = admin.stats(stat)

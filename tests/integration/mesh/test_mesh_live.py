@@ -15,8 +15,9 @@ from cryptography import x509
 from mesh import chaos
 from mesh.ca import rotate, workload_dir
 from mesh.methods import contracts
+from tests.harness import eventually
 from tests.integration.mesh.conftest import Mesh, peer_cert
-from tests.integration.mesh.tinyapp import call, wait_until
+from tests.integration.mesh.tinyapp import call
 
 GET_AGENT = contracts()["scheduler"]["GetAgent"]
 RUN = contracts()["executor"]["Run"]
@@ -52,7 +53,9 @@ class Hammer:
     def more(self, n: int = 20) -> None:
         """Let at least ``n`` more calls complete (so the load overlaps the change just made)."""
         target = self.ok + len(self.failures) + n
-        assert wait_until(lambda: self.ok + len(self.failures) >= target, 10), "background load stalled"
+        # Each call ends (at its own deadline at worst), so the count moves unless the thread died.
+        stalled = lambda: None if self._thread.is_alive() else "the load thread ended"  # noqa: E731
+        eventually(lambda: self.ok + len(self.failures) >= target, f"{n} more background calls", broken=stalled)
 
     def __enter__(self) -> Hammer:
         self._thread.start()
@@ -142,12 +145,18 @@ def test_certificate_rotation_is_picked_up_live(mesh: Mesh, gateway_to_registry:
         new_served = _file_serial(mesh, "registry")
         assert new_served != old_served
         # ...new handshakes get the new certificate (server side)...
-        assert wait_until(
-            lambda: _serial(peer_cert(registry.inbound_addr, "registry", mesh.certs, "gateway")) == new_served, 10
-        ), "the registry sidecar still serves the old certificate"
+        eventually(
+            lambda: _serial(peer_cert(registry.inbound_addr, "registry", mesh.certs, "gateway")) == new_served,
+            "the registry sidecar serving its new certificate",
+            broken=mesh.broken,
+        )
         # ...and the scheduler's sidecar presents its new one to upstreams (client side).
         new_client = _file_serial(mesh, "scheduler-blue")
-        assert wait_until(lambda: new_client in mesh.admin("scheduler-blue").cert_serials(), 10)
+        eventually(
+            lambda: new_client in mesh.admin("scheduler-blue").cert_serials(),
+            "the scheduler sidecar presenting its new certificate",
+            broken=mesh.broken,
+        )
         hammer.more()
     # ...keeps working, as do new connections, and nothing dropped meanwhile.
     assert call(gateway_to_registry, GET_TEMPLATE)[0] == grpc.StatusCode.OK

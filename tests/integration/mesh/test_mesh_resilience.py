@@ -12,8 +12,9 @@ import grpc
 
 from mesh import chaos
 from mesh.methods import contracts
+from tests.harness import eventually
 from tests.integration.mesh.conftest import Mesh
-from tests.integration.mesh.tinyapp import call, wait_until
+from tests.integration.mesh.tinyapp import call
 
 REG = contracts()["registry"]
 RUN = contracts()["executor"]["Run"]
@@ -99,7 +100,7 @@ def test_resource_exhausted_executor_is_retried_on_another_host(mesh: Mesh) -> N
     retries = "cluster.executor-blue.upstream_rq_retry"
     before = _stat(mesh, "scheduler-blue", retries)
     # Start from a cluster the caller sees whole (an earlier test's faults may still be wearing off).
-    assert wait_until(lambda: _all_healthy(mesh, "scheduler-blue", "executor-blue"), 20)
+    eventually(lambda: _all_healthy(mesh, "scheduler-blue", "executor-blue"), "blue seen whole", broken=mesh.broken)
     try:
         chaos.abort(mesh.admin("executor-blue"), 100, grpc_status=8)
         results = [call(mesh.outbound("scheduler-blue", "executor"), RUN) for _ in range(20)]
@@ -140,11 +141,11 @@ def test_failing_executor_is_ejected(mesh: Mesh) -> None:
         return flags.get(failing, "healthy") != "healthy" and bool(others) and all(f == "healthy" for f in others)
 
     outbound = mesh.outbound("scheduler-green", "executor")
-    assert wait_until(lambda: _all_healthy(mesh, "scheduler-green", "executor-blue"), 20)
+    eventually(lambda: _all_healthy(mesh, "scheduler-green", "executor-blue"), "blue seen whole", broken=mesh.broken)
     try:
         chaos.abort(mesh.admin("executor-blue"), 100, grpc_status=14)
         during = [call(outbound, RUN)[0] for _ in range(20)]
-        assert wait_until(taken_out, 5)
+        eventually(taken_out, "the failing host out of rotation", broken=mesh.broken)
         after = [call(outbound, RUN)[0] for _ in range(20)]
     finally:
         chaos.off(mesh.admin("executor-blue"))

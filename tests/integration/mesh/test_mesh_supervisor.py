@@ -14,10 +14,11 @@ import pytest
 from mesh.ca import issue_all
 from mesh.envoy import Admin
 from mesh.render import render
-from mesh.supervisor import _ctl, down, render_conf, running, up
+from mesh.supervisor import _ctl, down, render_conf, running
 from mesh.topology import Topology, load
+from tests.harness import eventually
+from tests.harness_mesh import supervisor_broken, up_ready
 from tests.integration.mesh.conftest import mesh_topology_dict
-from tests.integration.mesh.tinyapp import wait_until
 
 # A program that takes its time to stop, as PostgreSQL's shutdown or a service's drain does (it also
 # starts a child in its process group, as the postmaster does its backends, and stops it first).
@@ -62,26 +63,28 @@ def _pid(conf: Path, program: str) -> int:
 
 def test_supervisor_restarts_a_dead_envoy(supervised: tuple[Topology, Path, Path]) -> None:
     topo, conf, out = supervised
-    assert up(conf, topo, out, timeout=30) == []
+    up_ready(conf, topo, out)
     assert running(conf)
     first = _pid(conf, "envoy:envoy-signer")
     assert first > 0
     # Idempotent: a second `up` with an unchanged config restarts nothing.
-    assert up(conf, topo, out, timeout=30) == []
+    up_ready(conf, topo, out)
     assert _pid(conf, "envoy:envoy-signer") == first
 
     os.kill(first, signal.SIGKILL)
-    assert wait_until(lambda: _pid(conf, "envoy:envoy-signer") not in (0, first), 15), "envoy was not restarted"
-    assert wait_until(Admin(topo.instance("signer").admin).ready, 15)
+    # No time bound: supervisord restarts it eventually; it fails at once if supervisord gives it up.
+    broken = lambda: supervisor_broken(conf)  # noqa: E731
+    eventually(lambda: _pid(conf, "envoy:envoy-signer") not in (0, first), "envoy restarted", broken=broken)
+    eventually(Admin(topo.instance("signer").admin).ready, "the restarted envoy ready", broken=broken)
 
 
 def test_up_restarts_only_envoys_whose_bootstrap_changed(supervised: tuple[Topology, Path, Path]) -> None:
     topo, conf, out = supervised
-    assert up(conf, topo, out, timeout=30) == []
+    up_ready(conf, topo, out)
     signer, gateway = _pid(conf, "envoy:envoy-signer"), _pid(conf, "envoy:envoy-gateway")
     boot = out / "signer" / "envoy.yaml"
     boot.write_text(boot.read_text().replace("max_concurrent_streams: 1024", "max_concurrent_streams: 512", 1))
-    assert up(conf, topo, out, timeout=30) == []
+    up_ready(conf, topo, out)
     assert _pid(conf, "envoy:envoy-signer") not in (0, signer)
     assert _pid(conf, "envoy:envoy-gateway") == gateway
 
@@ -120,7 +123,7 @@ def test_down_waits_for_everything_so_up_can_follow_at_once(
 ) -> None:
     topo, conf, out = supervised
     _add_slow_program(conf, tmp_path / "slow_stop.py", stop_seconds=2.0, stopwaitsecs=30)
-    assert up(conf, topo, out, timeout=30) == []
+    up_ready(conf, topo, out)
     supervisord = int(_ctl(conf, "pid").stdout)
     programs = [int(p) for p in _ctl(conf, "pid", "all").stdout.split()]
     assert len(programs) == 3 and all(programs)  # two Envoys and the slow program
@@ -128,7 +131,7 @@ def test_down_waits_for_everything_so_up_can_follow_at_once(
     assert down(conf) == []
     assert not [p for p in (supervisord, *programs) if _alive(p)]
     # What `make stop && make run` does: a new supervisord takes the socket and the Envoys their ports.
-    assert up(conf, topo, out, timeout=30) == []
+    up_ready(conf, topo, out)
     assert running(conf)
 
 
@@ -137,10 +140,11 @@ def test_down_is_bounded_and_a_second_down_finishes_the_shutdown(
 ) -> None:
     topo, conf, out = supervised
     _add_slow_program(conf, tmp_path / "slow_stop.py", stop_seconds=600.0, stopwaitsecs=600)
-    assert up(conf, topo, out, timeout=30) == []
+    up_ready(conf, topo, out)
     slow = _pid(conf, "slow-stop")
     supervisord = int(_ctl(conf, "pid").stdout)
 
+    # Not a speed limit: the slow program takes 600 s to stop, so `down` must give up at its 1 s bound.
     left = down(conf, timeout=1.0)
     assert left[0] == f"supervisord (pid {supervisord})"
     assert f"process group {slow}" in left

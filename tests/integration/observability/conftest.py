@@ -22,12 +22,12 @@ import yaml
 from afctl.client import Client, Endpoints
 from mesh.ca import issue_all, workload_dir
 from mesh.render import render
-from mesh.supervisor import render_conf, up
+from mesh.supervisor import render_conf
 from mesh.topology import Topology, load
 from observability.render import Target
 from observability.trace_sink import JsonlStore
 from tests.harness import REPO, ServiceProcess, free_port
-from tests.harness_mesh import E2EMesh, pick_offset, shifted_topology
+from tests.harness_mesh import E2EMesh, pick_offset, shifted_topology, up_ready
 from tests.harness_otlp import OtlpReceiver
 from tests.harness_prometheus import PrometheusProcess
 
@@ -148,8 +148,7 @@ def traced_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TracedMesh
         conf = render_conf(topo, out_dir=out, var_dir=var)
         mesh = E2EMesh(root, topo, topology_path, certs, out, var, conf, prometheus_addr="")
         try:
-            late = up(conf, topo, out, timeout=90)
-            assert not late, f"not ready: {late}\n{mesh.describe()}"
+            up_ready(conf, topo, out)  # no time bound; fails at once if supervisord gives a program up
             yield TracedMesh(mesh, receiver, spans_file)
         finally:
             mesh.stop()

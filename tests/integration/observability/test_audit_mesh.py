@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
 
 from agentfactory.signer.v1 import signer_service_pb2 as sig_pb
 from agentfactory.signer.v1 import signer_service_pb2_grpc as sig_grpc
-from tests.harness import REPO
+from tests.harness import REPO, eventually
 from tests.integration.observability.conftest import TracedMesh, echo_template, manifest_with
 
 SIGN = "/agentfactory.signer.v1.SignerService/Sign"
@@ -39,13 +38,17 @@ def _audit(mesh: TracedMesh, *args: str) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def _wait_audit(mesh: TracedMesh, predicate, *args: str, timeout: float = 25.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        events = _audit(mesh, *args)
-        if any(predicate(e) for e in events) or time.monotonic() > deadline:
-            return events
-        time.sleep(1)
+def _wait_audit(mesh: TracedMesh, predicate, *args: str) -> list[dict]:
+    """The audit events (filtered by `args`) once one matches `predicate`. No time bound: Envoy flushes its
+    access log eventually, a loaded machine decides when (pytest's timeout ends a hang)."""
+    seen: list[list[dict]] = []
+
+    def logged() -> bool:
+        seen.append(_audit(mesh, *args))
+        return any(predicate(e) for e in seen[-1])
+
+    eventually(logged, f"an audit event ({' '.join(args)})", broken=mesh.mesh.broken, interval=1)
+    return seen[-1]
 
 
 def test_a_sidecar_rbac_denial_is_audited_with_the_callers_identity(traced_mesh: TracedMesh) -> None:

@@ -98,7 +98,6 @@ def test_metrics_move_with_traffic(stack: Stack, after_traffic: PrometheusProces
     after_traffic.wait_until(
         "agents created to grow",
         lambda: total('sum(agentfactory_scheduler_agents_created_total{template="echo-upper"})') > before,
-        timeout=10,
     )
     assert total('agentfactory_policy_denials_total{service="registry"}') >= 1
     assert total('agentfactory_cache_requests_total{cache="registry_manifest", result="hit"}') >= 1

@@ -4,7 +4,7 @@ executor's server span under the scheduler's client span (no mesh yet: direct lo
 from __future__ import annotations
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as sch_pb
-from tests.harness_otlp import ReceivedSpan, children
+from tests.harness_otlp import ReceivedSpan, children, spans_when
 from tests.integration.observability.conftest import Stack
 
 RUN_AGENT = "/agentfactory.scheduler.v1.SchedulerService/RunAgent"
@@ -38,7 +38,7 @@ def test_run_agent_traces_scheduler_to_executor(stack: Stack) -> None:
             for c in _under(spans, r, "scheduler", "client", RUN)
         )
 
-    spans = stack.receiver.wait_for(complete, timeout=5)
+    spans = spans_when(stack.receiver, complete, "scheduler to executor spans")
     root = next(s for s in spans if s.trace_id == TRACE_ID and s.name == RUN_AGENT and s.kind == "server")
     assert root.service == "scheduler" and root.parent_span_id == EDGE_SPAN
 
@@ -48,7 +48,7 @@ def test_run_agent_traces_scheduler_to_executor(stack: Stack) -> None:
         wanted = {("executor", n) for n in ("template_lookup", "verify_signature", "module_lookup", "sandbox_run")}
         return wanted | {("scheduler", "journal_write")} <= names
 
-    spans = stack.receiver.wait_for(has_domain_spans, timeout=5)
+    spans = spans_when(stack.receiver, has_domain_spans, "the domain spans")
     (run_server,) = [s for s in spans if s.trace_id == TRACE_ID and s.service == "executor" and s.name == RUN]
     for name in ("verify_signature", "sandbox_run"):
         assert _under(spans, run_server, "executor", "internal", name), f"{name} is not under the executor's Run span"

@@ -30,6 +30,7 @@ import sys
 
 from observability.trace_sink import Span, children, traces
 from tests.harness import REPO
+from tests.harness_otlp import spans_when
 from tests.integration.observability.conftest import TracedMesh, echo_template, manifest_with
 
 RUN_AGENT = "/agentfactory.scheduler.v1.SchedulerService/RunAgent"
@@ -83,7 +84,7 @@ def _run_at_gateway(mesh: TracedMesh, version: str) -> Span:
     def arrived(spans: list[Span]) -> bool:
         return any(_is(s, "gateway", "server", RUN_AGENT) and s.span_id not in before for s in spans)
 
-    spans = mesh.receiver.wait_for(arrived, timeout=15)
+    spans = spans_when(mesh.receiver, arrived, "the gateway's RunAgent span")
     return next(s for s in spans if _is(s, "gateway", "server", RUN_AGENT) and s.span_id not in before)
 
 
@@ -122,7 +123,7 @@ def _assert_one_trace(mesh: TracedMesh, gateway: Span) -> tuple[list[Span], dict
         trace = traces(spans).get(gateway.trace_id, [])
         return _complete(_tree(trace, gateway)) and not _orphans(trace)
 
-    spans = mesh.receiver.wait_for(whole, timeout=15)
+    spans = spans_when(mesh.receiver, whole, "the whole trace, every hop")
     trace = traces(spans)[gateway.trace_id]
     assert gateway.parent_span_id == "", "the gateway starts the trace"
     tree = _tree(trace, gateway)
@@ -161,7 +162,7 @@ def test_a_clients_traceparent_is_continued_by_the_gateway(traced_mesh: TracedMe
         gateway = next((s for s in trace if _is(s, "gateway", "server", RUN_AGENT)), None)
         return gateway is not None and _complete(_tree(trace, gateway))
 
-    spans = traced_mesh.receiver.wait_for(arrived, timeout=15)
+    spans = spans_when(traced_mesh.receiver, arrived, "the spans")
     gateway = next(s for s in traces(spans)[trace_id] if _is(s, "gateway", "server", RUN_AGENT))
     assert gateway.parent_span_id == edge
 

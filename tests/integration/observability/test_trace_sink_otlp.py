@@ -13,6 +13,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from observability import traces as reader
 from observability.trace_sink import JsonlStore, OtlpReceiver
+from tests.harness_otlp import spans_when
 
 
 def test_spans_exported_by_the_sdk_arrive_whole_and_are_stored(tmp_path: Path) -> None:
@@ -27,7 +28,7 @@ def test_spans_exported_by_the_sdk_arrive_whole_and_are_stored(tmp_path: Path) -
         ):
             inner.set_status(Status(StatusCode.ERROR, "boom"))
         provider.shutdown()
-        spans = receiver.wait_for(lambda s: len(s) == 2, timeout=10)
+        spans = spans_when(receiver, lambda s: len(s) == 2, "both spans")
     outer = next(s for s in spans if s.name == "outer")
     inner_span = next(s for s in spans if s.name == "inner")
     assert (outer.service, outer.instance, outer.kind, outer.parent_span_id) == ("demo", "demo-1", "internal", "")

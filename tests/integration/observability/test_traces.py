@@ -17,7 +17,7 @@ import wasmtime
 from afctl.client import Client, Endpoints
 from agentfactory.registry.v1 import registry_service_pb2 as reg_pb
 from tests.harness import ServiceProcess
-from tests.harness_otlp import OtlpReceiver, ReceivedSpan, children
+from tests.harness_otlp import OtlpReceiver, ReceivedSpan, children, spans_when
 
 PUBLISH = "/agentfactory.registry.v1.RegistryService/PublishTemplate"
 SIGN = "/agentfactory.signer.v1.SignerService/Sign"
@@ -76,7 +76,7 @@ def test_publish_yields_one_trace_registry_then_signer(traced: Client, receiver:
     def complete(spans: list[ReceivedSpan]) -> bool:
         return any(_chain(spans, r) for r in _publish_roots(spans) if r.span_id not in before)
 
-    spans = receiver.wait_for(complete)
+    spans = spans_when(receiver, complete, "the whole trace")
     root = next(r for r in _publish_roots(spans) if r.span_id not in before and _chain(spans, r))
     assert root.parent_span_id == "", "an untraced caller must make the registry span the root"
     client_span, server_span = _chain(spans, root) or (None, None)
@@ -93,7 +93,7 @@ def test_incoming_traceparent_becomes_the_parent(traced: Client, receiver: OtlpR
     def arrived(spans: list[ReceivedSpan]) -> bool:
         return any(r.trace_id == TRACE_ID and _chain(spans, r) for r in _publish_roots(spans))
 
-    spans = receiver.wait_for(arrived)
+    spans = spans_when(receiver, arrived, "the spans")
     root = next(r for r in _publish_roots(spans) if r.trace_id == TRACE_ID)
     assert root.parent_span_id == EDGE_SPAN
     client_span, server_span = _chain(spans, root) or (None, None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -14,7 +13,7 @@ import zstandard
 
 from agentfactory.registry.v1 import registry_service_pb2 as pb
 from services.templates.messages import template_from_proto
-from tests.harness import REPO, ServiceProcess, free_port
+from tests.harness import REPO, ServiceProcess, eventually, free_port
 from tests.integration.registry.conftest import (
     TIMEOUT,
     Client,
@@ -60,9 +59,9 @@ def test_kill_9_mid_publish_leaves_nothing_half_made(tmp_path: Path, signer: Ser
         def requests_then_crash():
             for i, request in enumerate(publish_requests(manifest("crashy"), module, chunk=512 * 1024)):
                 if i == 6:  # header + 5 chunks are in; the upload is half done
-                    deadline = time.monotonic() + 5
-                    while not any((data_dir / "tmp").iterdir()) and time.monotonic() < deadline:
-                        time.sleep(0.01)
+                    # Until the upload is on disk (no time bound: pytest's timeout ends a hang).
+                    started = lambda: any((data_dir / "tmp").iterdir())  # noqa: E731
+                    eventually(started, "the upload's partial file", broken=proc.exited, interval=0.01)
                     proc.kill()
                 yield request
 

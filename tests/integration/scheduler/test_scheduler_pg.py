@@ -17,7 +17,7 @@ import pytest
 
 from agentfactory.scheduler.v1 import scheduler_service_pb2 as pb
 from mesh.pglocal import LocalPostgres
-from tests.harness import free_port
+from tests.harness import eventually, free_port
 from tests.integration.scheduler.conftest import TIMEOUT, Scheduler, SchedulerFactory
 from tests.integration.scheduler.create_load import LOST_REASON, CreateLoad
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401 — fixtures
@@ -31,13 +31,17 @@ def replica(scheduler: SchedulerFactory, dsn: str, **env: str) -> Scheduler:
     return scheduler(AF_DATABASE_URL=dsn, AF_SCHEDULER_LEASE_SECONDS=LEASE, **env)
 
 
-def wait_terminal(sched: Scheduler, agent_id: str, timeout: float = 180.0) -> pb.Agent:
-    deadline = time.monotonic() + timeout
-    while True:
-        agent = sched.get(agent_id)
-        if agent.state in TERMINAL or time.monotonic() > deadline:
-            return agent
-        time.sleep(0.05)
+def wait_terminal(sched: Scheduler, agent_id: str) -> pb.Agent:
+    """The agent once it has ended: no time bound (pytest's timeout ends a hang), but a failure at once,
+    with the scheduler's log, if its process exits."""
+    seen: list[pb.Agent] = []
+
+    def ended() -> bool:
+        seen.append(sched.get(agent_id))
+        return seen[-1].state in TERMINAL
+
+    eventually(ended, f"agent {agent_id} terminal", broken=sched.proc.exited)
+    return seen[-1]
 
 
 def test_replicas_answer_for_each_others_agents(scheduler: SchedulerFactory, pg_dsn: str) -> None:  # noqa: F811
@@ -119,14 +123,14 @@ def test_sigkill_of_a_replica_under_load_loses_nothing_and_runs_nothing_twice(
 
 def restart(server: LocalPostgres) -> None:
     """Start again after a SIGKILL: the old backends notice their postmaster's death and leave the shared
-    memory within moments; until then pg_ctl refuses to start."""
-    for _ in range(100):
+    memory eventually (moments, or longer on a loaded machine); until then pg_ctl refuses to start. No time
+    bound: pytest's timeout ends a hang."""
+    while True:
         try:
             server.start()
             return
         except RuntimeError:
             time.sleep(0.3)
-    server.start()
 
 
 def test_database_outage_is_unavailable_and_heals(scheduler: SchedulerFactory) -> None:
@@ -154,13 +158,13 @@ def test_database_outage_is_unavailable_and_heals(scheduler: SchedulerFactory) -
         assert codes == {grpc.StatusCode.UNAVAILABLE}, codes
         assert sched.proc.alive()
         restart(server)
-        deadline = time.monotonic() + 60
-        while True:  # the pool reconnects by itself
+        while True:  # the pool reconnects by itself, however long that takes (no time bound)
             try:
                 back = sched.get(before.id)
                 break
             except grpc.RpcError as err:
-                assert err.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, err
+                assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+                assert sched.proc.alive(), sched.proc.logs()[-4000:]
                 time.sleep(0.2)
         assert back.state == S.AGENT_STATE_SUCCEEDED and back.output == b"KEPT"  # nothing acknowledged lost
         after = sched.create("echo-upper", b"again")

@@ -87,6 +87,7 @@ def test_vault_outage_is_unavailable_naming_the_address(start_signer: StartSigne
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             assert f"Vault at {bao.addr} is unreachable" in info.value.details()
     assert signer.alive()
+    signer.stop()  # a signer on the same data directory starts only once this one is gone (dir_claim)
     result = run_until_exit(tmp_path, vault_env(bao, "templates"))
     assert result.returncode == 1 and f"Vault at {bao.addr} is unreachable" in result.stderr
 
@@ -122,10 +123,12 @@ def test_works_with_a_least_privilege_token(openbao: OpenBaoServer, start_signer
 def test_a_transit_key_lost_with_vaults_storage_is_never_recreated(start_signer: StartSigner, tmp_path: Path) -> None:
     """Issue 10 item 12: a dev server keeps its storage in memory, so a restart is exactly a lost storage."""
     with OpenBaoServer(tmp_path / "first-openbao") as bao:
-        channel, stub = stub_for(start_signer(vault_env(bao, "templates")))
+        first = start_signer(vault_env(bao, "templates"))
+        channel, stub = stub_for(first)
         with channel:
             assert stub.Sign(pb.SignRequest(payload=PAYLOAD), timeout=T).signature.key_version == 1
             assert stub.GetPublicKeys(pb.GetPublicKeysRequest(), timeout=T).keys[0].fingerprint_sha256
+        first.stop()  # the next signers use its data directory, which it holds while it runs (dir_claim)
     with OpenBaoServer(tmp_path / "second-openbao") as bao:
         # Same data directory (the signer's key ledger), a Vault without the key: refuse, create nothing.
         result = run_until_exit(tmp_path, vault_env(bao, "templates"))

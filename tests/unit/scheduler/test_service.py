@@ -48,14 +48,11 @@ async def make_service(tmp_path: Path) -> AsyncIterator[Factory]:
         journal.close()
 
 
-async def until_terminal(svc: SchedulerService, agent_id: str, timeout: float = 5.0) -> Agent:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        agent = await svc.get(agent_id)
-        if agent.state.terminal:
-            return agent
+async def until_terminal(svc: SchedulerService, agent_id: str) -> Agent:
+    """The agent once it has ended: no time bound (pytest's timeout ends a hang)."""
+    while not (agent := await svc.get(agent_id)).state.terminal:
         await asyncio.sleep(0.01)
-    raise AssertionError(f"agent {agent_id} still {(await svc.get(agent_id)).state.name}")
+    return agent
 
 
 async def collect(stream: AsyncIterator[object]) -> tuple[list[object], BaseException | None]:
