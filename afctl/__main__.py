@@ -455,7 +455,6 @@ class WatchPrinter:
         self.output = WatchedOutput()
         self.states = states
         self.mid_line = False  # the last output written did not end its line
-        self.ended = False  # a terminal state was seen
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.terminal = sys.stdout.isatty()
 
@@ -474,7 +473,6 @@ class WatchPrinter:
         if terminal:  # what it wrote, then how it ended
             self.write(printable)
             self.end_output()
-            self.ended = True
         if not self.states:
             if not terminal:
                 self.write(printable)

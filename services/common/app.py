@@ -84,29 +84,32 @@ def run_service(service: Service[S], environ: Mapping[str, str] | None = None) -
 
 
 async def _build_and_serve(service: Service[S], settings: S, telemetry: Telemetry) -> int:
-    directory = service.own_dir(settings) if service.own_dir is not None else None
-    claimed = None
+    claimed: dir_claim.DirClaim | None = None
     try:
-        if directory is not None:
-            try:
-                claimed = dir_claim.claim(directory)
-            except dir_claim.DirInUse as exc:
-                raise CannotStart(
-                    f"{exc}; each {service.name} process needs a data directory of its own (AF_DATA_DIR)"
-                ) from None
-            except OSError as exc:  # not creatable, not writable, a file where the directory goes
-                raise CannotStart(f"cannot use {directory} as the data directory: {exc.strerror}") from None
-        app = await service.build(settings, telemetry)
-    except CannotStart as exc:
-        message = " ".join(str(exc).split())
-        log_event(log, "cannot start", logging.CRITICAL, error=message)
-        print(f"{service.name}: cannot start: {message}", file=sys.stderr)
-        telemetry.shutdown()
-        if claimed is not None:
-            claimed.release()
-        return EXIT_FAILED
-    try:
+        try:
+            claimed = _claim_own_dir(service, settings)
+            app = await service.build(settings, telemetry)
+        except CannotStart as exc:
+            message = " ".join(str(exc).split())
+            log_event(log, "cannot start", logging.CRITICAL, error=message)
+            print(f"{service.name}: cannot start: {message}", file=sys.stderr)
+            telemetry.shutdown()
+            return EXIT_FAILED
         return await serve(app, settings.server, telemetry, service_name=service.name)
     finally:
         if claimed is not None:
             claimed.release()
+
+
+def _claim_own_dir(service: Service[S], settings: S) -> dir_claim.DirClaim | None:
+    directory = service.own_dir(settings) if service.own_dir is not None else None
+    if directory is None:
+        return None
+    try:
+        return dir_claim.claim(directory)
+    except dir_claim.DirInUse as exc:
+        raise CannotStart(
+            f"{exc}; each {service.name} process needs a data directory of its own (AF_DATA_DIR)"
+        ) from None
+    except OSError as exc:  # not creatable, not writable, a file where the directory goes
+        raise CannotStart(f"cannot use {directory} as the data directory: {exc.strerror}") from None

@@ -238,16 +238,13 @@ class SchedulerService:
                 yield event
             return
         sub = self.book.subscribe(live)  # snapshot and subscribe with no await between: nothing is missed
-        ended = False
         try:
             yield AgentChanged(live.snapshot())
             async for event in sub:
-                if isinstance(event, AgentChanged) and event.agent.state.terminal:
-                    ended = True
                 yield event
         finally:
             live.subscribers.discard(sub)
-        if not ended:
+        if not live.agent.state.terminal:  # book.finish sets the terminal agent before it ends the watchers
             # The stream of an agent this replica let go (another replica of the shared journal took it
             # over: book._let_go) ends before its terminal state: follow it on through the journal.
             async for event in self._watch_journal(agent_id):

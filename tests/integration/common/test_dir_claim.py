@@ -10,12 +10,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, ServiceProcess
+from tests.harness import REPO, ServiceProcess, eventually, exited
 
 SERVICES = ("registry", "signer", "scheduler", "executor")
 
@@ -29,11 +28,13 @@ def _start(service: str, workdir: Path, data: Path) -> tuple[subprocess.Popen[by
 
 
 def _until_claimed(data: Path, popen: subprocess.Popen[bytes], proc: ServiceProcess) -> None:
-    """Until the lock file names `popen` (no time limit: pytest's own timeout ends a hung test)."""
+    """Until the lock file names `popen`; fails at once, with its log, if it exits first."""
     lock = data / ".lock"
-    while not (lock.exists() and lock.read_text().strip() == str(popen.pid)):
-        assert popen.poll() is None, proc.logs()[-4000:]
-        time.sleep(0.05)
+    eventually(
+        lambda: lock.exists() and lock.read_text().strip() == str(popen.pid),
+        f"{proc.name} to claim {data}",
+        broken=exited(popen, proc.logs),
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)
